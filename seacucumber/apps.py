@@ -1,0 +1,9 @@
+"""Django app config for Sea Cucumber."""
+
+from django.apps import AppConfig
+
+
+class SeaCucumberConfig(AppConfig):
+    name = "seacucumber"
+    verbose_name = "Sea Cucumber"
+    default_auto_field = "django.db.models.BigAutoField"

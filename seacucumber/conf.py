@@ -1,0 +1,119 @@
+"""Every Sea Cucumber setting, read lazily from ``django.conf.settings``.
+
+Each setting is declared once in ``SETTINGS`` with its default, the older names it
+also answers to (django-ses and Sea Cucumber 1.x), and what it means. Values are read
+on every access, so ``override_settings`` works in tests. Use it as::
+
+    from seacucumber.conf import conf
+    conf.USE_SES_V2
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings as django_settings
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its name, default, older names it also answers to, and its meaning."""
+
+    name: str
+    default: Any
+    doc: str
+    aliases: tuple[str, ...] = field(default=())
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # --- AWS client ---------------------------------------------------------------
+    Setting("AWS_SES_REGION_NAME", None,
+            "SES region. Unset: boto3's own resolution (AWS_DEFAULT_REGION, profile)."),
+    Setting("SEACUCUMBER_ENDPOINT_URL", None,
+            "SES endpoint URL. Unset: AWS_SES_REGION_ENDPOINT (django-ses, a host name), "
+            "else boto3's own (AWS_ENDPOINT_URL_SES / AWS_ENDPOINT_URL environment)."),
+    Setting("AWS_SES_REGION_ENDPOINT", None,
+            "django-ses name: SES endpoint host (https assumed) or URL."),
+    Setting("AWS_SES_ACCESS_KEY_ID", None,
+            "Access key. Unset: boto3's credential chain.", ("AWS_ACCESS_KEY_ID",)),
+    Setting("AWS_SES_SECRET_ACCESS_KEY", None,
+            "Secret key. Unset: boto3's credential chain.", ("AWS_SECRET_ACCESS_KEY",)),
+    Setting("AWS_SES_SESSION_TOKEN", None,
+            "Session token. Unset: boto3's credential chain.", ("AWS_SESSION_TOKEN",)),
+    Setting("USE_SES_V2", False,
+            "Send with the SES v2 API (SendEmail, raw content; 40 MB) instead of v1 "
+            "SendRawEmail (10 MB)."),
+    Setting("SEACUCUMBER_CONNECT_TIMEOUT", 5.0, "Seconds to connect to SES."),
+    Setting("SEACUCUMBER_READ_TIMEOUT", 30.0, "Seconds to wait for an SES answer."),
+    # --- per-message options ------------------------------------------------------------
+    Setting("AWS_SES_CONFIGURATION_SET", None,
+            "Configuration set name, or a callable (message, dkim_domain, dkim_key, "
+            "dkim_selector, dkim_headers) returning one, resolved at send_messages."),
+    Setting("AWS_SES_RETURN_PATH", None,
+            "Envelope sender (bounce address) for every message; unset: the From address."),
+    Setting("AWS_SES_SOURCE_ARN", None, "v1 SourceArn (sending authorization)."),
+    Setting("AWS_SES_FROM_ARN", None, "v1 FromArn / v2 FromEmailAddressIdentityArn."),
+    Setting("AWS_SES_RETURN_PATH_ARN", None, "v1 ReturnPathArn."),
+    Setting("AWS_SES_GLOBAL_ENDPOINT_ID", None, "v2 multi-region endpoint id (EndpointId)."),
+    # --- queueing -------------------------------------------------------------------------
+    Setting("SEACUCUMBER_QUEUE", None,
+            "Celery queue for mail tasks. Unset: Celery's routing (task_routes, or the "
+            "default queue).", ("CUCUMBER_ROUTE_QUEUE",)),
+    Setting("SEACUCUMBER_ENQUEUE_TIMEOUT", 5.0,
+            "Seconds send_messages may spend reaching the broker before it raises."),
+    Setting("SEACUCUMBER_ENQUEUE_ON_COMMIT", False,
+            "Enqueue inside an atomic block only once the transaction commits (rolled-back "
+            "work sends no mail)."),
+    # --- retries ----------------------------------------------------------------------------
+    Setting("SEACUCUMBER_RETRY_BASE_DELAY", 2.0,
+            "First retry delay in seconds for throttling and transient errors; doubles "
+            "each attempt, with full jitter."),
+    Setting("SEACUCUMBER_RETRY_MAX_DELAY", 300.0,
+            "Cap on one retry delay, seconds. Keep it below the broker's visibility timeout."),
+    Setting("SEACUCUMBER_MESSAGE_LIFETIME", 24 * 3600.0,
+            "Seconds after send_messages past which a message still failing transiently is "
+            "failed for good (a mail server's queue lifetime)."),
+    # --- shared state and rate ---------------------------------------------------------------
+    Setting("SEACUCUMBER_REDIS_URL", None,
+            "Redis for the shared rate and send records. Unset: the broker URL when it is "
+            "Redis."),
+    Setting("SEACUCUMBER_RATE_LIMIT", None,
+            "Recipients per second for the whole account. Unset: learned from SES "
+            "(MaxSendRate).", ("CUCUMBER_RATE_LIMIT",)),
+    Setting("SEACUCUMBER_RATE_SAFETY_FACTOR", 0.97,
+            "Share of the SES MaxSendRate to use when the rate is learned.",
+            ("AWS_SES_AUTO_THROTTLE",)),
+    # --- DKIM ---------------------------------------------------------------------------------
+    Setting("DKIM_DOMAIN", None, "Domain to sign for (d=). Signing is on when this and "
+            "DKIM_PRIVATE_KEY are set."),
+    Setting("DKIM_PRIVATE_KEY", None, "PEM private key (str or bytes)."),
+    Setting("DKIM_SELECTOR", "ses", "DKIM selector (s=)."),
+    Setting("DKIM_HEADERS", ("From", "To", "Cc", "Subject"),
+            "Headers to sign. Not Message-ID or Date: SES rewrites them."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+class LazySettings:
+    """Attribute access to every setting in ``SETTINGS``, read at access time."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            setting = _BY_NAME[name]
+        except KeyError:
+            raise AttributeError(f"{name!r} is not a Sea Cucumber setting") from None
+        for candidate in (setting.name, *setting.aliases):
+            value = getattr(django_settings, candidate, _MISSING)
+            if value is not _MISSING:
+                return value
+        return setting.default
+
+    def __dir__(self) -> list[str]:
+        return sorted(_BY_NAME)
+
+
+conf = LazySettings()

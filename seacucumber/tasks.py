@@ -1,0 +1,85 @@
+"""The send task: one ``OutboundSend`` payload in, one SES send out.
+
+Flow: read the JSON payload -> send through ``ses.send`` -> on error, ``ses.classify`` decides:
+throttling and transient errors retry with backoff (``retry.backoff_delay``) until the
+message's lifetime ends; permanent errors fail at once. The task's result is SES's MessageId.
+The task is acknowledged only once the send is settled (``acks_late``), so a worker killed
+mid-task loses nothing: the broker hands the task to another worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+
+from . import retry, ses, signals
+from .exceptions import MalformedPayload, PermanentSendError, TransientSendError
+from .payload import OutboundSend
+
+logger = logging.getLogger(__name__)
+
+TASK_NAME = "seacucumber.send_email"
+
+
+def fail(outbound: OutboundSend | None, message_id: str, code: str, reason: str) -> None:
+    """Record a message as failed for good: log it and send ``message_failed``."""
+    logger.error("message %s failed: %s: %s", message_id, code, reason)
+    signals.message_failed.send(
+        sender=OutboundSend,
+        message_id=message_id,
+        code=code,
+        reason=reason,
+        sender_address=outbound.sender if outbound else None,
+        recipients=list(outbound.recipients) if outbound else None,
+    )
+
+
+@shared_task(
+    name=TASK_NAME,
+    bind=True,
+    serializer="json",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+)
+def send_email(self: Any, payload: Any) -> str:
+    """Send one message through SES; returns SES's MessageId."""
+    try:
+        outbound = OutboundSend.from_json(payload)
+    except MalformedPayload as exc:
+        message_id = payload.get("id") if isinstance(payload, dict) else None
+        message_id = message_id if isinstance(message_id, str) else "?"
+        fail(None, message_id, "MalformedPayload", str(exc))
+        raise
+    try:
+        ses_message_id = ses.send(outbound)
+    except Exception as exc:  # noqa: BLE001 - classify() re-raises what is not an SES error
+        classified = ses.classify(exc)
+        if classified.outcome is ses.Outcome.PERMANENT:
+            fail(outbound, outbound.message_id, classified.code, classified.message)
+            raise PermanentSendError(classified.code, classified.message) from None
+        delay = retry.backoff_delay(self.request.retries)
+        if retry.outlives(outbound.created, delay):
+            reason = f"still failing at the end of its lifetime: {classified.message}"
+            fail(outbound, outbound.message_id, classified.code, reason)
+            raise PermanentSendError(classified.code, reason) from None
+        logger.warning(
+            "message %s: %s (%s) from SES, retry %d in %.1fs",
+            outbound.message_id, classified.outcome.value, classified.code,
+            self.request.retries + 1, delay,
+        )
+        raise self.retry(
+            countdown=delay, exc=TransientSendError(classified.code, classified.message)
+        ) from None
+    logger.info("message %s sent to %d recipient(s) as SES %s",
+                outbound.message_id, len(outbound.recipients), ses_message_id)
+    signals.message_sent.send(
+        sender=OutboundSend,
+        message_id=outbound.message_id,
+        ses_message_id=ses_message_id,
+        sender_address=outbound.sender,
+        recipients=list(outbound.recipients),
+    )
+    return ses_message_id

@@ -1,0 +1,161 @@
+"""Unit tests: turning Django messages into SES sends (no services needed)."""
+
+import copy
+import email
+import json
+from email import policy
+
+import pytest
+from django.core.mail import EmailMessage, EmailMultiAlternatives
+
+from seacucumber.exceptions import InvalidMessage, MalformedPayload
+from seacucumber.payload import MAX_SIZE_V1, MAX_SIZE_V2, OutboundSend, build_sends
+
+
+def parse(raw: bytes):
+    return email.message_from_bytes(raw, policy=policy.default)
+
+
+def test_one_send_with_every_recipient_and_no_bcc_header():
+    message = EmailMessage(
+        "Hi", "Body", "Sender <sender@example.com>", ["a@example.com"],
+        cc=["c@example.com"], bcc=["hidden@example.com"], reply_to=["r@example.com"],
+    )
+    [send] = build_sends(message)
+    assert send.sender == "sender@example.com"
+    assert send.recipients == ("a@example.com", "c@example.com", "hidden@example.com")
+    parsed = parse(send.raw)
+    assert parsed["Bcc"] is None
+    assert b"hidden@example.com" not in send.raw
+    assert parsed["Reply-To"] == "r@example.com"
+
+
+def test_more_than_fifty_recipients_split_into_sends_of_fifty():
+    bcc = [f"user{i}@example.com" for i in range(120)]
+    message = EmailMessage("Hi", "Body", "sender@example.com", ["to@example.com"], bcc=bcc)
+    sends = build_sends(message)
+    assert [len(s.recipients) for s in sends] == [50, 50, 21]
+    assert len({s.message_id for s in sends}) == 3
+    assert {s.raw for s in sends} == {sends[0].raw}
+    assert sum((list(s.recipients) for s in sends), []) == ["to@example.com", *bcc]
+
+
+def test_no_recipients_gives_no_sends():
+    assert build_sends(EmailMessage("Hi", "Body", "sender@example.com", [])) == []
+
+
+def test_duplicate_recipients_are_sent_once():
+    message = EmailMessage("Hi", "Body", "s@example.com", ["a@example.com"],
+                           cc=["A@example.com"], bcc=["a@example.com"])
+    [send] = build_sends(message)
+    assert send.recipients == ("a@example.com",)
+
+
+@pytest.mark.parametrize(
+    ("v2", "limit"), [(False, MAX_SIZE_V1), (True, MAX_SIZE_V2)]
+)
+def test_oversize_message_refused_naming_size_and_limit(settings, v2, limit):
+    settings.USE_SES_V2 = v2
+    message = EmailMessage("Big", "x", "s@example.com", ["a@example.com"])
+    message.attach("big.bin", b"\0" * (limit * 3 // 4 + 1024), "application/octet-stream")
+    with pytest.raises(InvalidMessage) as caught:
+        build_sends(message)
+    assert f"{limit:,} bytes" in str(caught.value)
+    assert "SES v2" in str(caught.value) if v2 else "SES v1" in str(caught.value)
+
+
+def test_message_just_under_v1_limit_is_accepted():
+    message = EmailMessage("Big", "x", "s@example.com", ["a@example.com"])
+    # base64 in 76-character lines plus CRLF: 78 bytes for every 57
+    message.attach("big.bin", b"\0" * (MAX_SIZE_V1 * 57 // 78 - 10_000), "application/octet-stream")
+    assert len(build_sends(message)[0].raw) <= MAX_SIZE_V1
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"subject": "Hi\nBcc: victim@example.com"}, "header injection"),
+        ({"to": ["not an address"]}, "recipient address"),
+        ({"to": ["a@example.com\nBcc: x@example.com"]}, "recipient address"),
+        ({"bcc": ["nobody@"]}, "recipient address"),
+        ({"from_email": "not-an-address"}, "sender address"),
+        ({"reply_to": ["@@"]}, "reply-to address"),
+        ({"to": ["jörg@example.com"]}, "non-ASCII local part"),
+    ],
+)
+def test_bad_input_refused_with_clear_error(fields, words):
+    base = {"subject": "Hi", "body": "Body", "from_email": "s@example.com",
+            "to": ["a@example.com"]}
+    with pytest.raises(InvalidMessage, match=words):
+        build_sends(EmailMessage(**{**base, **fields}))
+
+
+def test_idn_domain_goes_to_ses_in_punycode():
+    [send] = build_sends(EmailMessage("Hi", "B", "s@example.com", ["user@bücher.example"]))
+    assert send.recipients == ("user@xn--bcher-kva.example",)
+
+
+def test_callers_message_is_not_changed():
+    message = EmailMultiAlternatives(
+        "Grüße", "Text", "Zoë <s@example.com>", ["a@example.com"], bcc=["b@example.com"],
+        headers={"X-Tag": "1"},
+    )
+    message.attach_alternative("<p>Hi</p>", "text/html")
+    message.attach("a.txt", "hello", "text/plain")
+    before = copy.deepcopy(message.__dict__)
+    build_sends(message)
+    assert message.__dict__ == before
+
+
+def test_configuration_set_from_setting_or_callable(settings):
+    settings.AWS_SES_CONFIGURATION_SET = "tracking"
+    settings.AWS_SES_SOURCE_ARN = "arn:aws:ses:us-east-1:1:identity/example.com"
+    message = EmailMessage("Hi", "B", "s@example.com", ["a@example.com"])
+    [send] = build_sends(message)
+    assert send.options == {"configuration_set": "tracking",
+                            "source_arn": "arn:aws:ses:us-east-1:1:identity/example.com"}
+    seen = []
+
+    def choose(msg, dkim_domain=None, dkim_key=None, dkim_selector=None, dkim_headers=None):
+        seen.append(msg)
+        return "per-message"
+
+    settings.AWS_SES_CONFIGURATION_SET = choose
+    [send] = build_sends(message)
+    assert send.options["configuration_set"] == "per-message"
+    assert seen == [message]
+
+
+def test_return_path_setting_sets_envelope_sender(settings):
+    settings.AWS_SES_RETURN_PATH = "bounces@example.com"
+    [send] = build_sends(EmailMessage("Hi", "B", "s@example.com", ["a@example.com"]))
+    assert send.sender == "bounces@example.com"
+
+
+def test_payload_is_plain_json_and_round_trips():
+    message = EmailMessage("Hi ☃", "Body ☃", "s@example.com", ["a@example.com"])
+    message.attach("x.bin", bytes(range(256)), "application/octet-stream")
+    [send] = build_sends(message)
+    wire = json.dumps(send.to_json())
+    assert OutboundSend.from_json(json.loads(wire)) == send
+
+
+@pytest.mark.parametrize(
+    ("mutate", "words"),
+    [
+        (lambda p: "just a string", "not an object"),
+        (lambda p: {**p, "v": 99}, "version"),
+        (lambda p: {**p, "id": ""}, "message id"),
+        (lambda p: {**p, "from": 5}, "sender"),
+        (lambda p: {**p, "to": []}, "recipients"),
+        (lambda p: {**p, "to": ["x@example.com"] * 51}, "recipients"),
+        (lambda p: {**p, "raw": "***not base64***"}, "base64"),
+        (lambda p: {**p, "raw": None}, "raw message"),
+        (lambda p: {**p, "created": "yesterday"}, "creation time"),
+        (lambda p: {**p, "options": {"Evil": "1"}}, "options"),
+    ],
+)
+def test_malformed_payload_refused_with_reason(mutate, words):
+    [send] = build_sends(EmailMessage("Hi", "B", "s@example.com", ["a@example.com"]))
+    with pytest.raises(MalformedPayload, match=words):
+        OutboundSend.from_json(mutate(send.to_json()))
