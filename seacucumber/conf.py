@@ -80,6 +80,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SEACUCUMBER_REDIS_URL", None,
             "Redis for the shared rate and send records. Unset: the broker URL when it is "
             "Redis."),
+    Setting("SEACUCUMBER_REDIS_PREFIX", "seacucumber",
+            "Prefix of every Redis key Sea Cucumber writes."),
     Setting("SEACUCUMBER_RATE_LIMIT", None,
             "Recipients per second for the whole account. Unset: learned from SES "
             "(MaxSendRate).", ("CUCUMBER_RATE_LIMIT",)),

@@ -1,0 +1,58 @@
+"""The Redis that holds state shared by every worker: the account's send rate and the
+record of sends already made.
+
+It is ``SEACUCUMBER_REDIS_URL``, or else the Celery broker when the broker is Redis. With
+neither, ``redis_url()`` is ``None`` and the features that need shared state say so once
+and fall back (see each feature's docstring).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import redis
+
+from .conf import conf
+
+_clients: dict[tuple[int, str], redis.Redis] = {}
+_lock = threading.Lock()
+
+
+def redis_url() -> str | None:
+    """The shared-state Redis URL, or ``None`` when there is none."""
+    if conf.SEACUCUMBER_REDIS_URL:
+        return conf.SEACUCUMBER_REDIS_URL
+    from celery import current_app
+
+    broker = current_app.conf.broker_url or ""
+    if isinstance(broker, str) and broker.split("://", 1)[0] in ("redis", "rediss"):
+        return broker
+    return None
+
+
+def key(*parts: str) -> str:
+    """A Redis key in Sea Cucumber's namespace: ``seacucumber:<part>:<part>``."""
+    return ":".join((conf.SEACUCUMBER_REDIS_PREFIX, *parts))
+
+
+def redis_client() -> redis.Redis:
+    """The process's client for the shared-state Redis (one per process and URL; redis-py
+    clients are thread-safe). ``RuntimeError`` when no Redis is configured."""
+    url = redis_url()
+    if url is None:
+        raise RuntimeError(
+            "no shared-state Redis: set SEACUCUMBER_REDIS_URL (or use a Redis broker)"
+        )
+    lookup = (os.getpid(), url)
+    client = _clients.get(lookup)
+    if client is None:
+        with _lock:
+            client = _clients.get(lookup)
+            if client is None:
+                client = redis.Redis.from_url(
+                    url, socket_connect_timeout=5, socket_timeout=10,
+                    health_check_interval=30,
+                )
+                _clients[lookup] = client
+    return client
