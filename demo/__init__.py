@@ -1,0 +1,1 @@
+"""`make demo`: the real pipeline on embedded defaults."""
