@@ -37,6 +37,7 @@ def choose_broker(stack: ExitStack, state: Path) -> tuple[str, dict, str]:
         "data_folder_in": str(folder),
         "data_folder_out": str(folder),
         "processed_folder": str(folder / "processed"),
+        "control_folder": str(folder / "control"),
     }
     return "filesystem://", options, f"kombu's filesystem transport in {folder}"
 
