@@ -30,7 +30,7 @@ def test_permanent_failure_is_logged_with_ses_code(pipeline, start_worker, moto_
     import time
 
     deadline = time.monotonic() + 30
-    while "MessageRejected" not in worker.log() and time.monotonic() < deadline:
+    while "PermanentSendError" not in worker.log() and time.monotonic() < deadline:
         time.sleep(0.1)
     log = worker.log()
     assert "failed: MessageRejected" in log
