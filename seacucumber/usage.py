@@ -204,11 +204,11 @@ def render(usage: Usage, bar_width: int = 30) -> str:
     peak = max((day.delivery_attempts for day in usage.days), default=0)
     for day in [*usage.days, usage.totals]:
         bar = ""
-        if day.date != "total" and peak:
-            bar = "  " + "#" * max(1 if day.delivery_attempts else 0,
-                                   round(bar_width * day.delivery_attempts / peak))
+        if day.date != "total" and day.delivery_attempts:
+            bar = "  " + "#" * max(1, round(bar_width * day.delivery_attempts / peak))
         lines.append(f"  {day.date:<10} {day.delivery_attempts:>9,} {day.bounces:>8,} "
                      f"{day.complaints:>10,} {day.rejects:>8,}{bar}")
+    lines.append("")
     for name, value, digits, review, at_risk in (
         ("bounce rate", usage.bounce_rate, 2, BOUNCE_REVIEW, BOUNCE_AT_RISK),
         ("complaint rate", usage.complaint_rate, 3, COMPLAINT_REVIEW, COMPLAINT_AT_RISK),
