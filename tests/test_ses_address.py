@@ -81,7 +81,8 @@ def test_idn_domain_is_verified_in_punycode(api):
     assert "xn--bcher-kva.example" in listed()
 
 
-@pytest.mark.parametrize("bad", ["nonsense", "not an address@", "a@b@c", "bad-.com", "x@y", "exa mple.com"])
+@pytest.mark.parametrize(
+    "bad", ["nonsense", "not an address@", "a@b@c", "bad-.com", "x@y", "exa mple.com"])
 def test_invalid_input_is_a_command_error(api, bad):
     with pytest.raises(CommandError) as caught:
         run("verify", bad)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from django.core import mail
-from django.core.management import CommandError, call_command
 from django.core.mail import EmailMessage
+from django.core.management import CommandError, call_command
 
 from seacucumber import usage
 from tests.conftest import SENDER
