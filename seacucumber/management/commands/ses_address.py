@@ -45,9 +45,10 @@ class Command(BaseCommand):
                 f"SES is verifying {done.name}: it mails that address a link to click.")
             return
         self.stdout.write(f"SES is verifying the domain {done.name}. Publish these DNS records:")
+        width = max((len(record.name) for record in done.records), default=0)
         for record in done.records:
             self.stdout.write(
-                f"  {record.name:<60} {record.type:<6} {record.value}  ({record.purpose})")
+                f"  {record.name:<{width}}  {record.type:<5}  {record.value}  ({record.purpose})")
         if not done.records:
             self.stdout.write("  (SES gave no records yet: run `ses_address verify` again "
                               "later, or see the SES console)")
