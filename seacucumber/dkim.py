@@ -33,6 +33,8 @@ from django.core.validators import DomainNameValidator
 from .conf import conf
 from .exceptions import SeaCucumberError
 
+#: Headers SES's manual-signing guide says not to sign: SES sets or rewrites them.
+SES_REWRITES = frozenset({"message-id", "date", "return-path", "bounces-to"})
 MIN_KEY_BITS = 1024  # dkimpy's verifiers refuse shorter keys; use 2048
 _SELECTOR = re.compile(
     r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
@@ -170,6 +172,9 @@ def _headers(value: Any, setting: str) -> tuple[bytes, ...]:
             raise ImproperlyConfigured(f"{setting}: {name!r} is not a header name")
         if name.encode() in dkimpy.DKIM.SHOULD_NOT:
             raise ImproperlyConfigured(f"{setting}: {name!r} must not be signed (RFC 6376)")
+        if name in SES_REWRITES:
+            raise ImproperlyConfigured(f"{setting}: {name!r} must not be signed: SES sets or "
+                                       "rewrites it, which would break the signature")
     if "from" not in names:
         raise ImproperlyConfigured(f"{setting} must include From (RFC 6376 requires it)")
     return tuple(dict.fromkeys(name.encode("ascii") for name in names))

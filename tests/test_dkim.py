@@ -184,6 +184,8 @@ def _encrypted(pem: str) -> str:
     ({"DKIM_HEADERS": ["To", "Subject"]}, "DKIM_HEADERS must include From"),
     ({"DKIM_HEADERS": ["From", "Bcc"]}, "DKIM_HEADERS: 'bcc' must not be signed"),
     ({"DKIM_HEADERS": "From"}, "DKIM_HEADERS must be a list of header names"),
+    ({"DKIM_HEADERS": ["From", "Message-ID"]}, "DKIM_HEADERS: 'message-id' must not be signed: "
+     "SES sets or rewrites it"),
     ({"SEACUCUMBER_DKIM_KEYS": {"other.org": {"selector": "x"}}},
      "SEACUCUMBER_DKIM_KEYS['other.org'] must be a dict with 'private_key'"),
     ({"SEACUCUMBER_DKIM_KEYS": {"other.org": {"private_key": "x"}}},
