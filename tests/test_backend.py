@@ -152,3 +152,14 @@ def test_broker_down_raises_within_seconds_or_counts_zero(settings):
         assert mail.get_connection(fail_silently=True).send_messages([message]) == 0
     finally:
         point_app_at("memory://", None)
+
+
+def test_one_boto3_client_serves_every_message(moto_ses, eager):
+    from seacucumber import ses
+
+    ses._clients.clear()
+    mail.send_mass_mail([("Hi", "B", SENDER, [f"r{i}@example.com"]) for i in range(5)])
+    moto_ses.wait_for(5)
+    assert len(ses._clients) == 1
+    first = ses.client()
+    assert ses.client() is first
