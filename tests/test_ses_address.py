@@ -140,3 +140,27 @@ def test_command_line_exit_code_and_no_traceback(moto_ses):
     )
     assert done.returncode == 0, done.stderr
     assert {i["identity"] for i in json.loads(done.stdout)} == {SENDER}
+
+
+def test_v2_domain_already_there_prints_its_dkim_cnames(fake_endpoint, settings):
+    """Real SES v2 answers AlreadyExistsException for a known identity; the command then
+    reads the identity and prints its Easy DKIM records (moto gives no tokens, so the
+    answers come from a loopback endpoint speaking SES v2's protocol)."""
+    from tests.fixtures_ops import v2_json
+
+    settings.USE_SES_V2 = True
+    fake_endpoint.routes["POST /v2/email/identities"] = v2_error(
+        "AlreadyExistsException", "Email identity example.org already exists.", 400)
+    fake_endpoint.routes["GET /v2/email/identities/example.org"] = v2_json({
+        "IdentityType": "DOMAIN", "VerifiedForSendingStatus": False,
+        "VerificationStatus": "PENDING",
+        "DkimAttributes": {"SigningEnabled": True, "Status": "PENDING",
+                           "Tokens": ["tok1", "tok2", "tok3"]},
+    })
+    data = json.loads(run("verify", "example.org", "--json"))
+    assert data["status"] == "pending"
+    assert [(r["name"], r["type"], r["value"]) for r in data["records"]] == [
+        (f"{t}._domainkey.example.org", "CNAME", f"{t}.dkim.amazonses.com")
+        for t in ("tok1", "tok2", "tok3")]
+    assert fake_endpoint.requests == ["POST /v2/email/identities",
+                                      "GET /v2/email/identities/example.org"]

@@ -166,3 +166,14 @@ def test_command_line_access_denied_exits_non_zero_without_traceback(fake_endpoi
         "ses:GetSendQuota for these credentials. SES said: User: "
         "arn:aws:iam::123456789012:user/app is not authorized to perform: ses:GetSendQuota"]
     assert done.stdout == ""
+
+
+def test_unlimited_quota_and_a_known_rate_render():
+    found = usage.Usage("eu-west-1", "v1", usage.Quota(-1.0, 200.0, 123456.0),
+                        [usage.Day("2026-11-23", 10, 1, 0, 0)], rate_in_force=180.5)
+    text = usage.render(found)
+    assert "24-hour quota      unlimited\n" in text
+    assert "sent, last 24 h    123,456\n" in text
+    assert "rate in force      180.50 recipients/s" in text
+    assert found.to_json()["quota"]["percent_used"] is None
+    assert found.to_json()["bounce_level"] == "at_risk"
