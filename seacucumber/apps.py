@@ -7,3 +7,8 @@ class SeaCucumberConfig(AppConfig):
     name = "seacucumber"
     verbose_name = "Sea Cucumber"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import dkim
+
+        dkim.check_settings()  # a bad DKIM key stops start-up, not every message

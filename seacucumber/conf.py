@@ -95,6 +95,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DKIM_SELECTOR", "ses", "DKIM selector (s=)."),
     Setting("DKIM_HEADERS", ("From", "To", "Cc", "Subject"),
             "Headers to sign. Not Message-ID or Date: SES rewrites them."),
+    # --- ops ----------------------------------------------------------------------------------
+    Setting("SEACUCUMBER_DKIM_KEYS", None,
+            "DKIM keys per sender domain: {domain: {'private_key': PEM, 'selector': ..., "
+            "'headers': [...]}}. The From domain (or its closest listed parent) picks the key; "
+            "others fall back to DKIM_DOMAIN."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

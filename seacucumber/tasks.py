@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import shared_task
 
-from . import retry, ses, signals
+from . import dkim, retry, ses, signals
 from .exceptions import MalformedPayload, PermanentSendError, TransientSendError
 from .payload import OutboundSend
 
@@ -53,8 +53,13 @@ def send_email(self: Any, payload: Any) -> str:
         message_id = message_id if isinstance(message_id, str) else "?"
         fail(None, message_id, "MalformedPayload", str(exc))
         raise
+    try:  # DKIM here, not in send_messages: signing costs ms the caller must not wait for
+        raw = dkim.sign(outbound.raw)
+    except dkim.SigningError as exc:
+        fail(outbound, outbound.message_id, "DKIMSigningError", str(exc))
+        raise PermanentSendError("DKIMSigningError", str(exc)) from None
     try:
-        ses_message_id = ses.send(outbound)
+        ses_message_id = ses.send(outbound, raw=raw)
     except Exception as exc:  # noqa: BLE001 - classify() re-raises what is not an SES error
         classified = ses.classify(exc)
         if classified.outcome is ses.Outcome.PERMANENT:

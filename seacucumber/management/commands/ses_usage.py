@@ -1,0 +1,32 @@
+"""``manage.py ses_usage``: the SES quota, send rate, two weeks of statistics, reputation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from seacucumber import usage
+from seacucumber.sescalls import OperatorError
+
+
+class Command(BaseCommand):
+    help = (
+        "Show the SES 24-hour quota and how much of it is used, the max send rate, the "
+        "rate the workers hold, two weeks of send statistics, and the bounce and complaint "
+        "rates against SES's review levels."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            found = usage.fetch()
+        except OperatorError as exc:
+            raise CommandError(str(exc)) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(found.to_json(), indent=2))
+        else:
+            self.stdout.write(usage.render(found))

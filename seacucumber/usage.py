@@ -1,0 +1,221 @@
+"""The account's SES usage: 24-hour quota, send rate, two weeks of send statistics, and the
+bounce and complaint rates against the levels at which SES reviews or pauses an account.
+
+The logic behind ``manage.py ses_usage``. The quota comes from v1 ``GetSendQuota`` or, with
+``USE_SES_V2``, v2 ``GetAccount``; the statistics from v1 ``GetSendStatistics`` (SES v2 has no
+equivalent; the v1 API serves every account). SES errors come out as
+``sescalls.OperatorError``, naming the IAM action to allow when permission is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import ses
+from .conf import conf
+from .sescalls import ses_call
+
+#: SES's published levels (Developer Guide, "Reputation metrics messages"): at a bounce rate
+#: of 5% SES puts the account under review, at 10% it may pause sending; for complaints
+#: 0.1% and 0.5%.
+BOUNCE_REVIEW, BOUNCE_AT_RISK = 0.05, 0.10
+COMPLAINT_REVIEW, COMPLAINT_AT_RISK = 0.001, 0.005
+STATISTICS_DAYS = 14
+
+
+@dataclass(frozen=True)
+class Quota:
+    """GetSendQuota / GetAccount numbers. ``max_24_hour_send`` is -1 when unlimited."""
+
+    max_24_hour_send: float
+    max_send_rate: float
+    sent_last_24_hours: float
+    enforcement_status: str | None = None  # v2 only: HEALTHY, PROBATION, SHUTDOWN
+    sending_enabled: bool | None = None  # v2 only
+
+    @property
+    def percent_used(self) -> float | None:
+        if self.max_24_hour_send <= 0:
+            return None
+        return 100.0 * self.sent_last_24_hours / self.max_24_hour_send
+
+
+@dataclass
+class Day:
+    """Send statistics of one UTC day."""
+
+    date: str
+    delivery_attempts: int = 0
+    bounces: int = 0
+    complaints: int = 0
+    rejects: int = 0
+
+
+@dataclass
+class Usage:
+    """Everything ``ses_usage`` shows."""
+
+    region: str
+    api: str
+    quota: Quota
+    days: list[Day] = field(default_factory=list)
+    rate_in_force: float | None = None
+
+    @property
+    def totals(self) -> Day:
+        total = Day("total")
+        for day in self.days:
+            total.delivery_attempts += day.delivery_attempts
+            total.bounces += day.bounces
+            total.complaints += day.complaints
+            total.rejects += day.rejects
+        return total
+
+    @property
+    def bounce_rate(self) -> float | None:
+        return _rate(self.totals.bounces, self.totals.delivery_attempts)
+
+    @property
+    def complaint_rate(self) -> float | None:
+        return _rate(self.totals.complaints, self.totals.delivery_attempts)
+
+    def to_json(self) -> dict[str, Any]:
+        quota = asdict(self.quota)
+        quota["percent_used"] = self.quota.percent_used
+        return {
+            "region": self.region,
+            "api": self.api,
+            "quota": quota,
+            "rate_in_force": self.rate_in_force,
+            "days": [asdict(day) for day in self.days],
+            "totals": {k: v for k, v in asdict(self.totals).items() if k != "date"},
+            "bounce_rate": self.bounce_rate,
+            "bounce_level": level(self.bounce_rate, BOUNCE_REVIEW, BOUNCE_AT_RISK),
+            "complaint_rate": self.complaint_rate,
+            "complaint_level": level(self.complaint_rate, COMPLAINT_REVIEW, COMPLAINT_AT_RISK),
+            "thresholds": {
+                "bounce": {"review": BOUNCE_REVIEW, "at_risk": BOUNCE_AT_RISK},
+                "complaint": {"review": COMPLAINT_REVIEW, "at_risk": COMPLAINT_AT_RISK},
+            },
+        }
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def level(rate: float | None, review: float, at_risk: float) -> str:
+    """``healthy``, ``review`` (SES reviews the account) or ``at_risk`` (SES may pause it);
+    ``no data`` without sends."""
+    if rate is None:
+        return "no data"
+    if rate >= at_risk:
+        return "at_risk"
+    if rate >= review:
+        return "review"
+    return "healthy"
+
+
+def rate_in_force() -> float | None:
+    """Recipients per second the workers hold now under the shared rate, or ``None`` when
+    it is unknown. Hook for the shared rate limiter (``seacucumber.ratelimit``): until it is
+    wired here, the rate in force is unknown."""
+    return None
+
+
+def fetch_quota() -> Quota:
+    """The account's quota: v2 ``GetAccount`` with ``USE_SES_V2``, else v1 ``GetSendQuota``."""
+    with ses_call():
+        if conf.USE_SES_V2:
+            account = ses.client("sesv2").get_account()
+            quota = account.get("SendQuota", {})
+            return Quota(
+                float(quota.get("Max24HourSend", 0)),
+                float(quota.get("MaxSendRate", 0)),
+                float(quota.get("SentLast24Hours", 0)),
+                account.get("EnforcementStatus"),
+                account.get("SendingEnabled"),
+            )
+        quota = ses.client("ses").get_send_quota()
+        return Quota(float(quota["Max24HourSend"]), float(quota["MaxSendRate"]),
+                     float(quota["SentLast24Hours"]))
+
+
+def fetch_days(today: dt.date | None = None) -> list[Day]:
+    """v1 ``GetSendStatistics`` (15-minute data points over two weeks) summed per UTC day,
+    one entry per day of the last ``STATISTICS_DAYS`` days, oldest first."""
+    with ses_call():
+        points = ses.client("ses").get_send_statistics().get("SendDataPoints", [])
+    today = today or dt.datetime.now(dt.UTC).date()
+    days = {
+        (today - dt.timedelta(days=n)).isoformat(): Day((today - dt.timedelta(days=n)).isoformat())
+        for n in range(STATISTICS_DAYS - 1, -1, -1)
+    }
+    for point in points:
+        stamp = point["Timestamp"]
+        if stamp.tzinfo is not None:
+            stamp = stamp.astimezone(dt.UTC)
+        day = days.setdefault(stamp.date().isoformat(), Day(stamp.date().isoformat()))
+        day.delivery_attempts += int(point.get("DeliveryAttempts", 0))
+        day.bounces += int(point.get("Bounces", 0))
+        day.complaints += int(point.get("Complaints", 0))
+        day.rejects += int(point.get("Rejects", 0))
+    return [days[key] for key in sorted(days)]
+
+
+def fetch() -> Usage:
+    """Quota, statistics and the rate in force, from SES and the shared rate."""
+    quota = fetch_quota()
+    days = fetch_days()
+    return Usage(ses.client().meta.region_name, "v2" if conf.USE_SES_V2 else "v1", quota,
+                 days, rate_in_force())
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def _percent(rate: float | None, digits: int) -> str:
+    return "n/a" if rate is None else f"{100 * rate:.{digits}f}%"
+
+
+def render(usage: Usage, bar_width: int = 30) -> str:
+    """The usage as a readable text table, a bar of ``#`` per day."""
+    quota = usage.quota
+    limit = "unlimited" if quota.max_24_hour_send < 0 else _number(quota.max_24_hour_send)
+    used = quota.percent_used
+    used_text = "" if used is None else f" ({used:.1f}% of quota)"
+    rate = ("unknown (no shared rate yet)" if usage.rate_in_force is None
+            else f"{usage.rate_in_force:,.2f} recipients/s")
+    lines = [
+        f"SES usage in {usage.region} (SES {usage.api} API)",
+        f"  24-hour quota      {limit}",
+        f"  sent, last 24 h    {_number(quota.sent_last_24_hours)}{used_text}",
+        f"  max send rate      {_number(quota.max_send_rate)} recipients/s",
+        f"  rate in force      {rate}",
+    ]
+    if quota.enforcement_status is not None:
+        lines.append(f"  account status     {quota.enforcement_status}"
+                     f"{'' if quota.sending_enabled is not False else ', sending disabled'}")
+    lines += ["", f"Send statistics, last {STATISTICS_DAYS} days (UTC days, GetSendStatistics)",
+              f"  {'day':<10} {'attempts':>9} {'bounces':>8} {'complaints':>10} {'rejects':>8}"]
+    peak = max((day.delivery_attempts for day in usage.days), default=0)
+    for day in [*usage.days, usage.totals]:
+        bar = ""
+        if day.date != "total" and day.delivery_attempts:
+            bar = "  " + "#" * max(1, round(bar_width * day.delivery_attempts / peak))
+        lines.append(f"  {day.date:<10} {day.delivery_attempts:>9,} {day.bounces:>8,} "
+                     f"{day.complaints:>10,} {day.rejects:>8,}{bar}")
+    lines.append("")
+    for name, value, digits, review, at_risk in (
+        ("bounce rate", usage.bounce_rate, 2, BOUNCE_REVIEW, BOUNCE_AT_RISK),
+        ("complaint rate", usage.complaint_rate, 3, COMPLAINT_REVIEW, COMPLAINT_AT_RISK),
+    ):
+        lines.append(
+            f"{name.capitalize():<15} {_percent(value, digits):>7}   "
+            f"{level(value, review, at_risk)} (SES reviews at {_percent(review, 1)}, "
+            f"may pause at {_percent(at_risk, 1)})"
+        )
+    return "\n".join(lines)
