@@ -26,6 +26,8 @@ PAYLOAD_VERSION = 1
 MAX_RECIPIENTS_PER_SEND = 50
 MAX_SIZE_V1 = 10 * 1024 * 1024
 MAX_SIZE_V2 = 40 * 1024 * 1024
+#: Room kept for the DKIM-Signature header the worker adds when signing is on.
+DKIM_SIGNATURE_ALLOWANCE = 4096
 
 _OPTION_KEYS = frozenset(
     {"configuration_set", "source_arn", "from_arn", "return_path_arn", "endpoint_id"}
@@ -92,8 +94,12 @@ class OutboundSend:
 
 
 def size_limit() -> int:
-    """SES's message size limit for the API in use."""
-    return MAX_SIZE_V2 if conf.USE_SES_V2 else MAX_SIZE_V1
+    """SES's message size limit for the API in use, less room for a DKIM signature when
+    the worker will sign."""
+    limit = MAX_SIZE_V2 if conf.USE_SES_V2 else MAX_SIZE_V1
+    if conf.DKIM_PRIVATE_KEY or conf.SEACUCUMBER_DKIM_KEYS:
+        limit -= DKIM_SIGNATURE_ALLOWANCE
+    return limit
 
 
 def bare_address(address: str, encoding: str | None, role: str) -> str:

@@ -159,3 +159,11 @@ def test_malformed_payload_refused_with_reason(mutate, words):
     [send] = build_sends(EmailMessage("Hi", "B", "s@example.com", ["a@example.com"]))
     with pytest.raises(MalformedPayload, match=words):
         OutboundSend.from_json(mutate(send.to_json()))
+
+
+def test_dkim_signing_keeps_room_for_its_header(settings):
+    settings.DKIM_DOMAIN = "example.com"
+    settings.DKIM_PRIVATE_KEY = "key"
+    from seacucumber.payload import DKIM_SIGNATURE_ALLOWANCE, size_limit
+
+    assert size_limit() == MAX_SIZE_V1 - DKIM_SIGNATURE_ALLOWANCE
