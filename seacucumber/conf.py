@@ -93,6 +93,35 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DKIM_SELECTOR", "ses", "DKIM selector (s=)."),
     Setting("DKIM_HEADERS", ("From", "To", "Cc", "Subject"),
             "Headers to sign. Not Message-ID or Date: SES rewrites them."),
+    # --- events ---------------------------------------------------------------------------------
+    Setting("SEACUCUMBER_EVENT_TOPIC_ARNS", (),
+            "SNS topic ARNs the event webhook accepts. Empty: every post is refused (403) and "
+            "a system check warns while the webhook URL is installed."),
+    Setting("SEACUCUMBER_VERIFY_EVENT_SIGNATURES", True,
+            "Verify SNS signatures on the event webhook. Turn off only in tests.",
+            ("AWS_SES_VERIFY_EVENT_SIGNATURES",)),
+    Setting("SEACUCUMBER_SNS_CERTIFICATES", {},
+            "{SigningCertURL: PEM} certificates trusted without fetching (an emulator's, in "
+            "tests). The URL must still pass the SNS host rule."),
+    Setting("SEACUCUMBER_SNS_CERT_TIMEOUT", 5.0,
+            "Seconds to fetch an SNS signing certificate or confirm a subscription."),
+    Setting("SEACUCUMBER_SNS_ENDPOINT_URL", None,
+            "Testing only: fetch SNS certificates and subscription confirmations from this "
+            "base URL (scheme and host) instead of the SNS host, once the URL passed the host "
+            "rule."),
+    Setting("SEACUCUMBER_CONFIRM_SUBSCRIPTIONS", True,
+            "Confirm SNS subscriptions to allowed topics automatically."),
+    Setting("SEACUCUMBER_TRACK_STATUS", False,
+            "Keep one status record per send (queued, sent, delivered, bounced, ...)."),
+    Setting("SEACUCUMBER_STATUS_RETENTION_DAYS", 30,
+            "Days ses_cleanup keeps status records and seen SNS message ids by default."),
+    Setting("SEACUCUMBER_SUPPRESS_ON_BOUNCE", False,
+            "Add permanently bounced addresses to the suppression list."),
+    Setting("SEACUCUMBER_SUPPRESS_ON_COMPLAINT", False,
+            "Add complaining addresses to the suppression list."),
+    Setting("SEACUCUMBER_SUPPRESSION_LIST", None,
+            "Drop suppressed recipients in the worker before each send. Unset: on when "
+            "SEACUCUMBER_SUPPRESS_ON_BOUNCE or SEACUCUMBER_SUPPRESS_ON_COMPLAINT is on."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -30,6 +30,10 @@ from seacucumber.testing.processes import (  # noqa: E402
     port_open,
 )
 
+pytest_plugins = [
+    "tests.fixtures_events",
+]
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SENDER = "sender@example.com"
 
