@@ -90,22 +90,26 @@ def record_unqueued(sends: Iterable[OutboundSend], reason: str) -> None:
     ).update(status=Status.FAILED, last_error=reason[:2000], updated_at=timezone.now())
 
 
-def advance(status: str, where: dict[str, str], **fields: Any) -> int:
+def advance(status: str, where: dict[str, str], only_from: Sequence[str] | None = None,
+            **fields: Any) -> int:
     """Move the records matching ``where`` (``{"message_id": ...}`` or
-    ``{"ses_message_id": ...}``) to ``status``, only from a lower rank, setting ``fields``
-    too; returns how many moved."""
+    ``{"ses_message_id": ...}``) to ``status``, only from a lower rank (or from ``only_from``),
+    setting ``fields`` too; returns how many moved."""
     from .models import MessageStatus, statuses_below
 
-    query = MessageStatus.objects.filter(status__in=statuses_below(status), **where)
+    sources = statuses_below(status) if only_from is None else list(only_from)
+    query = MessageStatus.objects.filter(status__in=sources, **where)
     return query.update(status=status, updated_at=timezone.now(), **fields)
 
 
 def _settle(status: str, message_id: str, sender: str | None, recipients: list[str] | None,
             **fields: Any) -> None:
-    """Worker side: move the record to ``status``; write it if the backend's record is not
-    there (yet: the caller's transaction may commit after the worker ran)."""
+    """Worker side: move the record on from ``queued`` (``sent`` from any lower rank) to
+    ``status``; write it if the backend's record is not there (yet: the caller's transaction
+    may commit after the worker ran)."""
     from .models import MessageStatus, Status
 
+    fields.setdefault("only_from", None if status == Status.SENT else [Status.QUEUED])
     if advance(status, {"message_id": message_id}, **fields):
         return
     if MessageStatus.objects.filter(message_id=message_id).exists():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.checks import Warning, register
+from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
 
 from ..conf import conf
@@ -13,8 +14,8 @@ from ..conf import conf
 def _webhook_installed() -> bool:
     try:
         reverse("seacucumber:events")
-    except NoReverseMatch:
-        return False
+    except (NoReverseMatch, ImproperlyConfigured, AttributeError, ImportError):
+        return False  # not routed, or no URLconf at all (a worker-only settings module)
     return True
 
 
