@@ -212,6 +212,13 @@ def test_empty_topic_allowlist_refuses_everything(webhook, tracked, settings):
     assert status.get(message_id="ours-1").status == "sent"
 
 
+def test_topic_setting_as_one_string_is_not_a_substring_match(webhook, tracked, settings):
+    settings.SEACUCUMBER_EVENT_TOPIC_ARNS = TOPIC + "-and-more"
+    assert webhook(notification(bounce("ses-1", "a@example.com"))).status_code == 403
+    settings.SEACUCUMBER_EVENT_TOPIC_ARNS = TOPIC
+    assert webhook(notification(bounce("ses-1", "a@example.com"))).status_code == 200
+
+
 def test_get_is_not_allowed(client):
     assert client.get(WEBHOOK).status_code == 405
 

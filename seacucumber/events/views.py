@@ -46,6 +46,8 @@ def _check(request: HttpRequest, message: dict) -> None:
     if header and header != message["Type"]:
         raise sns.InvalidMessage(f"x-amz-sns-message-type {header!r} is not {message['Type']}")
     allowed = conf.SEACUCUMBER_EVENT_TOPIC_ARNS or ()
+    if isinstance(allowed, str):  # one ARN given as a string: never a substring match
+        allowed = (allowed,)
     if message["TopicArn"] not in allowed:
         if not allowed:
             logger.error("SES event refused: SEACUCUMBER_EVENT_TOPIC_ARNS is empty")
