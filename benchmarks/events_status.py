@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -114,8 +115,12 @@ def child(kind: str, broker: str, count: int) -> None:
     configure(database, broker)
     from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
-    result = measure(count)
+    try:
+        call_command("migrate", verbosity=0)
+        result = measure(count)
+    finally:
+        if kind == "sqlite":
+            shutil.rmtree(os.path.dirname(database["NAME"]), ignore_errors=True)
     print(kind, " ".join(f"{k}={v:.1f}" for k, v in result.items()))
 
 

@@ -122,6 +122,10 @@ def test_system_check_warns_about_empty_topics_and_no_verification(settings):
     settings.SEACUCUMBER_VERIFY_EVENT_SIGNATURES = False
     ids = {m.id for m in run_checks()}
     assert {"seacucumber.W001", "seacucumber.W002"} <= ids
+    assert "seacucumber.W003" not in ids
+    settings.SEACUCUMBER_SNS_ENDPOINT_URL = "http://127.0.0.1:1"
+    assert "seacucumber.W003" in {m.id for m in run_checks()}
+    del settings.SEACUCUMBER_SNS_ENDPOINT_URL
     settings.SEACUCUMBER_EVENT_TOPIC_ARNS = ["arn:aws:sns:us-east-1:1:t"]
     settings.AWS_SES_VERIFY_EVENT_SIGNATURES = True  # the django-ses name is honoured
     del settings.SEACUCUMBER_VERIFY_EVENT_SIGNATURES

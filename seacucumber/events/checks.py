@@ -37,4 +37,10 @@ def check_webhook_settings(app_configs: Any = None, **kwargs: Any) -> list[Warni
             hint="Set SEACUCUMBER_VERIFY_EVENT_SIGNATURES = True outside tests.",
             id="seacucumber.W002",
         ))
+    if conf.SEACUCUMBER_SNS_ENDPOINT_URL:
+        found.append(Warning(
+            f"SNS certificates are fetched from {conf.SEACUCUMBER_SNS_ENDPOINT_URL}, not SNS.",
+            hint="SEACUCUMBER_SNS_ENDPOINT_URL is for tests against an emulator only.",
+            id="seacucumber.W003",
+        ))
     return found
