@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from functools import partial
+from itertools import chain
 
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 from kombu.exceptions import KombuError
 
+from . import status
 from .conf import conf
 from .exceptions import EnqueueError, InvalidMessage
 from .payload import OutboundSend, build_sends
@@ -59,6 +61,7 @@ class SESBackend(BaseEmailBackend):
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
         """Queue ``email_messages``; returns how many were queued (messages, not sends)."""
         checked: list[list[OutboundSend]] = []
+        accepted: list[EmailMessage] = []
         for message in email_messages or ():
             try:
                 sends = build_sends(message)
@@ -69,6 +72,8 @@ class SESBackend(BaseEmailBackend):
                 continue
             if sends:
                 checked.append(sends)
+                accepted.append(message)
+        status.record_queued(zip(accepted, checked, strict=True))  # one INSERT, if tracking
         if conf.SEACUCUMBER_ENQUEUE_ON_COMMIT:
             for sends in checked:
                 transaction.on_commit(partial(enqueue, sends))
@@ -78,6 +83,7 @@ class SESBackend(BaseEmailBackend):
             try:
                 enqueue(sends)
             except EnqueueError as exc:
+                status.record_unqueued(chain.from_iterable(checked[queued:]), str(exc))
                 if not self.fail_silently:
                     exc.queued = queued
                     raise

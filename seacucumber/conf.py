@@ -100,6 +100,35 @@ SETTINGS: tuple[Setting, ...] = (
             "DKIM keys per sender domain: {domain: {'private_key': PEM, 'selector': ..., "
             "'headers': [...]}}. The From domain (or its closest listed parent) picks the key; "
             "others fall back to DKIM_DOMAIN."),
+    # --- events ---------------------------------------------------------------------------------
+    Setting("SEACUCUMBER_EVENT_TOPIC_ARNS", (),
+            "SNS topic ARNs the event webhook accepts. Empty: every post is refused (403) and "
+            "a system check warns while the webhook URL is installed."),
+    Setting("SEACUCUMBER_VERIFY_EVENT_SIGNATURES", True,
+            "Verify SNS signatures on the event webhook. Turn off only in tests.",
+            ("AWS_SES_VERIFY_EVENT_SIGNATURES",)),
+    Setting("SEACUCUMBER_SNS_CERTIFICATES", {},
+            "{SigningCertURL: PEM} certificates trusted without fetching (an emulator's, in "
+            "tests). The URL must still pass the SNS host rule."),
+    Setting("SEACUCUMBER_SNS_CERT_TIMEOUT", 5.0,
+            "Seconds to fetch an SNS signing certificate or confirm a subscription."),
+    Setting("SEACUCUMBER_SNS_ENDPOINT_URL", None,
+            "Testing only: fetch SNS certificates and subscription confirmations from this "
+            "base URL (scheme and host) instead of the SNS host, once the URL passed the host "
+            "rule."),
+    Setting("SEACUCUMBER_CONFIRM_SUBSCRIPTIONS", True,
+            "Confirm SNS subscriptions to allowed topics automatically."),
+    Setting("SEACUCUMBER_TRACK_STATUS", False,
+            "Keep one status record per send (queued, sent, delivered, bounced, ...)."),
+    Setting("SEACUCUMBER_STATUS_RETENTION_DAYS", 30,
+            "Days ses_cleanup keeps status records and seen SNS message ids by default."),
+    Setting("SEACUCUMBER_SUPPRESS_ON_BOUNCE", False,
+            "Add permanently bounced addresses to the suppression list."),
+    Setting("SEACUCUMBER_SUPPRESS_ON_COMPLAINT", False,
+            "Add complaining addresses to the suppression list."),
+    Setting("SEACUCUMBER_SUPPRESSION_LIST", None,
+            "Drop suppressed recipients in the worker before each send. Unset: on when "
+            "SEACUCUMBER_SUPPRESS_ON_BOUNCE or SEACUCUMBER_SUPPRESS_ON_COMPLAINT is on."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -124,3 +153,36 @@ class LazySettings:
 
 
 conf = LazySettings()
+
+
+def _default_text(setting: Setting) -> str:
+    if setting.default is None:
+        return "unset"
+    if isinstance(setting.default, tuple | list):
+        return ", ".join(map(str, setting.default)) or "empty"
+    if isinstance(setting.default, dict):
+        return "empty" if not setting.default else repr(setting.default)
+    return f"``{setting.default!r}``"
+
+
+def settings_table() -> str:
+    """The README's settings table (reStructuredText), made from ``SETTINGS``."""
+    lines = [
+        ".. list-table::",
+        "   :header-rows: 1",
+        "   :widths: 34 14 52",
+        "",
+        "   * - Setting",
+        "     - Default",
+        "     - Meaning",
+    ]
+    for setting in SETTINGS:
+        name = f"``{setting.name}``"
+        if setting.aliases:
+            name += " (also " + ", ".join(f"``{a}``" for a in setting.aliases) + ")"
+        lines += [f"   * - {name}", f"     - {_default_text(setting)}", f"     - {setting.doc}"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

@@ -11,3 +11,26 @@ message_sent = Signal()
 #: our own), ``reason``, ``sender_address``, ``recipients`` (the last two may be None for a payload
 #: that could not be read).
 message_failed = Signal()
+
+#: The worker dropped suppressed recipients from a send (see the suppression list).
+#: Arguments: ``message_id``, ``sender_address``, ``suppressed`` (addresses dropped),
+#: ``recipients`` (those still sent to; empty when the whole send was suppressed and not sent).
+message_suppressed = Signal()
+
+# SES events received on the webhook (seacucumber.events). Each is sent with ``mail_obj`` (the
+# SES mail object), ``event_obj`` (the type-specific object: ``bounce``, ``complaint``, ...),
+# ``raw_message`` (the whole SNS message, a dict) and ``event_type`` (as SES spells it). Where
+# django-ses has a name for the type-specific object it is passed under that name too
+# (``bounce_obj``, ``complaint_obj``, ``delivery_obj``, ``send_obj``, ``open_obj``,
+# ``click_obj``). Receivers run inside the webhook's transaction: an exception rolls the
+# event back and SNS delivers it again.
+bounce_received = Signal()
+complaint_received = Signal()
+delivery_received = Signal()
+send_received = Signal()
+open_received = Signal()
+click_received = Signal()
+delivery_delay_received = Signal()
+reject_received = Signal()
+rendering_failure_received = Signal()
+subscription_received = Signal()

@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import shared_task
 
-from . import dkim, retry, ses, signals
+from . import dkim, retry, ses, signals, suppression
 from .exceptions import MalformedPayload, PermanentSendError, TransientSendError
 from .payload import OutboundSend
 
@@ -44,8 +44,9 @@ def fail(outbound: OutboundSend | None, message_id: str, code: str, reason: str)
     reject_on_worker_lost=True,
     max_retries=None,
 )
-def send_email(self: Any, payload: Any) -> str:
-    """Send one message through SES; returns SES's MessageId."""
+def send_email(self: Any, payload: Any) -> str | None:
+    """Send one message through SES; returns SES's MessageId (None: all recipients
+    suppressed, not sent)."""
     try:
         outbound = OutboundSend.from_json(payload)
     except MalformedPayload as exc:
@@ -53,6 +54,9 @@ def send_email(self: Any, payload: Any) -> str:
         message_id = message_id if isinstance(message_id, str) else "?"
         fail(None, message_id, "MalformedPayload", str(exc))
         raise
+    outbound = suppression.screen(outbound)  # drops suppressed recipients (one query)
+    if outbound is None:  # every recipient suppressed: not sent, message_suppressed said so
+        return None
     try:  # DKIM here, not in send_messages: signing costs ms the caller must not wait for
         raw = dkim.sign(outbound.raw)
     except dkim.SigningError as exc:

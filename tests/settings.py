@@ -5,15 +5,54 @@ environment the tests start them with.
 """
 
 import os
+import tempfile
 
 SECRET_KEY = "tests-only"  # noqa: S105
 USE_TZ = True
 INSTALLED_APPS = [
+    "django.contrib.admin",
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
     "seacucumber",
 ]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+# A sqlite FILE, so worker processes open the very database the tests use (pytest-django
+# creates it at TEST NAME). The test process puts its path in the environment, which the
+# workers it starts inherit. WAL and a long busy timeout let them write side by side.
+TEST_DB = os.environ.setdefault(
+    "SEACUCUMBER_TEST_DB",
+    os.path.join(tempfile.gettempdir(), f"seacucumber-test-{os.getpid()}.sqlite3"),
+)
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": TEST_DB,
+        "TEST": {"NAME": TEST_DB},
+        "OPTIONS": {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+}
+ROOT_URLCONF = "tests.urls"
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": [
+        "django.template.context_processors.request",
+        "django.contrib.auth.context_processors.auth",
+        "django.contrib.messages.context_processors.messages",
+    ]},
+}]
 DEFAULT_FROM_EMAIL = "sender@example.com"
 EMAIL_BACKEND = "seacucumber.backend.SESBackend"
 
@@ -34,3 +73,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"seacucumber": {"handlers": ["console"], "level": "INFO"}},
 }
+
+# Event feedback settings for worker processes (tests pass them in the worker environment).
+SEACUCUMBER_TRACK_STATUS = os.environ.get("SEACUCUMBER_TRACK_STATUS") == "1"
+SEACUCUMBER_SUPPRESSION_LIST = (
+    True if os.environ.get("SEACUCUMBER_SUPPRESSION_LIST") == "1" else None
+)

@@ -13,6 +13,8 @@ from seacucumber.sescalls import OperatorError
 
 
 class Command(BaseCommand):
+    # An SES query: the project's system checks (webhook settings, say) are not its business.
+    requires_system_checks: list[str] = []
     help = (
         "Verify, list and delete the SES identities (email addresses and domains) this "
         "project sends from. Uses the backend's credentials, region and endpoint."

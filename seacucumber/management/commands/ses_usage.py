@@ -12,6 +12,8 @@ from seacucumber.sescalls import OperatorError
 
 
 class Command(BaseCommand):
+    # An SES query: the project's system checks (webhook settings, say) are not its business.
+    requires_system_checks: list[str] = []
     help = (
         "Show the SES 24-hour quota and how much of it is used, the max send rate, the "
         "rate the workers hold, two weeks of send statistics, and the bounce and complaint "

@@ -1,0 +1,37 @@
+"""Django admin: per-send status (read only) and the suppression list."""
+
+from django.contrib import admin
+
+from .models import MessageStatus, SuppressedAddress
+
+
+@admin.register(MessageStatus)
+class MessageStatusAdmin(admin.ModelAdmin):
+    list_display = ("message_id", "status", "sender", "short_recipients", "subject",
+                    "queued_at", "sent_at", "updated_at")
+    list_filter = ("status", "queued_at", "sent_at", "updated_at")
+    search_fields = ("message_id", "ses_message_id", "sender", "recipients", "subject")
+    date_hierarchy = "queued_at"
+    readonly_fields = [f.name for f in MessageStatus._meta.fields]
+
+    @admin.display(description="recipients")
+    def short_recipients(self, obj: MessageStatus) -> str:
+        found = obj.recipient_list
+        return ", ".join(found[:3]) + (f" (+{len(found) - 3})" if len(found) > 3 else "")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(SuppressedAddress)
+class SuppressedAddressAdmin(admin.ModelAdmin):
+    list_display = ("address", "reason", "created_at")
+    list_filter = ("reason", "created_at")
+    search_fields = ("address", "detail")
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj.address = obj.address.strip().lower()
+        super().save_model(request, obj, form, change)

@@ -1,0 +1,1 @@
+"""The SES event webhook: SNS posts in, verified, applied (status, suppression, signals)."""

@@ -1,0 +1,114 @@
+"""Reading what the webhook receives: the SNS envelope, then the SES event inside it.
+
+``parse_envelope`` checks the SNS JSON (types and required keys) before anything else looks
+at it. ``parse_event`` reads the SES event from a Notification's ``Message``, in either style:
+``notificationType`` (identity notifications) or ``eventType`` (configuration set event
+publishing). Unknown event types and unknown fields are kept, not refused.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .sns import InvalidMessage
+
+TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
+_REQUIRED = {
+    "Notification": ("Type", "MessageId", "TopicArn", "Message", "Timestamp"),
+    "SubscriptionConfirmation": (
+        "Type", "MessageId", "TopicArn", "Message", "Timestamp", "Token", "SubscribeURL",
+    ),
+    "UnsubscribeConfirmation": ("Type", "MessageId", "TopicArn", "Message", "Timestamp"),
+}
+
+#: SES event type -> (our name, the key of its type-specific object).
+EVENT_KINDS: dict[str, tuple[str, str]] = {
+    "Bounce": ("bounce", "bounce"),
+    "Complaint": ("complaint", "complaint"),
+    "Delivery": ("delivery", "delivery"),
+    "Send": ("send", "send"),
+    "Reject": ("reject", "reject"),
+    "Open": ("open", "open"),
+    "Click": ("click", "click"),
+    "Rendering Failure": ("rendering_failure", "failure"),
+    "RenderingFailure": ("rendering_failure", "failure"),
+    "DeliveryDelay": ("delivery_delay", "deliveryDelay"),
+    "Subscription": ("subscription", "subscription"),
+}
+
+
+def parse_envelope(body: bytes) -> dict[str, Any]:
+    """The SNS message in ``body``; ``InvalidMessage`` for anything that is not one."""
+    try:
+        message = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidMessage("body is not JSON") from None
+    if not isinstance(message, dict):
+        raise InvalidMessage("body is not a JSON object")
+    kind = message.get("Type")
+    if kind not in TYPES:
+        raise InvalidMessage(f"Type {kind!r} is not an SNS message type")
+    for key in _REQUIRED[kind]:
+        value = message.get(key)
+        if not isinstance(value, str) or (not value and key != "Message"):
+            raise InvalidMessage(f"{key} is missing or not a string")
+    if "Subject" in message and not isinstance(message["Subject"], str):
+        raise InvalidMessage("Subject is not a string")
+    return message
+
+
+@dataclass(frozen=True)
+class SESEvent:
+    """One SES event: its type as SES spells it, our name for it (None if unknown), the mail
+    object, the type-specific object, and the decoded event."""
+
+    event_type: str
+    kind: str | None
+    mail: dict[str, Any]
+    detail: dict[str, Any]
+    data: dict[str, Any]
+
+    @property
+    def ses_message_id(self) -> str | None:
+        value = self.mail.get("messageId")
+        return value if isinstance(value, str) and value else None
+
+
+def parse_event(text: str) -> SESEvent:
+    """The SES event in a Notification's ``Message``; ``InvalidMessage`` when it is not one."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise InvalidMessage("Message is not JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidMessage("Message is not a JSON object")
+    event_type = data.get("eventType", data.get("notificationType"))
+    if not isinstance(event_type, str) or not event_type:
+        raise InvalidMessage("Message has no eventType or notificationType")
+    kind, key = EVENT_KINDS.get(event_type, (None, ""))
+    mail = data.get("mail")
+    detail = data.get(key)
+    return SESEvent(
+        event_type=event_type,
+        kind=kind,
+        mail=mail if isinstance(mail, dict) else {},
+        detail=detail if isinstance(detail, dict) else {},
+        data=data,
+    )
+
+
+def addresses(items: Any) -> list[str]:
+    """The lowercased ``emailAddress`` of each recipient object in ``items`` (bounced or
+    complained recipients), skipping anything malformed."""
+    from email.utils import parseaddr
+
+    found = []
+    for item in items if isinstance(items, list) else ():
+        value = item.get("emailAddress") if isinstance(item, dict) else None
+        if isinstance(value, str):
+            bare = parseaddr(value)[1].strip().lower()
+            if "@" in bare:
+                found.append(bare)
+    return found

@@ -1,0 +1,188 @@
+"""Per-send status records (``SEACUCUMBER_TRACK_STATUS``): written ``queued`` by the backend,
+``sent``/``failed``/``suppressed`` by the worker (receivers of its signals), and moved on by SES
+events. Look one up with::
+
+    from seacucumber import status
+    status.get(message_id="...")  # or status.get(ses_message_id="...")
+
+A status only moves up in rank (``models.STATUS_RANK``), so late, repeated or out-of-order
+news never undoes newer news. Models are imported inside the functions: the backend imports
+this module, which must stay importable before the app registry is ready. Worker-side writes
+never fail a send: a database error there is logged.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.core.mail import EmailMessage
+from django.db import DatabaseError
+from django.utils import timezone
+
+from .conf import conf
+from .payload import OutboundSend
+
+if TYPE_CHECKING:
+    from .models import MessageStatus
+
+logger = logging.getLogger(__name__)
+
+MAX_SUBJECT = 998  # RFC 5322 line limit: longer subjects are folded anyway
+
+
+def enabled() -> bool:
+    """Whether status tracking is on."""
+    return bool(conf.SEACUCUMBER_TRACK_STATUS)
+
+
+def get(*, message_id: str | None = None, ses_message_id: str | None = None
+        ) -> MessageStatus | None:
+    """The status record of one send, by our id or SES's MessageId; None if there is none."""
+    if (message_id is None) == (ses_message_id is None):
+        raise TypeError("give exactly one of message_id and ses_message_id")
+    from .models import MessageStatus
+
+    if message_id is not None:
+        return MessageStatus.objects.filter(message_id=message_id).first()
+    return MessageStatus.objects.filter(ses_message_id=ses_message_id).first()
+
+
+def record_queued(checked: Iterable[tuple[EmailMessage, Sequence[OutboundSend]]]) -> None:
+    """Write one ``queued`` record per send, in one INSERT (no-op when tracking is off).
+
+    Runs inside the caller's transaction: with SEACUCUMBER_ENQUEUE_ON_COMMIT a rolled-back
+    transaction leaves neither mail nor record. A record the worker already wrote (it can win
+    the race when the caller's transaction commits late) is kept as it is.
+    """
+    if not enabled():
+        return
+    from .models import MessageStatus, Status
+
+    now = timezone.now()
+    rows = [
+        MessageStatus(
+            message_id=send.message_id,
+            sender=send.sender,
+            recipients="\n".join(send.recipients),
+            subject=str(message.subject or "")[:MAX_SUBJECT],
+            status=Status.QUEUED,
+            queued_at=now,
+            updated_at=now,
+        )
+        for message, sends in checked
+        for send in sends
+    ]
+    if rows:
+        MessageStatus.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def record_unqueued(sends: Iterable[OutboundSend], reason: str) -> None:
+    """Mark sends the broker did not take as failed (the caller got an ``EnqueueError``)."""
+    if not enabled():
+        return
+    from .models import MessageStatus, Status
+
+    MessageStatus.objects.filter(
+        message_id__in=[s.message_id for s in sends], status=Status.QUEUED
+    ).update(status=Status.FAILED, last_error=reason[:2000], updated_at=timezone.now())
+
+
+def advance(status: str, where: dict[str, str], only_from: Sequence[str] | None = None,
+            **fields: Any) -> int:
+    """Move the records matching ``where`` (``{"message_id": ...}`` or
+    ``{"ses_message_id": ...}``) to ``status``, only from a lower rank (or from ``only_from``),
+    setting ``fields`` too; returns how many moved."""
+    from .models import MessageStatus, statuses_below
+
+    sources = statuses_below(status) if only_from is None else list(only_from)
+    query = MessageStatus.objects.filter(status__in=sources, **where)
+    return query.update(status=status, updated_at=timezone.now(), **fields)
+
+
+def _settle(status: str, message_id: str, sender: str | None, recipients: list[str] | None,
+            **fields: Any) -> None:
+    """Worker side: move the record on from ``queued`` (``sent`` from any lower rank) to
+    ``status``; write it if the backend's record is not there (yet: the caller's transaction
+    may commit after the worker ran)."""
+    from .models import MessageStatus, Status
+
+    fields.setdefault("only_from", None if status == Status.SENT else [Status.QUEUED])
+    if advance(status, {"message_id": message_id}, **fields):
+        return
+    if MessageStatus.objects.filter(message_id=message_id).exists():
+        return  # already at the same or a higher rank
+    now = timezone.now()
+    MessageStatus.objects.bulk_create([MessageStatus(
+        message_id=message_id, sender=sender or "", recipients="\n".join(recipients or ()),
+        status=Status.QUEUED, queued_at=now, updated_at=now,
+    )], ignore_conflicts=True)
+    advance(status, {"message_id": message_id}, **fields)
+
+
+def _guarded(receiver: Any) -> Any:
+    """Run a worker-side receiver only with tracking on, and never let it fail the task."""
+    def run(sender: Any, **kwargs: Any) -> None:
+        if not enabled():
+            return
+        try:
+            receiver(**kwargs)
+        except DatabaseError:
+            logger.exception("status of message %s not recorded", kwargs.get("message_id"))
+    run.__name__ = receiver.__name__
+    run.__doc__ = receiver.__doc__
+    return run
+
+
+@_guarded
+def on_sent(*, message_id: str, ses_message_id: str, sender_address: str,
+            recipients: list[str], **_: Any) -> None:
+    """``message_sent`` receiver: the record becomes ``sent`` with SES's MessageId."""
+    _settle("sent", message_id, sender_address, recipients,
+            ses_message_id=ses_message_id, sent_at=timezone.now())
+
+
+@_guarded
+def on_failed(*, message_id: str, code: str, reason: str, sender_address: str | None = None,
+              recipients: list[str] | None = None, **_: Any) -> None:
+    """``message_failed`` receiver: the record becomes ``failed`` with the reason."""
+    _settle("failed", message_id, sender_address, recipients,
+            last_error=f"{code}: {reason}"[:2000])
+
+
+@_guarded
+def on_suppressed(*, message_id: str, sender_address: str, suppressed: list[str],
+                  recipients: list[str], **_: Any) -> None:
+    """``message_suppressed`` receiver: note the dropped recipients; a send left with none
+    becomes ``suppressed``."""
+    from .models import MessageStatus
+
+    note = "\n".join(suppressed)
+    if not recipients:
+        _settle("suppressed", message_id, sender_address, suppressed,
+                suppressed_recipients=note)
+    else:
+        MessageStatus.objects.filter(message_id=message_id).update(suppressed_recipients=note)
+
+
+def cleanup(days: float) -> tuple[int, int]:
+    """Delete status records queued, and SNS message ids seen, more than ``days`` ago;
+    returns how many of each."""
+    from .models import MessageStatus, SeenNotification
+
+    cutoff = timezone.now() - datetime.timedelta(days=days)
+    statuses, _ = MessageStatus.objects.filter(queued_at__lt=cutoff).delete()
+    seen, _ = SeenNotification.objects.filter(received_at__lt=cutoff).delete()
+    return statuses, seen
+
+
+def connect() -> None:
+    """Connect the worker-side receivers (called from the app's ``ready``)."""
+    from . import signals
+
+    signals.message_sent.connect(on_sent, dispatch_uid="seacucumber.status.sent")
+    signals.message_failed.connect(on_failed, dispatch_uid="seacucumber.status.failed")
+    signals.message_suppressed.connect(on_suppressed,
+                                       dispatch_uid="seacucumber.status.suppressed")

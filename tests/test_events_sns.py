@@ -1,0 +1,162 @@
+"""SNS authenticity: the host rule, the string to sign, signatures v1/v2, certificate fetching
+(from a loopback server standing in for SNS), caching and timeouts."""
+
+import datetime
+import json
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from seacucumber.events import sns
+from seacucumber.events.parse import parse_event
+from tests.fixtures_events import CERT_URL, Signer, make_certificate, notification, ses_event
+
+GOOD_URLS = [
+    CERT_URL,
+    "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem",
+    "https://sns.us-gov-west-1.amazonaws.com/SimpleNotificationService-abc.pem",
+    "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-abc.pem",
+]
+BAD_URLS = [
+    "http://sns.us-east-1.amazonaws.com/SimpleNotificationService-x.pem",  # http
+    "https://sns.s3.amazonaws.com/cert.pem",  # an S3 bucket named "sns"
+    "https://sns.s3-us-west-2.amazonaws.com/cert.pem",  # legacy S3 host form
+    "https://mybucket.s3.amazonaws.com/SimpleNotificationService-x.pem",
+    "https://s3.amazonaws.com/sns.us-east-1.amazonaws.com/x.pem",
+    "https://evil.amazonaws.com/SimpleNotificationService-x.pem",
+    "https://sns.us-east-1.amazonaws.com.evil.com/x.pem",
+    "https://sns.us-east-1.amazonaws.com@evil.com/x.pem",  # user info
+    "https://evil.com@sns.us-east-1.amazonaws.com/x.pem",
+    "https://evil.com#@sns.us-east-1.amazonaws.com/x.pem",
+    "https://sns.us-east-1.amazonaws.com:8443/x.pem",  # port
+    "https://sns.us-east-1.amazonaws.com:443/x.pem",
+    "https://sns.us-east-1.amazonaws.com/x.pem?u=https://evil.com/x.pem",
+    "https://sns.us-east-1.amazonaws.com/x.txt",
+    "https://sns.us-east-1.amazonaws.com./x.pem",
+    "https://sns.us-east-1.amazonaws.com\\@evil.com/x.pem",
+    "https://sns-us-east-1.amazonaws.com/x.pem",
+    "https://127.0.0.1/x.pem",
+    "file:///etc/ssl/cert.pem",
+    "",
+    None,
+    42,
+]
+
+
+@pytest.mark.parametrize("url", GOOD_URLS)
+def test_sns_certificate_hosts_are_accepted(url):
+    assert sns.check_cert_url(url) == url
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_other_certificate_urls_are_refused_without_fetching(url, fake_sns):
+    with pytest.raises(sns.InvalidMessage):
+        sns.certificate(url)
+    assert fake_sns.requests == []
+
+
+def test_string_to_sign_follows_sns_order_and_skips_missing_subject():
+    message = notification({"eventType": "Send"}, message_id="m-1")
+    expected = (
+        f"Message\n{message['Message']}\nMessageId\nm-1\nTimestamp\n{message['Timestamp']}\n"
+        f"TopicArn\n{message['TopicArn']}\nType\nNotification\n"
+    )
+    assert sns.string_to_sign(message) == expected.encode()
+    with_subject = {**message, "Subject": "Amazon SES Email Event Notification"}
+    assert b"Subject\nAmazon SES Email Event Notification\nTimestamp" in sns.string_to_sign(
+        with_subject)
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_both_signature_versions_verify(signer, settings, version):
+    settings.SEACUCUMBER_SNS_CERTIFICATES = {CERT_URL: signer.pem.decode()}
+    sns.verify(signer.sign(notification({"eventType": "Send"}), version=version))
+
+
+@pytest.mark.parametrize("change", [
+    {"Message": '{"eventType": "Bounce"}'},
+    {"TopicArn": "arn:aws:sns:us-east-1:123456789012:other"},
+    {"Subject": "added after signing"},
+    {"SignatureVersion": "3"},
+    {"SignatureVersion": 2},
+    {"Signature": "not base64!"},
+    {"Signature": ""},
+    {"SigningCertURL": "https://bucket.s3.amazonaws.com/SimpleNotificationService-test.pem"},
+])
+def test_tampered_messages_fail_verification(signer, settings, change):
+    settings.SEACUCUMBER_SNS_CERTIFICATES = {CERT_URL: signer.pem.decode()}
+    message = signer.sign(notification({"eventType": "Send"}))
+    with pytest.raises(sns.NotAuthentic):
+        sns.verify({**message, **change})
+
+
+def test_version_1_signature_does_not_pass_as_version_2(signer, settings):
+    settings.SEACUCUMBER_SNS_CERTIFICATES = {CERT_URL: signer.pem.decode()}
+    message = signer.sign(notification({"eventType": "Send"}), version="1")
+    with pytest.raises(sns.NotAuthentic, match="does not match"):
+        sns.verify({**message, "SignatureVersion": "2"})
+
+
+def test_another_keys_signature_is_refused(signer, settings):
+    settings.SEACUCUMBER_SNS_CERTIFICATES = {CERT_URL: signer.pem.decode()}
+    with pytest.raises(sns.NotAuthentic, match="does not match"):
+        sns.verify(Signer().sign(notification({"eventType": "Send"})))
+
+
+def test_expired_certificate_is_refused(settings):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    expired = Signer(key=key, pem=make_certificate(key, days=-1))
+    settings.SEACUCUMBER_SNS_CERTIFICATES = {CERT_URL: expired.pem.decode()}
+    with pytest.raises(sns.NotAuthentic, match="expired"):
+        sns.verify(expired.sign(notification({"eventType": "Send"})))
+
+
+def test_certificate_is_fetched_once_then_cached(signer, fake_sns):
+    fake_sns.files["/SimpleNotificationService-test.pem"] = signer.pem
+    for _ in range(3):
+        sns.verify(signer.sign(notification({"eventType": "Send"})))
+    assert fake_sns.requests == ["/SimpleNotificationService-test.pem"]
+
+
+def test_missing_or_bad_certificate_is_refused(fake_sns):
+    with pytest.raises(sns.InvalidMessage, match="HTTP 404"):
+        sns.certificate(CERT_URL)
+    fake_sns.files["/SimpleNotificationService-test.pem"] = b"-----BEGIN nonsense"
+    with pytest.raises(sns.NotAuthentic, match="not a PEM"):
+        sns.certificate(CERT_URL)
+    fake_sns.files["/SimpleNotificationService-test.pem"] = b"x" * (sns.MAX_CERT_BYTES + 1)
+    with pytest.raises(sns.InvalidMessage, match="more than"):
+        sns.certificate(CERT_URL)
+
+
+def test_certificate_fetch_times_out(signer, fake_sns, settings):
+    settings.SEACUCUMBER_SNS_CERT_TIMEOUT = 0.3
+    fake_sns.files["/SimpleNotificationService-test.pem"] = signer.pem
+    fake_sns.delay = 2.0
+    started = datetime.datetime.now()
+    with pytest.raises(sns.SNSUnavailable):
+        sns.certificate(CERT_URL)
+    assert (datetime.datetime.now() - started).total_seconds() < 1.9
+
+
+def test_pinned_certificate_url_must_still_be_an_sns_host(signer, settings):
+    url = "https://bucket.s3.amazonaws.com/SimpleNotificationService-test.pem"
+    settings.SEACUCUMBER_SNS_CERTIFICATES = {url: signer.pem.decode()}
+    with pytest.raises(sns.NotAuthentic):
+        sns.verify(signer.sign(notification({"eventType": "Send"}), cert_url=url))
+
+
+@pytest.mark.parametrize("style", ["eventType", "notificationType"])
+def test_both_event_styles_parse(style):
+    event = parse_event(json.dumps(ses_event("Bounce", "ses-1", style, bounceType="Permanent")))
+    assert (event.kind, event.ses_message_id, event.detail) == (
+        "bounce", "ses-1", {"bounceType": "Permanent"})
+
+
+def test_rendering_failure_and_unknown_types_parse():
+    failure = parse_event(
+        json.dumps(ses_event("Rendering Failure", "x", errorMessage="no template")))
+    assert (failure.kind, failure.detail) == ("rendering_failure", {"errorMessage": "no template"})
+    unknown = parse_event('{"eventType": "Teleport", "mail": {"messageId": "y"}}')
+    assert unknown.kind is None and unknown.ses_message_id == "y"
+

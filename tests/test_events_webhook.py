@@ -1,0 +1,283 @@
+"""The webhook view with Django's test client: signed SNS posts applied once, forged and
+malformed posts refused with a 4xx and no change, signals, both payload styles."""
+
+import json
+
+import pytest
+from django.utils import timezone
+
+from seacucumber import signals, status
+from seacucumber.models import MessageStatus, SeenNotification, SuppressedAddress
+from tests.fixtures_events import (
+    CERT_URL,
+    TOPIC,
+    WEBHOOK,
+    Signer,
+    bounce,
+    confirmation,
+    notification,
+    ses_event,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def tracked(settings):
+    """Tracking and suppression on, one sent message (SES id "ses-1") to two addresses."""
+    settings.SEACUCUMBER_TRACK_STATUS = True
+    settings.SEACUCUMBER_SUPPRESS_ON_BOUNCE = True
+    settings.SEACUCUMBER_SUPPRESS_ON_COMPLAINT = True
+    now = timezone.now()
+    return MessageStatus.objects.create(
+        message_id="ours-1", ses_message_id="ses-1", sender="sender@example.com",
+        recipients="a@example.com\nb@example.com", subject="Hi", status="sent",
+        queued_at=now, sent_at=now, updated_at=now,
+    )
+
+
+@pytest.fixture
+def received():
+    """Every SES event signal received, as (name, kwargs)."""
+    seen = []
+    receivers = []
+    for name in ("bounce", "complaint", "delivery", "send", "open", "click", "delivery_delay",
+                 "reject", "rendering_failure", "subscription"):
+        def receiver(sender, name=name, **kwargs):
+            seen.append((name, kwargs))
+        receivers.append(receiver)
+        getattr(signals, f"{name}_received").connect(receiver)
+    yield seen
+    for name, receiver in zip(
+        ("bounce", "complaint", "delivery", "send", "open", "click", "delivery_delay",
+         "reject", "rendering_failure", "subscription"), receivers, strict=True):
+        getattr(signals, f"{name}_received").disconnect(receiver)
+
+
+def state():
+    return (
+        list(MessageStatus.objects.values_list("message_id", "status", "last_error")),
+        list(SuppressedAddress.objects.values_list("address", flat=True)),
+        SeenNotification.objects.count(),
+    )
+
+
+@pytest.mark.parametrize("style", ["eventType", "notificationType"])
+def test_permanent_bounce_moves_status_and_suppresses(webhook, tracked, received, style):
+    message = notification(bounce("ses-1", "A@Example.com", style=style))
+    response = webhook(message)
+    assert response.status_code == 200, response.content
+    record = status.get(ses_message_id="ses-1")
+    assert record.status == "bounced"
+    assert "Permanent/General" in record.last_error
+    assert list(SuppressedAddress.objects.values_list("address", "reason")) == [
+        ("a@example.com", "bounce")]
+    [(name, kwargs)] = received
+    assert name == "bounce"
+    assert kwargs["mail_obj"]["messageId"] == "ses-1"
+    assert kwargs["event_obj"]["bounceType"] == "Permanent"
+    assert kwargs["bounce_obj"] is kwargs["event_obj"]
+    assert kwargs["raw_message"]["MessageId"] == message["MessageId"]
+    assert kwargs["event_type"] == "Bounce"
+
+
+def test_transient_bounce_does_not_suppress(webhook, tracked):
+    assert webhook(notification(bounce("ses-1", "a@example.com",
+                                       bounce_type="Transient"))).status_code == 200
+    assert status.get(message_id="ours-1").status == "bounced"
+    assert not SuppressedAddress.objects.exists()
+
+
+def test_suppression_settings_off_add_nothing(webhook, tracked, settings):
+    settings.SEACUCUMBER_SUPPRESS_ON_BOUNCE = False
+    settings.SEACUCUMBER_SUPPRESS_ON_COMPLAINT = False
+    complaint = ses_event("Complaint", "ses-1", complainedRecipients=[
+        {"emailAddress": "b@example.com"}])
+    assert webhook(notification(bounce("ses-1", "a@example.com"))).status_code == 200
+    assert webhook(notification(complaint)).status_code == 200
+    assert not SuppressedAddress.objects.exists()
+
+
+def test_complaint_after_delivery(webhook, tracked, received):
+    assert webhook(notification(ses_event("Delivery", "ses-1", recipients=["a@example.com"]))
+                   ).status_code == 200
+    assert status.get(ses_message_id="ses-1").status == "delivered"
+    complaint = ses_event("Complaint", "ses-1", complaintFeedbackType="abuse",
+                          complainedRecipients=[{"emailAddress": "b@example.com"}])
+    assert webhook(notification(complaint, subject="SES")).status_code == 200
+    record = status.get(ses_message_id="ses-1")
+    assert (record.status, record.last_error) == ("complained", "Complaint: abuse")
+    assert list(SuppressedAddress.objects.values_list("address", "reason")) == [
+        ("b@example.com", "complaint")]
+    # a late delivery notification does not undo the complaint
+    assert webhook(notification(ses_event("Delivery", "ses-1"))).status_code == 200
+    assert status.get(ses_message_id="ses-1").status == "complained"
+    assert [name for name, _ in received] == ["delivery", "complaint", "delivery"]
+    assert received[1][1]["complaint_obj"]["complaintFeedbackType"] == "abuse"
+
+
+@pytest.mark.parametrize("kind,signal,expected", [
+    ("Send", "send", "sent"),
+    ("Open", "open", "sent"),
+    ("Click", "click", "sent"),
+    ("DeliveryDelay", "delivery_delay", "sent"),
+    ("Reject", "reject", "failed"),
+    ("Rendering Failure", "rendering_failure", "failed"),
+    ("Subscription", "subscription", "sent"),
+])
+def test_every_event_type_sends_its_signal(webhook, tracked, received, kind, signal, expected):
+    assert webhook(notification(ses_event(kind, "ses-1", reason="Bad content",
+                                          delayType="MailboxFull"))).status_code == 200
+    [(name, kwargs)] = received
+    assert name == signal and kwargs["event_type"] == kind
+    assert kwargs["event_obj"]["reason"] == "Bad content"
+    assert status.get(ses_message_id="ses-1").status == expected
+
+
+def test_duplicate_sns_delivery_is_applied_once(webhook, tracked, received, signer):
+    message = signer.sign(notification(bounce("ses-1", "a@example.com")))
+    first = webhook(json.dumps(message))
+    again = webhook(json.dumps(message))
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.content == b"duplicate\n"
+    assert len(received) == 1
+    assert SeenNotification.objects.count() == 1
+
+
+def test_unknown_event_types_and_non_ses_messages_are_tolerated(webhook, tracked, received):
+    before = state()[:2]
+    unknown = webhook(notification({"eventType": "Teleport", "mail": {"messageId": "ses-1"}}))
+    not_json = webhook(notification("hello from the SNS console"))
+    assert (unknown.status_code, not_json.status_code) == (200, 200)
+    assert received == []
+    assert state()[:2] == before
+
+
+def _forged(signer):
+    """(name, body or message, sign) triples of posts the webhook must refuse."""
+    good = notification(bounce("ses-1", "a@example.com"))
+    signed = signer.sign(good)
+    other = Signer()
+    return [
+        ("bad signature", {**signed, "Message": signed["Message"].replace("a@", "b@")}, False),
+        ("other key", other.sign(good), False),
+        ("version 3", {**signed, "SignatureVersion": "3"}, False),
+        ("no signature", {k: v for k, v in signed.items() if k != "Signature"}, False),
+        ("cert on S3", signer.sign(good, cert_url=(
+            "https://sns-certs.s3.amazonaws.com/SimpleNotificationService-test.pem")), False),
+        ("cert on other amazonaws host", signer.sign(good, cert_url=(
+            "https://sns.evil.amazonaws.com/SimpleNotificationService-test.pem")), False),
+        ("cert over http", signer.sign(good, cert_url=CERT_URL.replace("https", "http")), False),
+        ("cert with user info", signer.sign(good, cert_url=CERT_URL.replace(
+            "https://", "https://evil.com@")), False),
+        ("unknown topic", notification(bounce("ses-1", "a@example.com"),
+                                       topic="arn:aws:sns:us-east-1:999:evil"), True),
+        ("malformed JSON", b'{"Type": "Notification", ', False),
+        ("not an object", b"[1, 2]", False),
+        ("not UTF-8", b"\xff\xfe{}", False),
+        ("empty", b"", False),
+        ("missing MessageId", {k: v for k, v in signed.items() if k != "MessageId"}, False),
+        ("Message not a string", {**signed, "Message": {"eventType": "Bounce"}}, False),
+        ("wrong Type", {**signed, "Type": "Notice"}, False),
+        ("huge", b'{"Type": "Notification", "x": "' + b"x" * 600_000 + b'"}', False),
+    ]
+
+
+def test_forged_and_malformed_posts_get_4xx_and_change_nothing(webhook, tracked, received,
+                                                               signer, fake_sns):
+    before = state()
+    answers = {}
+    for name, body, sign in _forged(signer):
+        if isinstance(body, dict) and not sign:
+            body = json.dumps(body).encode()
+        answers[name] = webhook(body).status_code
+    assert all(400 <= code < 500 for code in answers.values()), answers
+    assert answers["huge"] == 413 and answers["unknown topic"] == 403
+    assert answers["bad signature"] == 403 and answers["malformed JSON"] == 400
+    assert state() == before
+    assert received == []
+    assert fake_sns.requests == []  # no certificate was fetched for any of them
+
+
+def test_header_type_must_match_body(webhook, tracked):
+    response = webhook(notification(bounce("ses-1", "a@example.com")),
+                       headers={"x-amz-sns-message-type": "SubscriptionConfirmation"})
+    assert response.status_code == 400
+    assert status.get(message_id="ours-1").status == "sent"
+
+
+def test_empty_topic_allowlist_refuses_everything(webhook, tracked, settings):
+    settings.SEACUCUMBER_EVENT_TOPIC_ARNS = []
+    assert webhook(notification(bounce("ses-1", "a@example.com"))).status_code == 403
+    assert status.get(message_id="ours-1").status == "sent"
+
+
+def test_topic_setting_as_one_string_is_not_a_substring_match(webhook, tracked, settings):
+    settings.SEACUCUMBER_EVENT_TOPIC_ARNS = TOPIC + "-and-more"
+    assert webhook(notification(bounce("ses-1", "a@example.com"))).status_code == 403
+    settings.SEACUCUMBER_EVENT_TOPIC_ARNS = TOPIC
+    assert webhook(notification(bounce("ses-1", "a@example.com"))).status_code == 200
+
+
+def test_get_is_not_allowed(client):
+    assert client.get(WEBHOOK).status_code == 405
+
+
+def test_verification_off_still_checks_the_topic(webhook, tracked, settings):
+    settings.SEACUCUMBER_VERIFY_EVENT_SIGNATURES = False
+    assert webhook(notification(ses_event("Delivery", "ses-1")), sign=False).status_code == 200
+    assert status.get(message_id="ours-1").status == "delivered"
+    other = notification(bounce("ses-1", "a@example.com"), topic="arn:aws:sns:us-east-1:9:x")
+    assert webhook(other, sign=False).status_code == 403
+
+
+def test_handler_error_rolls_back_and_answers_500_so_sns_retries(webhook, tracked):
+    def broken(sender, **kwargs):
+        raise RuntimeError("receiver bug")
+
+    message = notification(bounce("ses-1", "a@example.com"))
+    signals.bounce_received.connect(broken)
+    try:
+        assert webhook(message).status_code == 500
+    finally:
+        signals.bounce_received.disconnect(broken)
+    assert status.get(message_id="ours-1").status == "sent"
+    assert not SuppressedAddress.objects.exists() and not SeenNotification.objects.exists()
+    assert webhook(message).status_code == 200  # SNS's retry is applied
+    assert status.get(message_id="ours-1").status == "bounced"
+
+
+def test_subscription_is_confirmed_for_an_allowed_topic(webhook, fake_sns):
+    message = confirmation()
+    assert webhook(message).status_code == 200
+    [request] = fake_sns.requests
+    assert request.startswith("/?Action=ConfirmSubscription")
+    assert f"Token={message['Token']}" in request
+
+
+def test_subscription_refusals(webhook, fake_sns, settings):
+    other_topic = confirmation(topic="arn:aws:sns:us-east-1:999:evil")
+    off_host = confirmation(subscribe_url=(
+        f"https://evil.example.com/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token=t"))
+    wrong_topic_in_url = confirmation(subscribe_url=(
+        "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription"
+        "&TopicArn=arn:aws:sns:us-east-1:999:evil&Token=t"))
+    assert webhook(other_topic).status_code == 403
+    assert webhook(off_host).status_code == 403
+    assert webhook(wrong_topic_in_url).status_code == 403
+    assert webhook(confirmation(), sign=False).status_code == 403
+    settings.SEACUCUMBER_CONFIRM_SUBSCRIPTIONS = False
+    assert webhook(confirmation()).status_code == 200
+    assert fake_sns.requests == []
+
+
+def test_subscription_confirmation_unreachable_answers_503(webhook, settings):
+    from seacucumber.testing.processes import free_port
+
+    settings.SEACUCUMBER_SNS_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"
+    assert webhook(confirmation()).status_code == 503
+
+
+def test_unsubscribe_confirmation_is_noted(webhook, fake_sns):
+    assert webhook(confirmation(kind="UnsubscribeConfirmation")).status_code == 200
+    assert fake_sns.requests == []
