@@ -66,3 +66,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600, "socket_conne
 # the project's SES emulator.
 SEACUCUMBER_ENDPOINT_URL = os.environ.get("SEACUCUMBER_ENDPOINT_URL") or None
 AWS_SES_REGION_NAME = os.environ.get("AWS_SES_REGION_NAME", "us-east-1")
+# Delivery feedback: per-message status, suppression of bounces and complaints, and the SNS
+# topics the webhook accepts (comma-separated ARNs).
+SEACUCUMBER_TRACK_STATUS = True
+SEACUCUMBER_SUPPRESS_ON_BOUNCE = True
+SEACUCUMBER_SUPPRESS_ON_COMPLAINT = True
+SEACUCUMBER_EVENT_TOPIC_ARNS = [
+    arn for arn in os.environ.get("SEACUCUMBER_EVENT_TOPIC_ARNS", "").split(",") if arn
+]

@@ -5,10 +5,12 @@ from django.core.mail import send_mail
 from django.shortcuts import redirect, render
 
 from seacucumber.exceptions import SeaCucumberError
+from seacucumber.models import MessageStatus
 
 
 def home(request):
-    """GET: the form. POST: queue a test message to the address given."""
+    """GET: the form and the latest messages with their status. POST: queue a test message
+    to the address given."""
     if request.method == "POST":
         to = request.POST.get("to", "").strip()
         try:
@@ -23,4 +25,5 @@ def home(request):
         else:
             messages.success(request, f"Queued {queued} message to {to}.")
         return redirect("home")
-    return render(request, "mailer/home.html")
+    recent = MessageStatus.objects.order_by("-queued_at")[:20]
+    return render(request, "mailer/home.html", {"recent": recent})

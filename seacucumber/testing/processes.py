@@ -102,6 +102,7 @@ class Worker:
         default_factory=lambda: Path(tempfile.mkstemp(prefix="sc-worker-", suffix=".log")[1])
     )
     extra_args: tuple[str, ...] = ()
+    cwd: Path | None = None
     process: subprocess.Popen | None = None
 
     def start(self, wait: float = 60.0) -> Worker:
@@ -117,7 +118,7 @@ class Worker:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the worker
         self.process = subprocess.Popen(  # noqa: S603 - our own command line
             command, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, cwd=self.cwd,
         )
         deadline = time.monotonic() + wait
         while b" ready." not in self.log_path.read_bytes():
