@@ -21,3 +21,13 @@ def test_readme_gives_the_two_commands_the_makefile_has():
     for target in ("demo", "test"):
         assert f"make {target}" in README
         assert f"\n{target}: " in makefile
+
+
+def test_readme_and_docs_are_valid_restructuredtext():
+    import docutils.core
+
+    for path in [ROOT / "README.rst", *sorted((ROOT / "docs").glob("*.rst"))]:
+        docutils.core.publish_string(
+            path.read_text(), writer_name="null",
+            settings_overrides={"report_level": 2, "halt_level": 2},
+        )
