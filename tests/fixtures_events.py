@@ -4,63 +4,25 @@ server standing in for SNS (certificate downloads, subscription confirmations)."
 
 from __future__ import annotations
 
-import base64
-import datetime
 import http.server
 import json
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
 
 from seacucumber.events import sns
+from seacucumber.testing.sns_signing import DEFAULT_CERT_URL, Signer, make_certificate
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-events"
-CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem"
+CERT_URL = DEFAULT_CERT_URL
 WEBHOOK = "/ses/events/"
 
 
-def make_certificate(key: rsa.RSAPrivateKey, days: int = 30) -> bytes:
-    """A self-signed PEM certificate for ``key``, valid from yesterday for ``days`` days."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-@dataclass
-class Signer:
-    """Signs SNS messages as SNS does, with a key of its own."""
-
-    key: rsa.RSAPrivateKey = field(
-        default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    )
-    pem: bytes = b""
-
-    def __post_init__(self) -> None:
-        self.pem = self.pem or make_certificate(self.key)
-
-    def sign(self, message: dict[str, Any], version: str = "2",
-             cert_url: str = CERT_URL) -> dict[str, Any]:
-        message = {**message, "SignatureVersion": version, "SigningCertURL": cert_url}
-        algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()
-        signature = self.key.sign(sns.string_to_sign(message), padding.PKCS1v15(), algorithm)
-        message["Signature"] = base64.b64encode(signature).decode("ascii")
-        return message
+__all__ = ["Signer", "make_certificate"]  # re-exported for the tests
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,7 @@ DATABASES = {
     }
 }
 ROOT_URLCONF = "tests.urls"
+STATIC_URL = "static/"  # the live_server fixture serves static files from here
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -11,6 +11,8 @@ from seacucumber.events import sns
 from seacucumber.events.parse import parse_event
 from tests.fixtures_events import CERT_URL, Signer, make_certificate, notification, ses_event
 
+CERT_PATH = "/" + CERT_URL.rsplit("/", 1)[1]
+
 GOOD_URLS = [
     CERT_URL,
     "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem",
@@ -112,26 +114,26 @@ def test_expired_certificate_is_refused(settings):
 
 
 def test_certificate_is_fetched_once_then_cached(signer, fake_sns):
-    fake_sns.files["/SimpleNotificationService-test.pem"] = signer.pem
+    fake_sns.files[CERT_PATH] = signer.pem
     for _ in range(3):
         sns.verify(signer.sign(notification({"eventType": "Send"})))
-    assert fake_sns.requests == ["/SimpleNotificationService-test.pem"]
+    assert fake_sns.requests == [CERT_PATH]
 
 
 def test_missing_or_bad_certificate_is_refused(fake_sns):
     with pytest.raises(sns.InvalidMessage, match="HTTP 404"):
         sns.certificate(CERT_URL)
-    fake_sns.files["/SimpleNotificationService-test.pem"] = b"-----BEGIN nonsense"
+    fake_sns.files[CERT_PATH] = b"-----BEGIN nonsense"
     with pytest.raises(sns.NotAuthentic, match="not a PEM"):
         sns.certificate(CERT_URL)
-    fake_sns.files["/SimpleNotificationService-test.pem"] = b"x" * (sns.MAX_CERT_BYTES + 1)
+    fake_sns.files[CERT_PATH] = b"x" * (sns.MAX_CERT_BYTES + 1)
     with pytest.raises(sns.InvalidMessage, match="more than"):
         sns.certificate(CERT_URL)
 
 
 def test_certificate_fetch_times_out(signer, fake_sns, settings):
     settings.SEACUCUMBER_SNS_CERT_TIMEOUT = 0.3
-    fake_sns.files["/SimpleNotificationService-test.pem"] = signer.pem
+    fake_sns.files[CERT_PATH] = signer.pem
     fake_sns.delay = 2.0
     started = datetime.datetime.now()
     with pytest.raises(sns.SNSUnavailable):
