@@ -109,7 +109,8 @@ SETTINGS: tuple[Setting, ...] = (
             ("AWS_SES_VERIFY_EVENT_SIGNATURES",)),
     Setting("SEACUCUMBER_SNS_CERTIFICATES", {},
             "{SigningCertURL: PEM} certificates trusted without fetching (an emulator's, in "
-            "tests). The URL must still pass the SNS host rule."),
+            "tests); a value may be a pathlib.Path to a PEM file, read when used. The URL must "
+            "still pass the SNS host rule."),
     Setting("SEACUCUMBER_SNS_CERT_TIMEOUT", 5.0,
             "Seconds to fetch an SNS signing certificate or confirm a subscription."),
     Setting("SEACUCUMBER_SNS_ENDPOINT_URL", None,

@@ -162,3 +162,13 @@ def test_rendering_failure_and_unknown_types_parse():
     unknown = parse_event('{"eventType": "Teleport", "mail": {"messageId": "y"}}')
     assert unknown.kind is None and unknown.ses_message_id == "y"
 
+
+
+def test_pinned_certificate_may_be_a_file_read_when_used(signer, settings, tmp_path):
+    pem_file = tmp_path / "emulator-cert.pem"
+    settings.SEACUCUMBER_SNS_CERTIFICATES = {CERT_URL: pem_file}
+    message = signer.sign(notification({"eventType": "Send"}))
+    with pytest.raises(sns.NotAuthentic, match="pinned certificate file"):
+        sns.verify(message)  # not written yet
+    pem_file.write_bytes(signer.pem)
+    sns.verify(message)

@@ -74,3 +74,10 @@ SEACUCUMBER_SUPPRESS_ON_COMPLAINT = True
 SEACUCUMBER_EVENT_TOPIC_ARNS = [
     arn for arn in os.environ.get("SEACUCUMBER_EVENT_TOPIC_ARNS", "").split(",") if arn
 ]
+# The certificate SNS signs events with is fetched from AWS; against the project's SES
+# emulator (docker-compose) it is pinned from the file the emulator writes instead.
+if os.environ.get("EXAMPLE_SNS_CERT_FILE"):
+    SEACUCUMBER_SNS_CERTIFICATES = {
+        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-emulator.pem":
+            Path(os.environ["EXAMPLE_SNS_CERT_FILE"]),
+    }

@@ -14,12 +14,14 @@ import base64
 import binascii
 import datetime
 import logging
+import os
 import re
 import threading
 import urllib.error
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -144,6 +146,11 @@ def certificate(url: str) -> x509.Certificate:
     fetched. The URL must pass the host rule in every case."""
     check_cert_url(url)
     pinned = (conf.SEACUCUMBER_SNS_CERTIFICATES or {}).get(url)
+    if isinstance(pinned, os.PathLike):  # a file, read now: its writer may start after us
+        try:
+            pinned = Path(pinned).read_bytes()
+        except OSError as exc:
+            raise NotAuthentic(f"pinned certificate file for {url}: {exc}") from None
     if pinned is not None:
         return _load(pinned.encode() if isinstance(pinned, str) else pinned, url)
     with _cache_lock:

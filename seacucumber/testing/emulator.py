@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from .emulator_client import EmulatorBase
@@ -133,7 +134,8 @@ class SESEmulator(EmulatorBase):
             time.sleep(0.05)
 
 
-def main(argv: list[str] | None = None) -> None:
+def command_line() -> argparse.ArgumentParser:
+    """The emulator's command line (docker-compose.yml's ``ses`` service uses it)."""
     parser = argparse.ArgumentParser(
         prog="python -m seacucumber.testing.emulator",
         description="An SES endpoint for tests and demos: rate, quota, latency and faults.")
@@ -154,9 +156,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--webhook-url", default=None, help="where to post SNS events")
     parser.add_argument("--topic-arn", default=DEFAULT_TOPIC_ARN)
     parser.add_argument("--signing-cert-url", default=DEFAULT_CERT_URL)
+    parser.add_argument("--cert-file", default=None,
+                        help="write the events' signing certificate (PEM) to this file")
     parser.add_argument("--notification-delay", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=None)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = command_line().parse_args(argv)
     emulator = SESEmulator(
         port=args.port, host=args.host, region=args.region, webhook_url=args.webhook_url,
         topic_arn=args.topic_arn, signing_cert_url=args.signing_cert_url,
@@ -167,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
         verified=tuple(args.verified) if args.verified is not None else None,
         keep_raw=not args.no_raw, seed=args.seed,
     ).start()
+    if args.cert_file:
+        Path(args.cert_file).write_bytes(emulator.cert_pem())
     print(f"SES emulator on {emulator.url} (rate {args.rate}/s, daily quota "
           f"{args.daily_quota:g}); control API at {emulator.url}/_emulator/", flush=True)
     try:
