@@ -85,9 +85,24 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SEACUCUMBER_RATE_LIMIT", None,
             "Recipients per second for the whole account. Unset: learned from SES "
             "(MaxSendRate).", ("CUCUMBER_RATE_LIMIT",)),
-    Setting("SEACUCUMBER_RATE_SAFETY_FACTOR", 0.97,
+    Setting("SEACUCUMBER_RATE_SAFETY_FACTOR", 0.98,
             "Share of the SES MaxSendRate to use when the rate is learned.",
             ("AWS_SES_AUTO_THROTTLE",)),
+    Setting("SEACUCUMBER_RATE_BURST", 0.5,
+            "Seconds' worth of the rate that may go out at once after a quiet spell."),
+    Setting("SEACUCUMBER_RATE_MAX_WAIT", 1.0,
+            "Longest wait for the shared rate inside a task, in seconds; a longer one "
+            "re-queues the task with a countdown to its reserved slot."),
+    Setting("SEACUCUMBER_RATE_HORIZON", 60.0,
+            "How far ahead, in seconds, a send may book its slot of the shared rate; a task "
+            "finding the rate booked further ahead is re-queued and asks again later."),
+    Setting("SEACUCUMBER_RATE_FALLBACK", 1.0,
+            "Recipients per second when SES will not give the quota (no IAM permission for "
+            "GetSendQuota/GetAccount) and SEACUCUMBER_RATE_LIMIT is unset."),
+    Setting("SEACUCUMBER_QUOTA_REFRESH", 300.0,
+            "Seconds between reads of the SES quota (one process reads, all share it)."),
+    Setting("SEACUCUMBER_QUOTA_HOLD", 600.0,
+            "Seconds all sends are held once SES says the daily quota is used up."),
     # --- DKIM ---------------------------------------------------------------------------------
     Setting("DKIM_DOMAIN", None, "Domain to sign for (d=). Signing is on when this and "
             "DKIM_PRIVATE_KEY are set."),

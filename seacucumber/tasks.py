@@ -1,10 +1,13 @@
 """The send task: one ``OutboundSend`` payload in, one SES send out.
 
-Flow: read the JSON payload -> send through ``ses.send`` -> on error, ``ses.classify`` decides:
-throttling and transient errors retry with backoff (``retry.backoff_delay``) until the
-message's lifetime ends; permanent errors fail at once. The task's result is SES's MessageId.
-The task is acknowledged only once the send is settled (``acks_late``), so a worker killed
-mid-task loses nothing: the broker hands the task to another worker.
+Flow: read the JSON payload -> drop suppressed recipients -> take the message's recipients
+from the account's shared rate (``ratelimit.admit``) -> DKIM-sign -> send through
+``ses.send`` -> on error, ``ses.classify`` decides: throttling (which also slows the shared
+rate) and transient errors retry with backoff (``retry.backoff_delay``) until the message's
+lifetime ends; a spent daily quota holds every send; permanent errors fail at once. The
+task's result is SES's MessageId. The task is acknowledged only once the send is settled
+(``acks_late``), so a worker killed mid-task loses nothing: the broker hands the task to
+another worker.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 from celery import shared_task
 
-from . import dkim, retry, ses, signals, suppression
+from . import dkim, ratelimit, retry, ses, signals, suppression
 from .exceptions import MalformedPayload, PermanentSendError, TransientSendError
 from .payload import OutboundSend
 
@@ -44,9 +47,10 @@ def fail(outbound: OutboundSend | None, message_id: str, code: str, reason: str)
     reject_on_worker_lost=True,
     max_retries=None,
 )
-def send_email(self: Any, payload: Any) -> str | None:
+def send_email(self: Any, payload: Any, reserved_at: float | None = None) -> str | None:
     """Send one message through SES; returns SES's MessageId (None: all recipients
-    suppressed, not sent)."""
+    suppressed, not sent). ``reserved_at``: set by the shared rate when it re-queued the
+    task for a slot it booked."""
     try:
         outbound = OutboundSend.from_json(payload)
     except MalformedPayload as exc:
@@ -57,6 +61,8 @@ def send_email(self: Any, payload: Any) -> str | None:
     outbound = suppression.screen(outbound)  # drops suppressed recipients (one query)
     if outbound is None:  # every recipient suppressed: not sent, message_suppressed said so
         return None
+    # the account's shared rate, counted per recipient: waits briefly or re-queues the task
+    ratelimit.admit(self, outbound.message_id, len(outbound.recipients), reserved_at)
     try:  # DKIM here, not in send_messages: signing costs ms the caller must not wait for
         raw = dkim.sign(outbound.raw)
     except dkim.SigningError as exc:
@@ -69,7 +75,12 @@ def send_email(self: Any, payload: Any) -> str | None:
         if classified.outcome is ses.Outcome.PERMANENT:
             fail(outbound, outbound.message_id, classified.code, classified.message)
             raise PermanentSendError(classified.code, classified.message) from None
-        delay = retry.backoff_delay(self.request.retries)
+        if classified.outcome is ses.Outcome.THROTTLED:
+            ratelimit.throttled()
+        if classified.outcome is ses.Outcome.QUOTA_EXCEEDED:
+            delay = ratelimit.quota_exhausted()  # held, not spun on: the quota frees slowly
+        else:
+            delay = retry.backoff_delay(self.request.retries)
         if retry.outlives(outbound.created, delay):
             reason = f"still failing at the end of its lifetime: {classified.message}"
             fail(outbound, outbound.message_id, classified.code, reason)
@@ -79,8 +90,9 @@ def send_email(self: Any, payload: Any) -> str | None:
             outbound.message_id, classified.outcome.value, classified.code,
             self.request.retries + 1, delay,
         )
-        raise self.retry(
-            countdown=delay, exc=TransientSendError(classified.code, classified.message)
+        raise self.retry(  # kwargs reset: the retry books a new slot of the shared rate
+            countdown=delay, exc=TransientSendError(classified.code, classified.message),
+            kwargs={"reserved_at": None},
         ) from None
     logger.info("message %s sent to %d recipient(s) as SES %s",
                 outbound.message_id, len(outbound.recipients), ses_message_id)

@@ -120,9 +120,13 @@ def level(rate: float | None, review: float, at_risk: float) -> str:
 
 def rate_in_force() -> float | None:
     """Recipients per second the workers hold now under the shared rate, or ``None`` when
-    it is unknown. Hook for the shared rate limiter (``seacucumber.ratelimit``): until it is
-    wired here, the rate in force is unknown."""
-    return None
+    there is no shared rate (no shared-state Redis)."""
+    from . import ratelimit
+
+    try:
+        return ratelimit.rate_in_force()
+    except Exception:  # noqa: BLE001 - a report must not fail on the shared state
+        return None
 
 
 def fetch_quota() -> Quota:

@@ -67,6 +67,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 AWS_SES_REGION_NAME = "us-east-1"
 SEACUCUMBER_ENDPOINT_URL = os.environ.get("SEACUCUMBER_ENDPOINT_URL")
 SEACUCUMBER_RETRY_BASE_DELAY = float(os.environ.get("SEACUCUMBER_RETRY_BASE_DELAY", "0.2"))
+# The shared rate: moto answers a sandbox's 1/s, which would pace every worker test; tests of
+# the rate itself set SEACUCUMBER_RATE_LIMIT="" (learn it) or a rate of their own.
+SEACUCUMBER_RATE_LIMIT = float(os.environ.get("SEACUCUMBER_RATE_LIMIT", "1000") or 0) or None
+SEACUCUMBER_REDIS_URL = os.environ.get("SEACUCUMBER_REDIS_URL") or None
+SEACUCUMBER_QUOTA_HOLD = float(os.environ.get("SEACUCUMBER_QUOTA_HOLD", "600"))
+SEACUCUMBER_QUOTA_REFRESH = float(os.environ.get("SEACUCUMBER_QUOTA_REFRESH", "300"))
 
 LOGGING = {
     "version": 1,
