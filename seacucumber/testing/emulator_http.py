@@ -124,6 +124,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         account = self.server.emulator.account
         self._latency()
         if account.config.forbid_quota:
+            account.count_denied_quota_call()
             return self._answer(protocol.access_denied(
                 "GetAccount" if v2 else "GetSendQuota", v2))
         self._answer(protocol.quota_answer(account.quota(), v2))

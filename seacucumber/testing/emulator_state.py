@@ -100,6 +100,7 @@ class Counters:
     rejected: int = 0
     paused: int = 0
     quota_calls: int = 0
+    quota_denied: int = 0
     events_posted: int = 0
     events_failed: int = 0
 
@@ -226,6 +227,10 @@ class Account:
     def accepted_since(self, since: int = 0) -> list[Accepted]:
         with self.lock:
             return self.messages[since:]
+
+    def count_denied_quota_call(self) -> None:
+        with self.lock:
+            self.counters.quota_denied += 1
 
     def count_event(self, ok: bool) -> None:
         with self.lock:
