@@ -44,6 +44,10 @@ def enqueue(sends: Sequence[OutboundSend]) -> None:
         try:
             send_email.apply_async(
                 args=[outbound.to_json()],
+                # what logs and monitors (Flower) show of the task: our id, not the whole
+                # message (it saves Celery's saferepr of the payload, too)
+                argsrepr=f"[<message {outbound.message_id}>]",
+                kwargsrepr="{}",
                 serializer="json",
                 retry=True,
                 retry_policy=retry_policy,

@@ -82,6 +82,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Redis."),
     Setting("SEACUCUMBER_REDIS_PREFIX", "seacucumber",
             "Prefix of every Redis key Sea Cucumber writes."),
+    Setting("SEACUCUMBER_SHARED_RATE", True,
+            "Hold the account's send rate across all workers (needs the shared-state Redis). "
+            "False: no limiter; SES throttling alone paces sends."),
     Setting("SEACUCUMBER_RATE_LIMIT", None,
             "Recipients per second for the whole account. Unset: learned from SES "
             "(MaxSendRate).", ("CUCUMBER_RATE_LIMIT",)),

@@ -154,8 +154,10 @@ _warned_no_redis = False
 
 
 def limiter() -> Limiter | None:
-    """This process's limiter, or None when there is no shared-state Redis."""
+    """This process's limiter, or None when it is off or there is no shared-state Redis."""
     global _warned_no_redis
+    if not conf.SEACUCUMBER_SHARED_RATE:
+        return None
     url = shared_state.redis_url()
     if url is None:
         if not _warned_no_redis:

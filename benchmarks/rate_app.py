@@ -1,0 +1,36 @@
+"""The benchmarks' Celery app and Django settings: the repository's celeryconfig.py, Sea
+Cucumber's task, everything else from the environment the benchmark sets.
+
+``BENCH_CELERY_RATE_LIMIT`` puts Celery's own per-worker ``rate_limit`` on the send task,
+as Sea Cucumber 1.x did, for the side-by-side comparison."""
+
+import os
+
+import django
+from celery import Celery
+from django.conf import settings
+
+if not settings.configured:
+    settings.configure(
+        INSTALLED_APPS=["seacucumber"],
+        DATABASES={},
+        EMAIL_BACKEND="seacucumber.backend.SESBackend",
+        DEFAULT_FROM_EMAIL="bench@example.com",
+        AWS_SES_REGION_NAME="us-east-1",
+        SEACUCUMBER_ENDPOINT_URL=os.environ.get("SEACUCUMBER_ENDPOINT_URL"),
+        SEACUCUMBER_REDIS_URL=os.environ.get("SEACUCUMBER_REDIS_URL") or None,
+        SEACUCUMBER_SHARED_RATE=os.environ.get("SEACUCUMBER_SHARED_RATE", "1") == "1",
+        SEACUCUMBER_RATE_LIMIT=float(os.environ.get("SEACUCUMBER_RATE_LIMIT") or 0) or None,
+        SEACUCUMBER_RETRY_BASE_DELAY=0.5,
+        SEACUCUMBER_QUEUE=os.environ.get("SEACUCUMBER_QUEUE", "mail"),
+        LOGGING_CONFIG=None,
+    )
+    django.setup()
+
+app = Celery("rate_app")
+app.config_from_object("celeryconfig")
+app.conf.worker_hijack_root_logger = False
+if os.environ.get("BENCH_CELERY_RATE_LIMIT"):
+    app.conf.task_annotations = {
+        "seacucumber.send_email": {"rate_limit": os.environ["BENCH_CELERY_RATE_LIMIT"]}}
+app.autodiscover_tasks(["seacucumber"])

@@ -1,0 +1,369 @@
+"""Benchmarks of the shared send rate (issue 3). Reproducible, not timed tests.
+
+    .venv/bin/python benchmarks/rate_bench.py all          # or: shared caller capacity startup
+
+Everything runs on this machine: the project's SES emulator as a separate process (its
+own CPU, real HTTP, ``Throttling`` past its rate), a private redis-server as broker and
+shared state, real ``celery worker`` processes (``benchmarks/rate_app.py``).
+
+1. shared   steady aggregate rate / account rate, and throttles, with 1, 3 and 6 worker
+            processes split over two worker groups (stand-in hosts), mixed 1- and
+            3-recipient messages; Sea Cucumber's shared rate beside Celery's per-worker
+            ``rate_limit`` (what Sea Cucumber 1.x used). Plot: benchmarks/rate_groups.png.
+2. caller   how long ``send_messages`` blocks per message (1,000 messages) beside a
+            synchronous boto3 send to an endpoint answering in 50 ms.
+3. capacity messages/s of one worker host (limiter on but never binding) / a bare boto3
+            thread pool of the same concurrency, same endpoint, 50 ms latency.
+4. startup  time from worker start to the full rate, the quota learned from SES.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",  # noqa: S106
+                  AWS_DEFAULT_REGION="us-east-1")
+
+from seacucumber.testing.emulator import EmulatorClient  # noqa: E402
+from seacucumber.testing.processes import RedisServer, Worker, free_port  # noqa: E402
+
+RAW = b"From: bench@example.com\r\nTo: to@example.com\r\nSubject: bench\r\n\r\nbody\r\n"
+RESULTS = ROOT / "benchmarks" / "rate_results.json"
+
+
+# --- plumbing --------------------------------------------------------------------------------
+
+class Emulator:
+    """The emulator CLI in a process of its own."""
+
+    def __init__(self, **flags: float) -> None:
+        self.port = free_port()
+        command = [sys.executable, "-m", "seacucumber.testing.emulator", "--port",
+                   str(self.port), "--no-raw"]
+        for name, value in flags.items():
+            command += [f"--{name.replace('_', '-')}", str(value)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)  # noqa: S603
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.client = EmulatorClient(self.url).ready()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def point_app(broker: str, queue: str) -> None:
+    from kombu import pools
+
+    from benchmarks.rate_app import app
+
+    app._after_fork()  # drop the app's producer pool (as tests/conftest.py point_app_at does)
+    pools.reset()
+    app._local = threading.local()
+    app.conf.broker_url = broker
+    app.conf.task_routes = {"seacucumber.send_email": {"queue": queue}}
+    from django.conf import settings
+
+    settings.SEACUCUMBER_QUEUE = queue
+
+
+def mixed_messages(count: int, recipients_at_odd: int = 3) -> list:
+    from django.core.mail import EmailMessage
+
+    messages = []
+    for i in range(count):
+        extra = [f"cc{i}-{n}@example.com" for n in range(recipients_at_odd - 1)] if i % 2 else []
+        messages.append(EmailMessage(f"Bench {i}", "Body", "bench@example.com",
+                                     [f"to{i}@example.com"], cc=extra))
+    return messages
+
+
+def start_group(name: str, env: dict, queue: str, pool: str, concurrency: int) -> Worker:
+    worker = Worker(app="benchmarks.rate_app", env={**env, "AWS_SDK_UA_APP_ID": name},
+                    queues=queue, pool=pool, concurrency=concurrency, cwd=ROOT)
+    return worker.start()
+
+
+def wait_accepted(client: EmulatorClient, count: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while client.stats()["accepted"] < count:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)
+    return True
+
+
+def machine() -> str:
+    return (f"{platform.node()}: {platform.platform()}, {os.cpu_count()} CPUs, "
+            f"Python {platform.python_version()}")
+
+
+# --- 1. shared rate ----------------------------------------------------------------------------
+
+def run_shared(redis: RedisServer, account_rate: float, seconds: float) -> list[dict]:
+    emulator = Emulator(rate=account_rate, latency=0.05, daily_quota=-1)
+    splits = {1: [1], 3: [2, 1], 6: [3, 3]}
+    runs = []
+    try:
+        for approach in ("seacucumber", "celery rate_limit"):
+            for processes, groups in splits.items():
+                emulator.client.reset()
+                queue = f"bench-{uuid.uuid4().hex[:8]}"
+                env = {"CELERY_BROKER_URL": f"{redis.url}/0",
+                       "SEACUCUMBER_ENDPOINT_URL": emulator.url,
+                       "SEACUCUMBER_REDIS_URL": f"{redis.url}/1",
+                       "SEACUCUMBER_REDIS_PREFIX": queue,
+                       "SEACUCUMBER_QUEUE": queue}
+                if approach == "celery rate_limit":  # 1.x: rate_limit = the account rate
+                    env.update(SEACUCUMBER_SHARED_RATE="0",
+                               BENCH_CELERY_RATE_LIMIT=f"{account_rate:g}/s")
+                point_app(f"{redis.url}/0", queue)
+                count = int(account_rate * seconds / 2)  # 2 recipients a message on average
+                from django.core.mail import get_connection
+
+                get_connection().send_messages(mixed_messages(count))  # queued before start
+                workers = [start_group(f"group-{'ab'[i]}", env, queue, "prefork", size)
+                           for i, size in enumerate(groups)]
+                try:
+                    done = wait_accepted(emulator.client, count, timeout=seconds * 3 + 30)
+                finally:
+                    for worker in workers:
+                        worker.stop()
+                stats = emulator.client.stats()
+                accepted = [(m.time, len(m.destinations), m.app)
+                            for m in emulator.client.messages()]
+                runs.append(summarise_shared(approach, processes, groups, account_rate,
+                                             accepted, stats, done, count))
+                print(json.dumps({k: v for k, v in runs[-1].items() if k != "series"}),
+                      flush=True)
+    finally:
+        emulator.stop()
+    return runs
+
+
+def summarise_shared(approach, processes, groups, account_rate, accepted, stats, done,
+                     count) -> dict:
+    accepted.sort()
+    total = sum(n for _, n, _ in accepted)
+    t0 = accepted[0][0]
+    # steady window: after the first second (the burst a full bucket allows), until 95% of
+    # the recipients went out (the tail, with retries trickling in, is not steady)
+    cumulative, end = 0, accepted[-1][0]
+    for t, n, _ in accepted:
+        cumulative += n
+        if cumulative >= 0.95 * total:
+            end = t
+            break
+    window = [(t, n) for t, n, _ in accepted if t0 + 1 <= t <= end]
+    steady = sum(n for _, n in window) / max(end - t0 - 1, 1e-9)
+    series: dict[str, list[int]] = {}
+    for t, n, app in accepted:  # recipients per 0.5 s bin, per group
+        slot = int((t - t0) / 0.5)
+        row = series.setdefault(app or "?", [])
+        row.extend([0] * (slot + 1 - len(row)))
+        row[slot] += n
+    return {"approach": approach, "processes": processes, "groups": groups,
+            "steady_rate": round(steady, 2), "ratio": round(steady / account_rate, 3),
+            "throttles": stats["throttled"], "messages": count,
+            "accepted": stats["accepted"], "all_sent": done,
+            "seconds": round(accepted[-1][0] - t0, 1), "series": series}
+
+
+def plot_shared(runs: list[dict], account_rate: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    approaches = ["seacucumber", "celery rate_limit"]
+    sizes = sorted({r["processes"] for r in runs})
+    figure, axes = plt.subplots(len(sizes), 2, figsize=(11, 2.6 * len(sizes)), sharey=True,
+                                squeeze=False)
+    for row, size in enumerate(sizes):
+        for col, approach in enumerate(approaches):
+            ax = axes[row][col]
+            run = next(r for r in runs if r["processes"] == size and r["approach"] == approach)
+            length = max(len(s) for s in run["series"].values())
+            total = [0.0] * length
+            for group, counts in sorted(run["series"].items()):
+                rates = [2 * c for c in counts]  # per 0.5 s bin -> per second
+                ax.plot([i * 0.5 for i in range(len(rates))], rates, label=group, lw=1)
+                for i, value in enumerate(rates):
+                    total[i] += value
+            ax.plot([i * 0.5 for i in range(length)], total, label="all", color="black", lw=1.5)
+            ax.axhline(account_rate, color="red", ls="--", lw=1, label="account rate")
+            ax.set_title(f"{approach}: {size} process(es), groups {run['groups']}, "
+                         f"{run['throttles']} throttles", fontsize=9)
+            ax.set_xlabel("seconds")
+            ax.set_ylabel("recipients/s")
+            ax.legend(fontsize=7, loc="upper right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+
+
+# --- 2. caller cost ----------------------------------------------------------------------------
+
+def run_caller(redis: RedisServer, messages: int, sync_sends: int) -> dict:
+    import boto3
+    from botocore.config import Config
+    from django.core.mail import get_connection
+
+    emulator = Emulator(rate=0, latency=0.05, daily_quota=-1)
+    try:
+        queue = f"bench-{uuid.uuid4().hex[:8]}"
+        point_app(f"{redis.url}/0", queue)
+        connection = get_connection()
+        batch = mixed_messages(messages)
+        connection.send_messages(batch[:20])  # warm up: broker connection, imports
+        ours = []
+        for message in batch:
+            started = time.perf_counter()
+            connection.send_messages([message])
+            ours.append(time.perf_counter() - started)
+        client = boto3.client("ses", endpoint_url=emulator.url, region_name="us-east-1",
+                              config=Config(retries={"total_max_attempts": 1}))
+        client.send_raw_email(Source="bench@example.com", Destinations=["to@example.com"],
+                              RawMessage={"Data": RAW})
+        sync = []
+        for _ in range(sync_sends):
+            started = time.perf_counter()
+            client.send_raw_email(Source="bench@example.com", Destinations=["to@example.com"],
+                                  RawMessage={"Data": RAW})
+            sync.append(time.perf_counter() - started)
+    finally:
+        emulator.stop()
+
+    def describe(samples: list[float]) -> dict:
+        ordered = sorted(samples)
+        return {"median_ms": round(1000 * statistics.median(ordered), 3),
+                "p99_ms": round(1000 * ordered[int(0.99 * (len(ordered) - 1))], 3),
+                "n": len(ordered)}
+
+    return {"send_messages": describe(ours), "boto3_sync_50ms": describe(sync)}
+
+
+# --- 3. worker capacity ------------------------------------------------------------------------
+
+def run_capacity(redis: RedisServer, messages: int, concurrency: int) -> dict:
+    import boto3
+    from botocore.config import Config
+    from django.core.mail import get_connection
+
+    emulator = Emulator(rate=0, latency=0.05, daily_quota=-1)
+    try:
+        queue = f"bench-{uuid.uuid4().hex[:8]}"
+        point_app(f"{redis.url}/0", queue)
+        get_connection().send_messages(mixed_messages(messages, recipients_at_odd=1))
+        env = {"CELERY_BROKER_URL": f"{redis.url}/0", "SEACUCUMBER_ENDPOINT_URL": emulator.url,
+               "SEACUCUMBER_REDIS_URL": f"{redis.url}/1", "SEACUCUMBER_REDIS_PREFIX": queue,
+               "SEACUCUMBER_RATE_LIMIT": "1000000", "SEACUCUMBER_QUEUE": queue,
+               "CELERY_WORKER_PREFETCH_MULTIPLIER": "4"}
+        worker = start_group("host", env, queue, "threads", concurrency)
+        try:
+            wait_accepted(emulator.client, messages, timeout=600)
+        finally:
+            worker.stop()
+        times = sorted(m.time for m in emulator.client.messages())
+        worker_rate = (len(times) - 1) / (times[-1] - times[0])
+
+        emulator.client.reset()
+
+        def bare(count: int) -> None:
+            client = boto3.client("ses", endpoint_url=emulator.url, region_name="us-east-1",
+                                  config=Config(retries={"total_max_attempts": 1}))
+            for _ in range(count):
+                client.send_raw_email(Source="bench@example.com",
+                                      Destinations=["to@example.com"], RawMessage={"Data": RAW})
+
+        share = messages // concurrency
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(bare, [share] * concurrency))
+        times = sorted(m.time for m in emulator.client.messages())
+        bare_rate = (len(times) - 1) / (times[-1] - times[0])
+    finally:
+        emulator.stop()
+    return {"concurrency": concurrency, "messages": messages,
+            "worker_msgs_per_s": round(worker_rate, 1), "bare_pool_msgs_per_s": round(bare_rate, 1),
+            "ratio": round(worker_rate / bare_rate, 3)}
+
+
+# --- 4. time to full rate ----------------------------------------------------------------------
+
+def run_startup(redis: RedisServer, account_rate: float) -> dict:
+    from django.core.mail import get_connection
+
+    emulator = Emulator(rate=account_rate, latency=0.05, daily_quota=-1)
+    try:
+        queue = f"bench-{uuid.uuid4().hex[:8]}"
+        point_app(f"{redis.url}/0", queue)
+        get_connection().send_messages(mixed_messages(int(account_rate * 6), 1))
+        env = {"CELERY_BROKER_URL": f"{redis.url}/0", "SEACUCUMBER_ENDPOINT_URL": emulator.url,
+               "SEACUCUMBER_REDIS_URL": f"{redis.url}/1", "SEACUCUMBER_REDIS_PREFIX": queue,
+               "SEACUCUMBER_QUEUE": queue}  # no SEACUCUMBER_RATE_LIMIT: learned from SES
+        launched = time.time()
+        worker = start_group("host", env, queue, "threads", 8)
+        ready = time.time()
+        try:
+            wait_accepted(emulator.client, int(account_rate * 4), timeout=60)
+        finally:
+            worker.stop()
+        times = sorted(m.time for m in emulator.client.messages())
+        target = 0.9 * account_rate * 0.98
+        full = next(t for t in times if sum(1 for u in times if t - 1 < u <= t) >= target)
+        quota_calls = emulator.client.stats()["quota_calls"]
+    finally:
+        emulator.stop()
+    return {"account_rate": account_rate, "first_send_after_ready_s": round(times[0] - ready, 3),
+            "full_rate_after_ready_s": round(full - ready, 3),
+            "full_rate_after_launch_s": round(full - launched, 3),
+            "worker_boot_s": round(ready - launched, 3), "quota_calls": quota_calls}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("which", nargs="*", default=["all"],
+                        choices=["all", "shared", "caller", "capacity", "startup"])
+    parser.add_argument("--rate", type=float, default=30.0, help="account rate, recipients/s")
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of a shared run")
+    args = parser.parse_args()
+    which = {"shared", "caller", "capacity", "startup"} if "all" in args.which else set(args.which)
+    import benchmarks.rate_app  # noqa: F401 - configures Django and the Celery app
+
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results["machine"] = machine()
+    results["date"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    redis = RedisServer().start()
+    try:
+        if "caller" in which:
+            results["caller"] = run_caller(redis, 1000, 200)
+            print(json.dumps(results["caller"]), flush=True)
+        if "capacity" in which:
+            results["capacity"] = run_capacity(redis, 3000, 16)
+            print(json.dumps(results["capacity"]), flush=True)
+        if "startup" in which:
+            results["startup"] = run_startup(redis, args.rate)
+            print(json.dumps(results["startup"]), flush=True)
+        if "shared" in which:
+            runs = run_shared(redis, args.rate, args.seconds)
+            plot_shared(runs, args.rate, ROOT / "benchmarks" / "rate_groups.png")
+            results["shared"] = [{k: v for k, v in r.items() if k != "series"} for r in runs]
+    finally:
+        redis.stop()
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
