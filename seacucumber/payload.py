@@ -127,6 +127,24 @@ def bare_address(address: str, encoding: str | None, role: str) -> str:
     return bare
 
 
+#: Characters Python's email package breaks header lines at, beyond CR and LF (which Django
+#: refuses itself): in a header they would be silently turned into folds or spaces.
+_LINE_BREAKS = frozenset("\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def _refuse_line_breaks(message: EmailMessage) -> None:
+    fields = [("subject", message.subject),
+              *((f"header {name!r}", str(value)) for name, value in message.extra_headers.items()),
+              *(("address", a) for a in [message.from_email, *message.recipients(),
+                                         *message.reply_to])]
+    for name, value in fields:
+        found = _LINE_BREAKS.intersection(value or "")
+        if found:
+            char = min(found)
+            raise InvalidMessage(
+                f"header injection refused: {name} contains a line break (U+{ord(char):04X})")
+
+
 def _unique(addresses: list[str]) -> list[str]:
     seen: set[str] = set()
     kept = []
@@ -178,6 +196,7 @@ def build_sends(message: EmailMessage) -> list[OutboundSend]:
     envelope_sender = bare_address(
         conf.AWS_SES_RETURN_PATH or message.from_email, encoding, "return-path"
     )
+    _refuse_line_breaks(message)
     try:
         raw = message.message().as_bytes(linesep="\r\n")
     except BadHeaderError as exc:

@@ -1,7 +1,8 @@
 """The send task: one ``OutboundSend`` payload in, one SES send out.
 
-Flow: read the JSON payload -> drop suppressed recipients -> take the message's recipients
-from the account's shared rate (``ratelimit.admit``) -> DKIM-sign -> send through
+Flow: read the JSON payload -> drop suppressed recipients -> claim the send in the send log
+(``sendlog``: return at once if SES has it already) -> take the message's recipients from
+the account's shared rate (``ratelimit.admit``) -> DKIM-sign -> send through
 ``ses.send`` -> on error, ``ses.classify`` decides: throttling (which also slows the shared
 rate) and transient errors retry with backoff (``retry.backoff_delay``) until the message's
 lifetime ends; a spent daily quota holds every send; permanent errors fail at once. The
@@ -13,11 +14,14 @@ another worker.
 from __future__ import annotations
 
 import logging
+import random
+import uuid
 from typing import Any
 
+import redis
 from celery import shared_task
 
-from . import dkim, ratelimit, retry, ses, signals, suppression
+from . import dkim, ratelimit, retry, sendlog, ses, signals, suppression
 from .exceptions import MalformedPayload, PermanentSendError, TransientSendError
 from .payload import OutboundSend
 
@@ -37,6 +41,14 @@ def fail(outbound: OutboundSend | None, message_id: str, code: str, reason: str)
         sender_address=outbound.sender if outbound else None,
         recipients=list(outbound.recipients) if outbound else None,
     )
+
+
+def _shared_state_retry(task: Any, outbound: OutboundSend, exc: Exception) -> Exception:
+    """The Retry to raise when the shared-state Redis failed: try again after a backoff."""
+    delay = retry.backoff_delay(task.request.retries)
+    logger.warning("message %s: shared state (Redis) unavailable (%s), retry in %.1fs",
+                   outbound.message_id, exc, delay)
+    return task.retry(countdown=delay, kwargs={"reserved_at": None}, throw=False)
 
 
 @shared_task(
@@ -61,16 +73,34 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None) -> str
     outbound = suppression.screen(outbound)  # drops suppressed recipients (one query)
     if outbound is None:  # every recipient suppressed: not sent, message_suppressed said so
         return None
-    # the account's shared rate, counted per recipient: waits briefly or re-queues the task
-    ratelimit.admit(self, outbound.message_id, len(outbound.recipients), reserved_at)
+    try:  # the send log: a redelivery of a sent message stops here (see sendlog)
+        claim = sendlog.claim(outbound.message_id, uuid.uuid4().hex)
+    except sendlog.SendLogUnavailable as exc:
+        raise _shared_state_retry(self, outbound, exc) from None
+    if claim.sent_id is not None:
+        logger.info("message %s was sent before as SES %s: not sending again",
+                    outbound.message_id, claim.sent_id)
+        return claim.sent_id
+    if claim.token is None:  # another attempt is inside the SES call right now
+        raise self.retry(countdown=claim.busy_for + random.uniform(0, 1),
+                         kwargs={"reserved_at": None})
+    try:  # the account's shared rate, counted per recipient: waits briefly or re-queues
+        ratelimit.admit(self, outbound.message_id, len(outbound.recipients), reserved_at)
+    except BaseException as exc:  # re-queued (Celery's Retry) or Redis failed: not sending
+        claim.release()
+        if isinstance(exc, redis.RedisError):
+            raise _shared_state_retry(self, outbound, exc) from None
+        raise
     try:  # DKIM here, not in send_messages: signing costs ms the caller must not wait for
         raw = dkim.sign(outbound.raw)
     except dkim.SigningError as exc:
+        claim.release()
         fail(outbound, outbound.message_id, "DKIMSigningError", str(exc))
         raise PermanentSendError("DKIMSigningError", str(exc)) from None
     try:
         ses_message_id = ses.send(outbound, raw=raw)
     except Exception as exc:  # noqa: BLE001 - classify() re-raises what is not an SES error
+        claim.release()  # nothing sent (or, for maybe_sent errors, the documented window)
         classified = ses.classify(exc)
         if classified.outcome is ses.Outcome.PERMANENT:
             fail(outbound, outbound.message_id, classified.code, classified.message)
@@ -94,6 +124,7 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None) -> str
             countdown=delay, exc=TransientSendError(classified.code, classified.message),
             kwargs={"reserved_at": None},
         ) from None
+    claim.mark_sent(ses_message_id)
     logger.info("message %s sent to %d recipient(s) as SES %s",
                 outbound.message_id, len(outbound.recipients), ses_message_id)
     signals.message_sent.send(

@@ -63,6 +63,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis broker: a SIGKILLed worker's unacknowledged tasks come back after the visibility
+# timeout; crash tests shorten it to seconds (celeryconfig.py keeps two hours).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": float(os.environ.get("SEACUCUMBER_TEST_VISIBILITY", "3600")),
+}
 
 AWS_SES_REGION_NAME = "us-east-1"
 SEACUCUMBER_ENDPOINT_URL = os.environ.get("SEACUCUMBER_ENDPOINT_URL")

@@ -75,6 +75,9 @@ def test_message_just_under_v1_limit_is_accepted():
     ("fields", "words"),
     [
         ({"subject": "Hi\nBcc: victim@example.com"}, "header injection"),
+        ({"subject": "Hi\x85there"}, "subject contains a line break \\(U\\+0085\\)"),
+        ({"subject": "Hi\u2028there"}, "header injection"),
+        ({"headers": {"X-Tag": "a\x0bb"}}, "header 'X-Tag' contains a line break"),
         ({"to": ["not an address"]}, "recipient address"),
         ({"to": ["a@example.com\nBcc: x@example.com"]}, "recipient address"),
         ({"bcc": ["nobody@"]}, "recipient address"),

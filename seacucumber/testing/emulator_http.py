@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.server
 import json
 import re
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +29,12 @@ class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
     emulator: SESEmulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a worker killed mid-call) is no error of the emulator's."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):

@@ -1,0 +1,106 @@
+"""Idempotent sends: one Redis key per message id of ours, so a task that runs again (a
+redelivery after a crash, a retry, a duplicate on the broker) never sends a message twice
+once SES has accepted it. SES has no idempotency token; this is ours.
+
+The key ``<prefix>:sent:<message id>`` holds:
+
+- ``claim:<task id>`` while one attempt is inside the SES call. It expires after
+  ``claim_seconds()`` (the longest an SES call can take), so the claim of a worker killed
+  mid-call frees itself. Another attempt finding a live claim waits for it rather than
+  sending alongside.
+- ``sent:<SES MessageId>`` once SES accepted the message, kept past the message's lifetime.
+  Any later attempt returns that id without calling SES.
+
+The one window left: a worker killed after SES accepted the message and before the key says
+so. The next attempt (once the claim has expired) sends again: at most one duplicate per
+such crash, the price of at-least-once delivery. An error that may hide a send (a read
+timeout, a connection dropped after the request went out) is in the same window.
+
+Without a shared-state Redis (``shared_state.redis_url()`` is None) there is no send log and
+delivery is at-least-once without this guard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from . import shared_state
+from .conf import conf
+
+#: Compare-and-delete: drop a claim only if it is still ours.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class SendLogUnavailable(Exception):
+    """The shared-state Redis did not answer: the send must wait (a transient error)."""
+
+
+def enabled() -> bool:
+    return shared_state.redis_url() is not None
+
+
+def claim_seconds() -> float:
+    """How long an attempt may hold its claim: one SES call at its longest, plus margin."""
+    return float(conf.SEACUCUMBER_CONNECT_TIMEOUT) + float(conf.SEACUCUMBER_READ_TIMEOUT) + 15
+
+
+def _key(message_id: str) -> str:
+    return shared_state.key("sent", message_id)
+
+
+@dataclass
+class Claim:
+    """The outcome of ``claim``: ours to send, already sent, or busy elsewhere."""
+
+    message_id: str
+    token: str | None = None      #: set when this attempt holds the claim
+    sent_id: str | None = None    #: set when SES accepted the message before
+    busy_for: float = 0.0         #: seconds another attempt's claim still runs
+
+    def release(self) -> None:
+        """Give the claim up after a send that did not go through, so a retry may claim."""
+        if self.token is None:
+            return
+        try:
+            shared_state.redis_client().eval(_RELEASE, 1, _key(self.message_id), self.token)
+        except redis.RedisError:
+            pass  # the claim expires by itself
+
+    def mark_sent(self, ses_message_id: str) -> None:
+        """Record that SES accepted the message (kept past the message's lifetime)."""
+        if not enabled():
+            return
+        keep = int(float(conf.SEACUCUMBER_MESSAGE_LIFETIME) + 24 * 3600)
+        try:
+            shared_state.redis_client().set(
+                _key(self.message_id), f"sent:{ses_message_id}", ex=keep)
+        except redis.RedisError:
+            pass  # sent all the same; only a later redelivery could send it again
+
+
+def claim(message_id: str, attempt: str) -> Claim:
+    """Claim the right to send ``message_id`` for this ``attempt`` (unique per execution:
+    a redelivered task has its old task id, and must not take a dead attempt's claim)."""
+    token = f"claim:{attempt}"
+    if not enabled():
+        return Claim(message_id, token=token)
+    client = shared_state.redis_client()
+    try:
+        if client.set(_key(message_id), token, nx=True, px=int(claim_seconds() * 1000)):
+            return Claim(message_id, token=token)
+        pipe = client.pipeline()
+        pipe.get(_key(message_id))
+        pipe.pttl(_key(message_id))
+        value, ttl = pipe.execute()
+    except redis.RedisError as exc:
+        raise SendLogUnavailable(str(exc)) from exc
+    if value is None:  # freed between the two calls: try once more
+        return claim(message_id, attempt)
+    if value.startswith(b"sent:"):
+        return Claim(message_id, sent_id=value[5:].decode())
+    return Claim(message_id, busy_for=max(0.1, ttl / 1000))

@@ -1,0 +1,103 @@
+"""Nothing lost, nothing sent twice (beyond the crash window), on real parts: workers
+SIGKILLed mid-run while SES fails calls and throttles; Redis restarted mid-run."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from email import message_from_bytes
+
+import pytest
+from django.core import mail
+from django.core.mail import EmailMessage
+
+from seacucumber.testing.emulator import SESEmulator
+from seacucumber.testing.processes import RedisServer
+from tests.conftest import SENDER, point_app_at, service_missing
+
+
+def tagged_messages(count: int) -> list[EmailMessage]:
+    return [EmailMessage(f"Chaos {i}", "Body", SENDER, [f"to{i}@example.com"],
+                         headers={"X-Chaos-Id": str(i)}) for i in range(count)]
+
+
+def arrived(emulator: SESEmulator) -> Counter:
+    return Counter(message_from_bytes(m.raw)["X-Chaos-Id"] for m in emulator.messages())
+
+
+def wait_all(emulator: SESEmulator, count: int, timeout: float) -> Counter:
+    deadline = time.monotonic() + timeout
+    while len(seen := arrived(emulator)) < count:
+        assert time.monotonic() < deadline, f"{len(seen)} of {count} arrived"
+        time.sleep(0.25)
+    return seen
+
+
+@pytest.fixture
+def chaos_env(redis_url, settings):
+    queue = f"sc-chaos-{uuid.uuid4().hex[:8]}"
+    emulator = SESEmulator(rate=25, fail_5xx=0.15, seed=11).start()
+    settings.SEACUCUMBER_QUEUE = queue
+    settings.SEACUCUMBER_ENDPOINT_URL = emulator.url
+    settings.EMAIL_BACKEND = "seacucumber.backend.SESBackend"
+    point_app_at(f"{redis_url}/1", None)
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "CELERY_BROKER_URL": f"{redis_url}/1",
+        "SEACUCUMBER_ENDPOINT_URL": emulator.url,
+        "SEACUCUMBER_REDIS_URL": f"{redis_url}/3",
+        "SEACUCUMBER_REDIS_PREFIX": queue,
+        "SEACUCUMBER_RATE_LIMIT": "35",  # above the emulator's 25/s: SES throttles too
+        "SEACUCUMBER_TEST_VISIBILITY": "4",
+    }
+    try:
+        yield env, queue, emulator
+    finally:
+        point_app_at("memory://", None)
+        emulator.stop()
+
+
+def test_sigkilled_workers_lose_nothing_and_duplicate_at_most_once_per_kill(
+        chaos_env, start_worker):
+    env, queue, emulator = chaos_env
+    start_worker(env, queues=queue, pool="threads", concurrency=4)
+    victim = start_worker(env, queues=queue, pool="prefork", concurrency=3)
+    count, kills = 150, 3
+    assert mail.get_connection().send_messages(tagged_messages(count)) == count
+    for _ in range(kills):
+        time.sleep(1.5)
+        victim.kill()
+        victim = start_worker(env, queues=queue, pool="prefork", concurrency=3)
+    seen = wait_all(emulator, count, timeout=90)
+    duplicates = sum(n - 1 for n in seen.values())
+    stats = emulator.stats()
+    assert stats["failed_5xx"] > 0 and stats["throttled"] > 0  # the faults did happen
+    assert duplicates <= kills, seen.most_common(5)
+
+
+def test_redis_restart_mid_run_loses_nothing(start_worker, settings):
+    if not RedisServer.available():
+        service_missing("redis-server")
+    redis = RedisServer(appendonly=True).start()
+    queue = f"sc-restart-{uuid.uuid4().hex[:8]}"
+    emulator = SESEmulator(rate=30).start()
+    settings.SEACUCUMBER_QUEUE = queue
+    settings.SEACUCUMBER_ENDPOINT_URL = emulator.url
+    settings.EMAIL_BACKEND = "seacucumber.backend.SESBackend"
+    point_app_at(f"{redis.url}/1", None)
+    env = {"DJANGO_SETTINGS_MODULE": "tests.settings", "CELERY_BROKER_URL": f"{redis.url}/1",
+           "SEACUCUMBER_ENDPOINT_URL": emulator.url, "SEACUCUMBER_REDIS_URL": f"{redis.url}/3",
+           "SEACUCUMBER_RATE_LIMIT": "25", "SEACUCUMBER_TEST_VISIBILITY": "5"}
+    try:
+        start_worker(env, queues=queue, pool="threads", concurrency=4)
+        count = 100  # four seconds of sending at 25/s
+        assert mail.get_connection().send_messages(tagged_messages(count)) == count
+        time.sleep(1.0)
+        redis.restart()  # the queue and the send log come back from the append-only file
+        seen = wait_all(emulator, count, timeout=90)
+        assert sum(n - 1 for n in seen.values()) == 0
+    finally:
+        point_app_at("memory://", None)
+        emulator.stop()
+        redis.stop()
