@@ -194,7 +194,7 @@ def admit(task: Any, message_id: str, cost: int, reserved_at: float | None) -> N
         logger.debug("message %s re-queued for its slot of the shared rate in %.2fs",
                      message_id, decision.wait)
         raise task.retry(countdown=decision.wait,
-                         kwargs={"reserved_at": time.time() + decision.wait})
+                         kwargs={**task.request.kwargs, "reserved_at": time.time() + decision.wait})
     if decision.held:
         countdown = decision.wait + random.uniform(0, min(60.0, decision.wait))
         logger.warning("message %s held: the SES daily quota is used up; retrying in %.0fs",
@@ -203,7 +203,7 @@ def admit(task: Any, message_id: str, cost: int, reserved_at: float | None) -> N
         countdown = decision.wait * random.uniform(0.5, 0.9)
         logger.debug("message %s re-queued for %.1fs: the shared rate is booked further "
                      "ahead than its horizon", message_id, countdown)
-    raise task.retry(countdown=countdown, kwargs={"reserved_at": None})
+    raise task.retry(countdown=countdown, kwargs={**task.request.kwargs, "reserved_at": None})
 
 
 def throttled() -> None:

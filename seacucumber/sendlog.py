@@ -46,7 +46,7 @@ def enabled() -> bool:
 
 def claim_seconds() -> float:
     """How long an attempt may hold its claim: one SES call at its longest, plus margin."""
-    return float(conf.SEACUCUMBER_CONNECT_TIMEOUT) + float(conf.SEACUCUMBER_READ_TIMEOUT) + 15
+    return float(conf.SEACUCUMBER_CONNECT_TIMEOUT) + float(conf.SEACUCUMBER_READ_TIMEOUT) + 5
 
 
 def _key(message_id: str) -> str:

@@ -45,10 +45,19 @@ def fail(outbound: OutboundSend | None, message_id: str, code: str, reason: str)
 
 def _shared_state_retry(task: Any, outbound: OutboundSend, exc: Exception) -> Exception:
     """The Retry to raise when the shared-state Redis failed: try again after a backoff."""
-    delay = retry.backoff_delay(task.request.retries)
+    failures = int(task.request.kwargs.get("failures", 0))
+    delay = retry.backoff_delay(failures)
     logger.warning("message %s: shared state (Redis) unavailable (%s), retry in %.1fs",
                    outbound.message_id, exc, delay)
-    return task.retry(countdown=delay, kwargs={"reserved_at": None}, throw=False)
+    return task.retry(countdown=delay, kwargs=requeue_kwargs(task, failures=failures + 1),
+                      throw=False)
+
+
+def requeue_kwargs(task: Any, **changes: Any) -> dict[str, Any]:
+    """The task's keyword arguments for a re-run: ``reserved_at`` cleared (a re-run books
+    a new slot of the shared rate unless ``changes`` say otherwise), ``failures`` kept."""
+    return {"failures": int(task.request.kwargs.get("failures", 0)), "reserved_at": None,
+            **changes}
 
 
 @shared_task(
@@ -59,10 +68,12 @@ def _shared_state_retry(task: Any, outbound: OutboundSend, exc: Exception) -> Ex
     reject_on_worker_lost=True,
     max_retries=None,
 )
-def send_email(self: Any, payload: Any, reserved_at: float | None = None) -> str | None:
+def send_email(self: Any, payload: Any, reserved_at: float | None = None,
+               failures: int = 0) -> str | None:
     """Send one message through SES; returns SES's MessageId (None: all recipients
     suppressed, not sent). ``reserved_at``: set by the shared rate when it re-queued the
-    task for a slot it booked."""
+    task for a slot it booked; ``failures``: SES errors so far (the backoff counts these,
+    not the re-queues for the rate)."""
     try:
         outbound = OutboundSend.from_json(payload)
     except MalformedPayload as exc:
@@ -83,7 +94,7 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None) -> str
         return claim.sent_id
     if claim.token is None:  # another attempt is inside the SES call right now
         raise self.retry(countdown=claim.busy_for + random.uniform(0, 1),
-                         kwargs={"reserved_at": None})
+                         kwargs=requeue_kwargs(self))
     try:  # the account's shared rate, counted per recipient: waits briefly or re-queues
         ratelimit.admit(self, outbound.message_id, len(outbound.recipients), reserved_at)
     except BaseException as exc:  # re-queued (Celery's Retry) or Redis failed: not sending
@@ -110,7 +121,7 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None) -> str
         if classified.outcome is ses.Outcome.QUOTA_EXCEEDED:
             delay = ratelimit.quota_exhausted()  # held, not spun on: the quota frees slowly
         else:
-            delay = retry.backoff_delay(self.request.retries)
+            delay = retry.backoff_delay(failures)
         if retry.outlives(outbound.created, delay):
             reason = f"still failing at the end of its lifetime: {classified.message}"
             fail(outbound, outbound.message_id, classified.code, reason)
@@ -118,11 +129,11 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None) -> str
         logger.warning(
             "message %s: %s (%s) from SES, retry %d in %.1fs",
             outbound.message_id, classified.outcome.value, classified.code,
-            self.request.retries + 1, delay,
+            failures + 1, delay,
         )
-        raise self.retry(  # kwargs reset: the retry books a new slot of the shared rate
+        raise self.retry(  # the retry books a new slot of the shared rate
             countdown=delay, exc=TransientSendError(classified.code, classified.message),
-            kwargs={"reserved_at": None},
+            kwargs=requeue_kwargs(self, failures=failures + 1),
         ) from None
     claim.mark_sent(ses_message_id)
     logger.info("message %s sent to %d recipient(s) as SES %s",

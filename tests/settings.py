@@ -76,6 +76,7 @@ SEACUCUMBER_RETRY_BASE_DELAY = float(os.environ.get("SEACUCUMBER_RETRY_BASE_DELA
 # the rate itself set SEACUCUMBER_RATE_LIMIT="" (learn it) or a rate of their own.
 SEACUCUMBER_RATE_LIMIT = float(os.environ.get("SEACUCUMBER_RATE_LIMIT", "1000") or 0) or None
 SEACUCUMBER_REDIS_URL = os.environ.get("SEACUCUMBER_REDIS_URL") or None
+SEACUCUMBER_READ_TIMEOUT = float(os.environ.get("SEACUCUMBER_READ_TIMEOUT", "30"))
 SEACUCUMBER_QUOTA_HOLD = float(os.environ.get("SEACUCUMBER_QUOTA_HOLD", "600"))
 SEACUCUMBER_QUOTA_REFRESH = float(os.environ.get("SEACUCUMBER_QUOTA_REFRESH", "300"))
 

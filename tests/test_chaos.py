@@ -50,6 +50,7 @@ def chaos_env(redis_url, settings):
         "SEACUCUMBER_REDIS_PREFIX": queue,
         "SEACUCUMBER_RATE_LIMIT": "35",  # above the emulator's 25/s: SES throttles too
         "SEACUCUMBER_TEST_VISIBILITY": "4",
+        "SEACUCUMBER_READ_TIMEOUT": "3",  # a killed attempt's claim lasts 5 + 3 + 5 s
     }
     try:
         yield env, queue, emulator
@@ -69,7 +70,7 @@ def test_sigkilled_workers_lose_nothing_and_duplicate_at_most_once_per_kill(
         time.sleep(1.5)
         victim.kill()
         victim = start_worker(env, queues=queue, pool="prefork", concurrency=3)
-    seen = wait_all(emulator, count, timeout=90)
+    seen = wait_all(emulator, count, timeout=150)
     duplicates = sum(n - 1 for n in seen.values())
     stats = emulator.stats()
     assert stats["failed_5xx"] > 0 and stats["throttled"] > 0  # the faults did happen
