@@ -139,10 +139,12 @@ def test_bad_message_in_a_batch_refuses_the_whole_batch(moto_ses, eager):
     assert len(moto_ses.wait_for(1)) == 1
 
 
-def test_broker_down_raises_within_seconds_or_counts_zero(settings):
+@pytest.mark.parametrize("scheme", ["redis", "amqp"])
+def test_broker_down_raises_within_seconds_or_counts_zero(settings, scheme):
     settings.EMAIL_BACKEND = "seacucumber.backend.SESBackend"
     settings.SEACUCUMBER_ENQUEUE_TIMEOUT = 2.0
-    point_app_at(f"redis://127.0.0.1:{free_port()}/0", None)
+    path = "0" if scheme == "redis" else "/"
+    point_app_at(f"{scheme}://127.0.0.1:{free_port()}/{path}", None)
     try:
         message = EmailMessage("Hi", "B", SENDER, ["a@example.com"])
         started = time.monotonic()

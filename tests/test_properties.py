@@ -10,7 +10,9 @@ from email.header import decode_header, make_header
 
 import pytest
 from django.core.mail import EmailMessage, get_connection
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from seacucumber.exceptions import InvalidMessage
 from tests.conftest import SENDER
