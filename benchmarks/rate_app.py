@@ -1,5 +1,6 @@
-"""The benchmarks' Celery app and Django settings: the repository's celeryconfig.py, Sea
-Cucumber's task, everything else from the environment the benchmark sets.
+"""The benchmarks' Celery app and Django settings (rate_bench.py, chaos.py): the
+repository's celeryconfig.py, Sea Cucumber's task, everything else from the environment the
+benchmark sets.
 
 ``BENCH_CELERY_RATE_LIMIT`` puts Celery's own per-worker ``rate_limit`` on the send task,
 as Sea Cucumber 1.x did, for the side-by-side comparison."""
@@ -22,6 +23,7 @@ if not settings.configured:
         SEACUCUMBER_SHARED_RATE=os.environ.get("SEACUCUMBER_SHARED_RATE", "1") == "1",
         SEACUCUMBER_RATE_LIMIT=float(os.environ.get("SEACUCUMBER_RATE_LIMIT") or 0) or None,
         SEACUCUMBER_RETRY_BASE_DELAY=0.5,
+        SEACUCUMBER_READ_TIMEOUT=float(os.environ.get("SEACUCUMBER_READ_TIMEOUT", "30")),
         SEACUCUMBER_QUEUE=os.environ.get("SEACUCUMBER_QUEUE", "mail"),
         LOGGING_CONFIG=None,
     )
@@ -30,6 +32,10 @@ if not settings.configured:
 app = Celery("rate_app")
 app.config_from_object("celeryconfig")
 app.conf.worker_hijack_root_logger = False
+if os.environ.get("BENCH_VISIBILITY"):  # the chaos run: a killed worker's tasks come back soon
+    app.conf.broker_transport_options = {
+        **app.conf.broker_transport_options,
+        "visibility_timeout": float(os.environ["BENCH_VISIBILITY"])}
 if os.environ.get("BENCH_CELERY_RATE_LIMIT"):
     app.conf.task_annotations = {
         "seacucumber.send_email": {"rate_limit": os.environ["BENCH_CELERY_RATE_LIMIT"]}}

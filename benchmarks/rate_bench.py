@@ -12,8 +12,9 @@ shared state, real ``celery worker`` processes (``benchmarks/rate_app.py``).
             ``rate_limit`` (what Sea Cucumber 1.x used). Plot: benchmarks/rate_groups.png.
 2. caller   how long ``send_messages`` blocks per message (1,000 messages) beside a
             synchronous boto3 send to an endpoint answering in 50 ms.
-3. capacity messages/s of one worker host (limiter on but never binding) / a bare boto3
-            thread pool of the same concurrency, same endpoint, 50 ms latency.
+3. capacity messages/s of one worker host (limiter on but never binding; a threads pool,
+            then prefork) / a bare boto3 thread pool of the same concurrency, same
+            endpoint, 50 ms latency.
 4. startup  time from worker start to the full rate, the quota learned from SES.
 """
 
@@ -50,10 +51,10 @@ RESULTS = ROOT / "benchmarks" / "rate_results.json"
 class Emulator:
     """The emulator CLI in a process of its own."""
 
-    def __init__(self, **flags: float) -> None:
+    def __init__(self, keep_raw: bool = False, **flags: float) -> None:
         self.port = free_port()
         command = [sys.executable, "-m", "seacucumber.testing.emulator", "--port",
-                   str(self.port), "--no-raw"]
+                   str(self.port), *([] if keep_raw else ["--no-raw"])]
         for name, value in flags.items():
             command += [f"--{name.replace('_', '-')}", str(value)]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)  # noqa: S603
@@ -257,7 +258,7 @@ def run_caller(redis: RedisServer, messages: int, sync_sends: int) -> dict:
 
 # --- 3. worker capacity ------------------------------------------------------------------------
 
-def run_capacity(redis: RedisServer, messages: int, concurrency: int) -> dict:
+def run_capacity(redis: RedisServer, messages: int, concurrency: int, pool: str) -> dict:
     import boto3
     from botocore.config import Config
     from django.core.mail import get_connection
@@ -271,7 +272,7 @@ def run_capacity(redis: RedisServer, messages: int, concurrency: int) -> dict:
                "SEACUCUMBER_REDIS_URL": f"{redis.url}/1", "SEACUCUMBER_REDIS_PREFIX": queue,
                "SEACUCUMBER_RATE_LIMIT": "1000000", "SEACUCUMBER_QUEUE": queue,
                "CELERY_WORKER_PREFETCH_MULTIPLIER": "4"}
-        worker = start_group("host", env, queue, "threads", concurrency)
+        worker = start_group("host", env, queue, pool, concurrency)
         try:
             wait_accepted(emulator.client, messages, timeout=600)
         finally:
@@ -295,7 +296,7 @@ def run_capacity(redis: RedisServer, messages: int, concurrency: int) -> dict:
         bare_rate = (len(times) - 1) / (times[-1] - times[0])
     finally:
         emulator.stop()
-    return {"concurrency": concurrency, "messages": messages,
+    return {"pool": pool, "concurrency": concurrency, "messages": messages,
             "worker_msgs_per_s": round(worker_rate, 1), "bare_pool_msgs_per_s": round(bare_rate, 1),
             "ratio": round(worker_rate / bare_rate, 3)}
 
@@ -351,7 +352,8 @@ def main() -> None:
             results["caller"] = run_caller(redis, 1000, 200)
             print(json.dumps(results["caller"]), flush=True)
         if "capacity" in which:
-            results["capacity"] = run_capacity(redis, 3000, 16)
+            results["capacity"] = [run_capacity(redis, 3000, 16, pool)
+                                   for pool in ("threads", "prefork")]
             print(json.dumps(results["capacity"]), flush=True)
         if "startup" in which:
             results["startup"] = run_startup(redis, args.rate)
