@@ -33,11 +33,14 @@ worker_prefetch_multiplier = int(os.environ.get("CELERY_WORKER_PREFETCH_MULTIPLI
 
 # Redis broker: an unacknowledged task goes back on the queue after visibility_timeout.
 # It must outlast the longest retry countdown (SEACUCUMBER_RETRY_MAX_DELAY, 300 s by
-# default) and the longest send, or tasks run twice. Connect timeouts keep enqueueing from
-# hanging on a broker that does not answer.
+# default) and the longest send, or tasks run twice. Socket timeouts keep enqueueing from
+# hanging on a broker that does not answer (kombu sets none by default).
 broker_transport_options = {
     "visibility_timeout": 2 * 3600,
     "socket_connect_timeout": 5,
+    # longer than a worker's blocking read of the queue (1 s), short enough that a web
+    # request never waits minutes on a broker that stopped answering
+    "socket_timeout": 10,
 }
 broker_connection_timeout = 5
 broker_connection_retry_on_startup = True

@@ -44,8 +44,8 @@ def main() -> None:
     import benchmarks.rate_app  # noqa: F401 - configures Django and the Celery app
 
     redis = RedisServer(appendonly=True).start()
-    emulator = Emulator(keep_raw=True, rate=args.rate, fail_5xx=0.1, drop=0.03, drop_after_accept=0.01,
-                        daily_quota=-1, seed=7)
+    emulator = Emulator(keep_raw=True, rate=args.rate, fail_5xx=0.1, drop=0.03,
+                        drop_after_accept=0.01, daily_quota=-1, seed=7)
     queue = f"chaos-{uuid.uuid4().hex[:8]}"
     env = {"CELERY_BROKER_URL": f"{redis.url}/0", "SEACUCUMBER_ENDPOINT_URL": emulator.url,
            "SEACUCUMBER_REDIS_URL": f"{redis.url}/1", "SEACUCUMBER_REDIS_PREFIX": queue,

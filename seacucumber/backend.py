@@ -6,13 +6,16 @@
 raises ``InvalidMessage`` for anything SES would refuse), so a bad message in a batch is refused
 before any of the batch is queued; then it enqueues one ``seacucumber.send_email`` task per
 send of at most 50 recipients. With ``fail_silently=True`` bad messages are skipped and a broker
-failure stops the batch; the return value is always the count of messages really queued.
+failure stops the batch; the return value is always the count of messages whose every send was
+queued. A send the broker did not take is marked failed in its status record (when tracking is
+on) and logged, so it is never silently lost.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from functools import partial
 from itertools import chain
 
@@ -30,17 +33,37 @@ from .tasks import send_email
 logger = logging.getLogger(__name__)
 
 
+class _DeadlinePassed(Exception):
+    """Raised from kombu's retry loop once another attempt would pass the enqueue timeout."""
+
+
+def _deadline_errback(timeout: float) -> Callable[[Exception, float], None]:
+    """An errback for kombu's retry loop (called before each sleep) that gives up once the
+    next attempt would start after ``timeout`` seconds from now."""
+    deadline = time.monotonic() + timeout
+
+    def errback(exc: Exception, interval: float) -> None:
+        if time.monotonic() + interval >= deadline:
+            raise _DeadlinePassed(exc)
+
+    return errback
+
+
 def enqueue(sends: Sequence[OutboundSend]) -> None:
-    """Put one send task per ``OutboundSend`` on the broker; ``EnqueueError`` if it can't."""
+    """Put one send task per ``OutboundSend`` on the broker; ``EnqueueError`` if it can't,
+    within about ``SEACUCUMBER_ENQUEUE_TIMEOUT`` seconds (plus one connection attempt: keep
+    the broker's socket timeouts short, as ``celeryconfig.py`` does). The error's
+    ``sends_queued`` says how many of ``sends`` the broker took before it failed."""
     timeout = float(conf.SEACUCUMBER_ENQUEUE_TIMEOUT)
     retry_policy = {
         "max_retries": 3,
         "interval_start": 0,
         "interval_step": timeout / 6,
         "interval_max": timeout / 3,
+        "errback": _deadline_errback(timeout),
     }
     options = {"queue": conf.SEACUCUMBER_QUEUE} if conf.SEACUCUMBER_QUEUE else {}
-    for outbound in sends:
+    for done, outbound in enumerate(sends):
         try:
             send_email.apply_async(
                 args=[outbound.to_json()],
@@ -53,10 +76,13 @@ def enqueue(sends: Sequence[OutboundSend]) -> None:
                 retry_policy=retry_policy,
                 **options,
             )
-        except (KombuError, OSError) as exc:
-            raise EnqueueError(
-                f"could not queue message {outbound.message_id} on the Celery broker: {exc}"
-            ) from exc
+        except (KombuError, OSError, _DeadlinePassed) as exc:
+            cause = exc.args[0] if isinstance(exc, _DeadlinePassed) else exc
+            error = EnqueueError(
+                f"could not queue message {outbound.message_id} on the Celery broker: {cause}"
+            )
+            error.sends_queued = done
+            raise error from cause
 
 
 class SESBackend(BaseEmailBackend):
@@ -78,16 +104,26 @@ class SESBackend(BaseEmailBackend):
                 checked.append(sends)
                 accepted.append(message)
         status.record_queued(zip(accepted, checked, strict=True))  # one INSERT, if tracking
-        if conf.SEACUCUMBER_ENQUEUE_ON_COMMIT:
+        if conf.SEACUCUMBER_ENQUEUE_ON_COMMIT and transaction.get_connection().in_atomic_block:
             for sends in checked:
-                transaction.on_commit(partial(enqueue, sends))
+                transaction.on_commit(partial(self._enqueue_after_commit, sends),
+                                      robust=self.fail_silently)
             return len(checked)
+        return self._enqueue_all(checked)
+
+    def _enqueue_all(self, checked: list[list[OutboundSend]]) -> int:
+        """Enqueue message by message, stopping at the first broker failure."""
         queued = 0
         for sends in checked:
             try:
                 enqueue(sends)
             except EnqueueError as exc:
-                status.record_unqueued(chain.from_iterable(checked[queued:]), str(exc))
+                unqueued = chain(sends[exc.sends_queued:],
+                                 chain.from_iterable(checked[queued + 1:]))
+                status.record_unqueued(unqueued, str(exc))
+                if exc.sends_queued:
+                    logger.error("message partly queued: %d of its %d sends (groups of up to "
+                                 "50 recipients) went to the broker", exc.sends_queued, len(sends))
                 if not self.fail_silently:
                     exc.queued = queued
                     raise
@@ -95,3 +131,14 @@ class SESBackend(BaseEmailBackend):
                 break
             queued += 1
         return queued
+
+    def _enqueue_after_commit(self, sends: list[OutboundSend]) -> None:
+        """The ``on_commit`` callback: enqueue one message; a broker failure is recorded and
+        logged, and raised unless ``fail_silently`` (Django then raises it at the commit)."""
+        try:
+            enqueue(sends)
+        except EnqueueError as exc:
+            status.record_unqueued(sends[exc.sends_queued:], str(exc))
+            logger.error("after commit: %s", exc)
+            if not self.fail_silently:
+                raise

@@ -12,7 +12,12 @@ class InvalidMessage(SeaCucumberError, ValueError):
 
 
 class EnqueueError(SeaCucumberError):
-    """The broker could not take the message: nothing was queued for it."""
+    """The broker could not take a message. ``queued``: messages of the same
+    ``send_messages`` call queued before it; ``sends_queued``: sends of this message (groups
+    of up to 50 recipients) the broker took before it failed (0 for a one-send message)."""
+
+    queued: int = 0
+    sends_queued: int = 0
 
 
 class SendError(SeaCucumberError):

@@ -64,7 +64,7 @@ class Claim:
 
     def release(self) -> None:
         """Give the claim up after a send that did not go through, so a retry may claim."""
-        if self.token is None:
+        if self.token is None or not enabled():
             return
         try:
             shared_state.redis_client().eval(_RELEASE, 1, _key(self.message_id), self.token)

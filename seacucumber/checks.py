@@ -1,0 +1,34 @@
+"""System checks for the Celery broker as the backend uses it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.checks import Warning, register
+
+REDIS_SCHEMES = ("redis", "rediss")
+BROKER_TIMEOUTS = ("socket_connect_timeout", "socket_timeout")
+
+
+@register()
+def check_broker_timeouts(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """Warn when a Redis broker has no socket timeouts: kombu then waits on a broker host
+    that does not answer for as long as the operating system lets it (minutes), and
+    ``send_messages`` with it, whatever ``SEACUCUMBER_ENQUEUE_TIMEOUT`` says."""
+    from celery import current_app
+
+    broker = current_app.conf.broker_url
+    if not isinstance(broker, str) or broker.split("://", 1)[0] not in REDIS_SCHEMES:
+        return []
+    options = current_app.conf.broker_transport_options or {}
+    missing = [name for name in BROKER_TIMEOUTS if options.get(name) is None]
+    if not missing:
+        return []
+    return [Warning(
+        f"The Redis broker has no {' or '.join(missing)}: send_messages can hang on a broker "
+        "that does not answer.",
+        hint="Set broker_transport_options (CELERY_BROKER_TRANSPORT_OPTIONS) "
+             "socket_connect_timeout and socket_timeout to a few seconds, as celeryconfig.py "
+             "does.",
+        id="seacucumber.W004",
+    )]
