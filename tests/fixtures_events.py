@@ -4,12 +4,13 @@ server standing in for SNS (certificate downloads, subscription confirmations)."
 
 from __future__ import annotations
 
+import datetime
 import http.server
 import json
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -75,6 +76,12 @@ def notification(event: dict[str, Any] | str, topic: str = TOPIC,
     return message
 
 
+def published(seconds_ago: float = 0.0) -> str:
+    """An SNS ``Timestamp`` ``seconds_ago`` seconds before now, as SNS writes it."""
+    when = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=seconds_ago)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def confirmation(topic: str = TOPIC, kind: str = "SubscriptionConfirmation",
                  subscribe_url: str | None = None) -> dict[str, Any]:
     token = uuid.uuid4().hex
@@ -116,12 +123,14 @@ def webhook(settings, signer):
 
 @dataclass
 class FakeSNS:
-    """A loopback HTTP server answering like SNS: certificates by path, confirmations."""
+    """A loopback HTTP server answering like SNS: certificates by path, confirmations.
+    ``codes`` makes a path answer that HTTP status instead (0: a broken, non-HTTP answer)."""
 
     url: str
     files: dict[str, bytes]
     requests: list[str]
     delay: float = 0.0
+    codes: dict[str, int] = field(default_factory=dict)
 
 
 @pytest.fixture
@@ -135,7 +144,12 @@ def fake_sns(settings) -> Iterator[FakeSNS]:
             if state.delay:
                 threading.Event().wait(state.delay)
             path = self.path.split("?")[0]
-            if path == "/" and "Action=ConfirmSubscription" in self.path:
+            if state.codes.get(path) == 0:
+                self.wfile.write(b"garbage, not HTTP\r\n\r\n")
+                return
+            if path in state.codes:
+                body, code = b"failing", state.codes[path]
+            elif path == "/" and "Action=ConfirmSubscription" in self.path:
                 body, code = b"<ConfirmSubscriptionResponse/>", 200
             elif path in state.files:
                 body, code = state.files[path], 200

@@ -38,6 +38,13 @@ BAD_URLS = [
     "https://sns.us-east-1.amazonaws.com\\@evil.com/x.pem",
     "https://sns-us-east-1.amazonaws.com/x.pem",
     "https://127.0.0.1/x.pem",
+    # region-shaped, but no region SNS runs in: DNS fails (or resolves to whoever registers
+    # the name), so nothing may be fetched from it
+    "https://sns.zz-evil-1.amazonaws.com/SimpleNotificationService-x.pem",
+    "https://sns.us-east-9.amazonaws.com/SimpleNotificationService-x.pem",
+    "https://sns.us-east-1.amazonaws.com.cn/SimpleNotificationService-x.pem",  # wrong suffix
+    "https://sns.cn-north-1.amazonaws.com/SimpleNotificationService-x.pem",
+    "https://sns.us-iso-east-1.amazonaws.com/SimpleNotificationService-x.pem",  # not public
     "file:///etc/ssl/cert.pem",
     "",
     None,
@@ -48,6 +55,45 @@ BAD_URLS = [
 @pytest.mark.parametrize("url", GOOD_URLS)
 def test_sns_certificate_hosts_are_accepted(url):
     assert sns.check_cert_url(url) == url
+
+
+def _botocore_sns_regions():
+    """SNS regions as boto3 lists them, computed independently of the code under test."""
+    import boto3
+
+    session = boto3.session.Session(region_name="us-east-1")
+    return [(region, suffix)
+            for partition, suffix in (("aws", "amazonaws.com"), ("aws-us-gov", "amazonaws.com"),
+                                      ("aws-cn", "amazonaws.com.cn"))
+            for region in session.get_available_regions("sns", partition_name=partition)]
+
+
+def test_every_sns_region_botocore_knows_is_accepted():
+    regions = _botocore_sns_regions()
+    assert ("us-east-1", "amazonaws.com") in regions
+    assert ("cn-north-1", "amazonaws.com.cn") in regions
+    for region, suffix in regions:
+        url = f"https://sns.{region}.{suffix}/SimpleNotificationService-abc.pem"
+        assert sns.check_cert_url(url) == url
+
+
+def test_a_region_newer_than_botocore_is_accepted_only_as_an_allowed_topics_region(settings):
+    future = "https://sns.xx-future-1.amazonaws.com/SimpleNotificationService-abc.pem"
+    future_cn = "https://sns.cn-future-9.amazonaws.com.cn/SimpleNotificationService-abc.pem"
+    settings.SEACUCUMBER_EVENT_TOPIC_ARNS = ["arn:aws:sns:us-east-1:123456789012:ses-events"]
+    for url in (future, future_cn):
+        with pytest.raises(sns.NotAuthentic):
+            sns.check_cert_url(url)
+    settings.SEACUCUMBER_EVENT_TOPIC_ARNS = ["arn:aws:sns:xx-future-1:123456789012:ses-events",
+                                             "arn:aws-cn:sns:cn-future-9:123456789012:ses-events",
+                                             "arn:aws:s3:::zz-evil-1", "not an arn"]
+    assert sns.check_cert_url(future) == future
+    assert sns.check_cert_url(future_cn) == future_cn
+    for url in ("https://sns.xx-future-1.amazonaws.com.cn/x.pem",  # not its partition's suffix
+                "https://sns.cn-future-9.amazonaws.com/x.pem",
+                "https://sns.zz-evil-1.amazonaws.com/x.pem"):
+        with pytest.raises(sns.NotAuthentic):
+            sns.check_cert_url(url)
 
 
 @pytest.mark.parametrize("url", BAD_URLS)
@@ -128,6 +174,36 @@ def test_missing_or_bad_certificate_is_refused(fake_sns):
         sns.certificate(CERT_URL)
     fake_sns.files[CERT_PATH] = b"x" * (sns.MAX_CERT_BYTES + 1)
     with pytest.raises(sns.InvalidMessage, match="more than"):
+        sns.certificate(CERT_URL)
+
+
+@pytest.mark.parametrize("code", [500, 502, 503, 504, 429, 0])
+def test_sns_host_failing_is_unavailable_so_sns_retries(signer, fake_sns, code):
+    """5xx, 429 and a broken answer are SNS's trouble, not the message's: SNSUnavailable (the
+    webhook answers 503 and SNS retries), never InvalidMessage (a 4xx SNS does not retry)."""
+    fake_sns.files[CERT_PATH] = signer.pem
+    fake_sns.codes[CERT_PATH] = code
+    with pytest.raises(sns.SNSUnavailable):
+        sns.certificate(CERT_URL)
+    del fake_sns.codes[CERT_PATH]  # the host recovers: nothing bad was cached
+    fetched = sns.certificate(CERT_URL).public_key().public_numbers()
+    assert fetched == signer.key.public_key().public_numbers()
+    assert fake_sns.requests == [CERT_PATH, CERT_PATH]
+
+
+@pytest.mark.parametrize("code", [400, 403, 404, 410])
+def test_sns_host_refusing_the_url_is_invalid(fake_sns, code):
+    fake_sns.codes[CERT_PATH] = code
+    with pytest.raises(sns.InvalidMessage, match=f"HTTP {code}"):
+        sns.certificate(CERT_URL)
+
+
+def test_sns_host_unreachable_is_unavailable(settings):
+    from seacucumber.testing.processes import free_port
+
+    sns.clear_cache()
+    settings.SEACUCUMBER_SNS_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(sns.SNSUnavailable):
         sns.certificate(CERT_URL)
 
 

@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from seacucumber import signals, status
+from seacucumber.events import handlers
 from seacucumber.models import MessageStatus, SeenNotification, SuppressedAddress
 from tests.fixtures_events import (
     CERT_URL,
@@ -16,8 +17,11 @@ from tests.fixtures_events import (
     bounce,
     confirmation,
     notification,
+    published,
     ses_event,
 )
+
+CERT_PATH = "/" + CERT_URL.rsplit("/", 1)[1]
 
 pytestmark = pytest.mark.django_db
 
@@ -81,11 +85,49 @@ def test_permanent_bounce_moves_status_and_suppresses(webhook, tracked, received
     assert kwargs["event_type"] == "Bounce"
 
 
-def test_transient_bounce_does_not_suppress(webhook, tracked):
+@pytest.mark.parametrize("bounce_type", ["Transient", "Undetermined"])
+def test_soft_bounce_is_noted_without_a_final_status_or_suppression(webhook, tracked, received,
+                                                                    bounce_type):
+    assert webhook(notification(bounce("ses-1", "a@example.com",
+                                       bounce_type=bounce_type))).status_code == 200
+    record = status.get(message_id="ours-1")
+    assert record.status == "sent"
+    assert record.last_error.startswith(f"Bounce {bounce_type}/General: ")
+    assert record.updated_at > tracked.updated_at
+    assert not SuppressedAddress.objects.exists()
+    assert [(name, kwargs["bounce_obj"]["bounceType"]) for name, kwargs in received] == [
+        ("bounce", bounce_type)]  # receivers still hear of it
+
+
+def test_soft_bounce_then_delivery_is_delivered(webhook, tracked):
+    soft = bounce("ses-1", "a@example.com", bounce_type="Transient")
+    assert webhook(notification(soft)).status_code == 200
+    assert webhook(notification(ses_event("Delivery", "ses-1"))).status_code == 200
+    record = status.get(message_id="ours-1")
+    assert record.status == "delivered"
+    assert "Transient" in record.last_error  # the soft bounce stays on record
+    assert not SuppressedAddress.objects.exists()
+
+
+def test_soft_bounce_then_permanent_bounce_is_bounced(webhook, tracked):
     assert webhook(notification(bounce("ses-1", "a@example.com",
                                        bounce_type="Transient"))).status_code == 200
-    assert status.get(message_id="ours-1").status == "bounced"
-    assert not SuppressedAddress.objects.exists()
+    assert webhook(notification(bounce("ses-1", "a@example.com"))).status_code == 200
+    record = status.get(message_id="ours-1")
+    assert record.status == "bounced" and "Permanent/General" in record.last_error
+    assert list(SuppressedAddress.objects.values_list("address", flat=True)) == ["a@example.com"]
+
+
+def test_late_soft_bounce_or_delay_does_not_overwrite_a_complaint(webhook, tracked):
+    complaint = ses_event("Complaint", "ses-1", complaintFeedbackType="abuse",
+                          complainedRecipients=[{"emailAddress": "b@example.com"}])
+    assert webhook(notification(complaint)).status_code == 200
+    assert webhook(notification(bounce("ses-1", "a@example.com",
+                                       bounce_type="Undetermined"))).status_code == 200
+    assert webhook(notification(ses_event("DeliveryDelay", "ses-1",
+                                          delayType="MailboxFull"))).status_code == 200
+    record = status.get(message_id="ours-1")
+    assert (record.status, record.last_error) == ("complained", "Complaint: abuse")
 
 
 def test_suppression_settings_off_add_nothing(webhook, tracked, settings):
@@ -167,6 +209,8 @@ def _forged(signer):
             "https://sns-certs.s3.amazonaws.com/SimpleNotificationService-test.pem")), False),
         ("cert on other amazonaws host", signer.sign(good, cert_url=(
             "https://sns.evil.amazonaws.com/SimpleNotificationService-test.pem")), False),
+        ("cert in a made-up region", signer.sign(good, cert_url=(
+            "https://sns.zz-evil-1.amazonaws.com/SimpleNotificationService-test.pem")), False),
         ("cert over http", signer.sign(good, cert_url=CERT_URL.replace("https", "http")), False),
         ("cert with user info", signer.sign(good, cert_url=CERT_URL.replace(
             "https://", "https://evil.com@")), False),
@@ -197,6 +241,115 @@ def test_forged_and_malformed_posts_get_4xx_and_change_nothing(webhook, tracked,
     assert state() == before
     assert received == []
     assert fake_sns.requests == []  # no certificate was fetched for any of them
+
+
+def test_made_up_region_is_refused_with_403_not_503(webhook, tracked, signer, settings):
+    """A forged post whose SigningCertURL names a region SNS does not run in is refused before
+    any lookup: a fetch would fail (no such host, here a closed port) and answer 503."""
+    from seacucumber.testing.processes import free_port
+
+    settings.SEACUCUMBER_SNS_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"
+    before = state()
+    for cert_url in ("https://sns.zz-evil-1.amazonaws.com/SimpleNotificationService-x.pem",
+                     "https://sns.cn-north-1.amazonaws.com/SimpleNotificationService-x.pem"):
+        forged = signer.sign(notification(bounce("ses-1", "a@example.com")), cert_url=cert_url)
+        assert webhook(json.dumps(forged)).status_code == 403
+        confirm = signer.sign(confirmation(subscribe_url=(
+            "https://sns.zz-evil-1.amazonaws.com/?Action=ConfirmSubscription"
+            f"&TopicArn={TOPIC}&Token=t")))
+        assert webhook(json.dumps(confirm)).status_code == 403
+    assert state() == before
+
+
+def test_certificate_host_5xx_answers_503_then_the_retry_is_applied(webhook, tracked, signer,
+                                                                    fake_sns, settings,
+                                                                    received):
+    settings.SEACUCUMBER_SNS_CERTIFICATES = {}  # fetched from the (fake) SNS host
+    fake_sns.files[CERT_PATH] = signer.pem
+    fake_sns.codes[CERT_PATH] = 503
+    message = json.dumps(signer.sign(notification(bounce("ses-1", "a@example.com"))))
+    before = state()
+    assert webhook(message).status_code == 503  # SNS retries a 5xx, never a 4xx
+    assert state() == before and received == []
+    fake_sns.codes[CERT_PATH] = 404  # a certificate that is not there: the post is refused
+    assert webhook(message).status_code == 400
+    del fake_sns.codes[CERT_PATH]
+    assert webhook(message).status_code == 200  # SNS's retry
+    assert status.get(message_id="ours-1").status == "bounced"
+    assert len(received) == 1
+
+
+@pytest.fixture
+def in_flight(settings):
+    """Tracking on; a send the worker has made but not yet recorded: ``queued``, no SES
+    MessageId, the sender and recipient ``ses_event`` mail objects carry."""
+    settings.SEACUCUMBER_TRACK_STATUS = True
+    settings.SEACUCUMBER_SUPPRESS_ON_BOUNCE = True
+    now = timezone.now()
+    return MessageStatus.objects.create(
+        message_id="ours-2", sender="Sender@example.com",
+        recipients="cc@example.com\nTo@Example.com", subject="Hi", status="queued",
+        queued_at=now, updated_at=now,
+    )
+
+
+def test_event_before_the_worker_stored_the_ses_id_is_retried_until_it_is(
+        webhook, in_flight, received, signer):
+    message = signer.sign({**notification(ses_event("Delivery", "ses-2")),
+                           "Timestamp": published()})
+    first = webhook(json.dumps(message))
+    assert (first.status_code, first.content) == (503, b"not yet\n")
+    assert not SeenNotification.objects.exists()  # so SNS's retry is not a "duplicate"
+    assert received == []
+    status.on_sent(None, message_id="ours-2", ses_message_id="ses-2",
+                   sender_address="sender@example.com", recipients=["to@example.com"])
+    again = webhook(json.dumps(message))  # SNS's retry
+    assert (again.status_code, again.content) == (200, b"applied\n")
+    assert status.get(message_id="ours-2").status == "delivered"
+    assert [name for name, _ in received] == ["delivery"]
+
+
+def test_waiting_for_the_ses_id_ends_so_no_event_is_lost(webhook, in_flight, received):
+    """Past the grace (shorter than SNS's retry span) the event is applied without a record:
+    signal and suppression happen, the record stays as it is."""
+    old = {**notification(bounce("ses-2", "to@example.com")),
+           "Timestamp": published(handlers.AWAIT_SEND_SECONDS + 5)}
+    assert webhook(old).status_code == 200
+    assert [name for name, _ in received] == ["bounce"]
+    assert list(SuppressedAddress.objects.values_list("address", flat=True)) == [
+        "to@example.com"]
+    assert status.get(message_id="ours-2").status == "queued"
+    assert SeenNotification.objects.count() == 1
+
+
+@pytest.mark.parametrize("mail", [
+    {"source": "other@example.com"},  # another sender
+    {"destination": ["someone@example.com"]},  # another recipient
+    {"destination": ["o@example.com"]},  # only a substring of one of ours
+    {"source": None},
+    {"destination": "to@example.com"},  # malformed
+])
+def test_fresh_events_for_mail_that_is_not_ours_are_applied_at_once(webhook, in_flight,
+                                                                    received, mail):
+    event = ses_event("Delivery", "ses-3")
+    event["mail"].update(mail)
+    assert webhook({**notification(event), "Timestamp": published()}).status_code == 200
+    assert [name for name, _ in received] == ["delivery"]
+    assert SeenNotification.objects.count() == 1
+
+
+def test_no_waiting_once_the_send_is_recorded_or_with_tracking_off(webhook, in_flight,
+                                                                   received, settings):
+    in_flight.status, in_flight.ses_message_id = "failed", None  # e.g. SES refused it
+    in_flight.save()
+    assert webhook({**notification(ses_event("Delivery", "ses-2")),
+                    "Timestamp": published()}).status_code == 200
+    in_flight.status = "queued"
+    in_flight.save()
+    settings.SEACUCUMBER_TRACK_STATUS = False
+    assert webhook({**notification(ses_event("Delivery", "ses-2")),
+                    "Timestamp": published()}).status_code == 200
+    assert [name for name, _ in received] == ["delivery", "delivery"]
 
 
 def test_header_type_must_match_body(webhook, tracked):

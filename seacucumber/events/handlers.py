@@ -4,19 +4,30 @@ sends its signal, once per SNS MessageId; a SubscriptionConfirmation is confirme
 Seen SNS MessageIds are kept in the database (``SeenNotification``), written in the same
 transaction as the event's effects: an event is either applied and recorded, or (an error,
 SNS retries) neither. A cache would not give that, and Django's default cache is per process.
+
+An event can outrun the worker: SES may publish it before the worker has stored SES's
+MessageId on the status record. Such an event (tracking on, no record with its MessageId, a
+``queued`` record without one for the same sender and recipient, published less than
+``AWAIT_SEND_SECONDS`` ago) is not applied: ``AwaitingSend`` makes the view answer 503, and
+SNS's retry (20 s later by default) finds the record. Past that grace it is applied anyway,
+so no event is ever refused for good over a status record.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
+from email.utils import parseaddr
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from .. import signals, status, suppression
 from ..conf import conf
-from ..models import SeenNotification, Status, SuppressedAddress
+from ..models import MessageStatus, SeenNotification, Status, SuppressedAddress, statuses_below
 from . import sns
 from .parse import SESEvent, addresses, parse_event
 
@@ -37,10 +48,21 @@ SIGNALS = {
 #: django-ses's names for the type-specific object, passed alongside ``event_obj``.
 _DJANGO_SES_NAMES = {"bounce", "complaint", "delivery", "send", "open", "click"}
 
+#: How long after SNS published an event it waits (503, SNS retries) for the worker to store
+#: SES's MessageId on the status record. Shorter than SNS's default HTTP retry span (three
+#: retries, 20 s apart), so the last retry is applied even if the id never comes.
+AWAIT_SEND_SECONDS = 15.0
+
+
+class AwaitingSend(Exception):
+    """The event is for a send whose SES MessageId the worker has not stored yet: answer 503
+    (nothing recorded), SNS delivers it again."""
+
 
 def handle_notification(message: dict[str, Any]) -> str:
     """Apply one verified Notification; returns what happened ("applied", "duplicate",
-    "ignored"). Exceptions from handlers propagate (the view answers 500: SNS retries)."""
+    "ignored"). Exceptions from handlers propagate (the view answers 500: SNS retries), and
+    ``AwaitingSend`` (503) when the event's send has no SES MessageId on its record yet."""
     try:
         event = parse_event(message["Message"])
     except sns.InvalidMessage as exc:
@@ -58,7 +80,7 @@ def handle_notification(message: dict[str, Any]) -> str:
         if event.kind is None:
             logger.info("SES event type %r not known: ignored", event.event_type)
             return "ignored"
-        apply_status(event)
+        apply_status(event, published=_published(message.get("Timestamp")))
         apply_suppression(event)
         send_signal(event, message)
     return "applied"
@@ -84,29 +106,84 @@ def _diagnostic(event: SESEvent) -> str:
 
 _STATUS_BY_KIND = {
     "delivery": Status.DELIVERED,
-    "bounce": Status.BOUNCED,
+    "bounce": Status.BOUNCED,  # Permanent bounces only: see _new_status
     "complaint": Status.COMPLAINED,
     "reject": Status.FAILED,
     "rendering_failure": Status.FAILED,
 }
+#: Events noted in ``last_error`` without a status of their own: a delay, a soft bounce.
+_NOTED_KINDS = {"delivery_delay", "bounce"}
 
 
-def apply_status(event: SESEvent) -> None:
-    """Move the send's status record (matched by SES MessageId) on, if tracking is on."""
+def _new_status(event: SESEvent) -> str | None:
+    """The status the event moves its send to: a bounce only when it is Permanent (a
+    Transient or Undetermined bounce is a soft one: SES may still deliver)."""
+    if event.kind == "bounce" and event.detail.get("bounceType") != "Permanent":
+        return None
+    return _STATUS_BY_KIND.get(event.kind or "")
+
+
+def apply_status(event: SESEvent, published: datetime.datetime | None = None) -> None:
+    """Move the send's status record (matched by SES MessageId) on, if tracking is on.
+
+    Soft bounces and delivery delays only note their diagnostic in ``last_error`` (of a record
+    not yet bounced or complained): a later Delivery still makes it ``delivered``. Raises
+    ``AwaitingSend`` when no record has the MessageId but one is still waiting for it."""
     ses_message_id = event.ses_message_id
     if not status.enabled() or not ses_message_id:
         return
-    new = _STATUS_BY_KIND.get(event.kind or "")
+    new = _new_status(event)
     note = _diagnostic(event)[:2000]
-    if new is None:
-        if event.kind == "delivery_delay":
-            from ..models import MessageStatus
-
-            MessageStatus.objects.filter(ses_message_id=ses_message_id).update(last_error=note)
+    if new is not None:
+        fields = {} if new is Status.DELIVERED else {"last_error": note}
+        moved = status.advance(new, {"ses_message_id": ses_message_id}, **fields)
+    elif event.kind in _NOTED_KINDS:
+        moved = MessageStatus.objects.filter(
+            ses_message_id=ses_message_id, status__in=statuses_below(Status.BOUNCED)
+        ).update(last_error=note, updated_at=timezone.now())
+    else:
         return
-    fields = {} if new is Status.DELIVERED else {"last_error": note}
-    if not status.advance(new, {"ses_message_id": ses_message_id}, **fields):
-        logger.info("SES %s for %s: no status record moved", event.event_type, ses_message_id)
+    if moved or MessageStatus.objects.filter(ses_message_id=ses_message_id).exists():
+        return  # applied, or the record already has the same or newer news
+    if _awaiting_send(event, published):
+        raise AwaitingSend(f"SES {event.event_type} for {ses_message_id}: its send has no "
+                           "SES MessageId on its status record yet")
+    logger.info("SES %s for %s: no status record moved", event.event_type, ses_message_id)
+
+
+def _published(timestamp: Any) -> datetime.datetime | None:
+    """The SNS ``Timestamp`` (when SNS published the message) as an aware datetime."""
+    try:
+        value = datetime.datetime.fromisoformat(timestamp)
+    except (TypeError, ValueError):
+        return None
+    return value if value.tzinfo is not None else None
+
+
+def _awaiting_send(event: SESEvent, published: datetime.datetime | None) -> bool:
+    """Whether the event is fresh (published less than ``AWAIT_SEND_SECONDS`` ago; never when
+    its time is unknown or far off this clock) and a ``queued`` record without an SES
+    MessageId has its sender (SES's ``mail.source``) and one of its recipients: the worker
+    has sent it and is about to store the id."""
+    if published is None:
+        return False
+    age = (timezone.now() - published).total_seconds()
+    if not -AWAIT_SEND_SECONDS <= age < AWAIT_SEND_SECONDS:
+        return False
+    source = event.mail.get("source")
+    sender = parseaddr(source)[1].strip() if isinstance(source, str) else ""
+    destination = event.mail.get("destination")
+    recipients = [parseaddr(d)[1].strip() for d in destination or () if isinstance(d, str)
+                  ] if isinstance(destination, list) else []
+    recipient = next((r for r in recipients if "@" in r), None)
+    if "@" not in sender or recipient is None:
+        return False
+    return MessageStatus.objects.filter(
+        Q(ses_message_id__isnull=True) | Q(ses_message_id=""),
+        Q(recipients__iexact=recipient) | Q(recipients__istartswith=f"{recipient}\n")
+        | Q(recipients__iendswith=f"\n{recipient}") | Q(recipients__icontains=f"\n{recipient}\n"),
+        status=Status.QUEUED, sender__iexact=sender,
+    ).exists()
 
 
 def apply_suppression(event: SESEvent) -> None:

@@ -3,9 +3,11 @@
 Signatures are checked with ``cryptography`` (X.509 parsing and RSA PKCS#1 v1.5 verification
 are not things to write by hand). A ``SigningCertURL`` is only ever fetched once it passed
 ``check_sns_url``: https, no user info, no port, a host ``sns.<region>.amazonaws.com`` (or
-``.amazonaws.com.cn``) and nothing else, so neither an S3 bucket nor any other
-``*.amazonaws.com`` host can supply a certificate. Certificates are fetched with a timeout,
-without following redirects, and kept per process (bounded).
+``.amazonaws.com.cn``) for a region where SNS really runs, and nothing else, so neither an S3
+bucket, nor any other ``*.amazonaws.com`` host, nor a made-up region can supply a certificate.
+Certificates are fetched with a timeout, without following redirects, and kept per process
+(bounded). The SNS host answering 5xx, or not at all, is ``SNSUnavailable`` (the webhook answers
+503 and SNS retries); answering 4xx is ``InvalidMessage``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import functools
+import http.client
 import logging
 import os
 import re
@@ -34,9 +38,11 @@ from ..conf import conf
 
 logger = logging.getLogger(__name__)
 
-#: sns.<region>.amazonaws.com[.cn]; a region is letters-words-digit (us-east-1, us-gov-west-1,
-#: cn-north-1), which keeps out hosts such as sns.s3.amazonaws.com (a bucket named "sns").
-_SNS_HOST = re.compile(r"sns\.[a-z]{2}(?:-[a-z]+)+-\d{1,2}\.amazonaws\.com(?:\.cn)?")
+#: The AWS partitions whose SNS hosts may sign (sns.<region>.<DNS suffix>): commercial,
+#: GovCloud (amazonaws.com) and China (amazonaws.com.cn).
+SNS_PARTITIONS = ("aws", "aws-us-gov", "aws-cn")
+#: A region name as it appears in a topic ARN (us-east-1, us-gov-west-1, cn-north-1).
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
 _HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
 _NOTIFICATION_KEYS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
 _CONFIRMATION_KEYS = (
@@ -62,12 +68,53 @@ class NotAuthentic(InvalidMessage):
 
 
 class SNSUnavailable(Exception):
-    """SNS could not be reached right now (network, timeout): answer 503 so SNS retries."""
+    """SNS could not be reached right now (network, timeout, 5xx): answer 503 so SNS retries."""
+
+
+@functools.cache
+def known_sns_hosts() -> frozenset[str]:
+    """``sns.<region>.<suffix>`` for every region botocore's bundled endpoint data lists SNS in,
+    in ``SNS_PARTITIONS``. Read once per process, without a boto3 session (so neither AWS
+    credentials nor a profile are needed, and a bad ``AWS_PROFILE`` does not matter)."""
+    from botocore.loaders import create_loader
+    from botocore.regions import EndpointResolver
+
+    data = create_loader().load_data("endpoints")
+    resolver = EndpointResolver(data)
+    hosts = set()
+    for partition in data["partitions"]:
+        name = partition["partition"]
+        if name in SNS_PARTITIONS:
+            suffix = partition["dnsSuffix"]
+            hosts.update(f"sns.{region}.{suffix}"
+                         for region in resolver.get_available_endpoints("sns", name))
+    return frozenset(hosts)
+
+
+def _topic_hosts() -> set[str]:
+    """The SNS hosts of the regions of the allowed topics (``SEACUCUMBER_EVENT_TOPIC_ARNS``):
+    a region the operator created a topic in is real even when the installed botocore is
+    older than the region."""
+    suffixes = {"aws": "amazonaws.com", "aws-us-gov": "amazonaws.com", "aws-cn": "amazonaws.com.cn"}
+    allowed = conf.SEACUCUMBER_EVENT_TOPIC_ARNS or ()
+    hosts = set()
+    for arn in (allowed,) if isinstance(allowed, str) else allowed:
+        parts = arn.split(":") if isinstance(arn, str) else []
+        if (len(parts) >= 6 and parts[0] == "arn" and parts[2] == "sns"
+                and parts[1] in suffixes and _REGION.fullmatch(parts[3])):
+            hosts.add(f"sns.{parts[3]}.{suffixes[parts[1]]}")
+    return hosts
+
+
+def is_sns_host(host: str) -> bool:
+    """Whether ``host`` is the SNS endpoint of a real region (see ``known_sns_hosts``)."""
+    return host in known_sns_hosts() or host in _topic_hosts()
 
 
 def check_sns_url(url: Any, what: str = "SigningCertURL") -> str:
-    """``url`` when it is https on an SNS host, with no user info, port, query or fragment
-    trickery; ``InvalidMessage`` otherwise. Nothing is fetched."""
+    """``url`` when it is https on the SNS host of a real region (``is_sns_host``), with no
+    user info, port, query or fragment trickery; ``NotAuthentic`` otherwise. Nothing is
+    fetched."""
     if not isinstance(url, str) or not url:
         raise InvalidMessage(f"{what} is missing")
     try:
@@ -81,7 +128,7 @@ def check_sns_url(url: Any, what: str = "SigningCertURL") -> str:
         or port is not None
         or parts.username is not None
         or parts.netloc.lower() != host
-        or not _SNS_HOST.fullmatch(host)
+        or not is_sns_host(host)
         or parts.fragment
         or "\\" in url
     ):
@@ -117,7 +164,11 @@ def string_to_sign(message: Mapping[str, Any]) -> bytes:
 
 def fetch_url(url: str, max_bytes: int) -> bytes:
     """GET ``url`` (already checked) with the configured timeout, no redirects, at most
-    ``max_bytes``. ``SEACUCUMBER_SNS_ENDPOINT_URL`` (testing) replaces scheme and host."""
+    ``max_bytes``. ``SEACUCUMBER_SNS_ENDPOINT_URL`` (testing) replaces scheme and host.
+
+    ``SNSUnavailable`` (SNS retries) when the host cannot be reached, times out, breaks the
+    answer off or answers 5xx / 429; ``InvalidMessage`` when it answers any other error
+    (4xx, or a redirect, never followed) or too much."""
     base = conf.SEACUCUMBER_SNS_ENDPOINT_URL
     if base:
         target, parts = urlsplit(base), urlsplit(url)
@@ -128,8 +179,10 @@ def fetch_url(url: str, max_bytes: int) -> bytes:
         with opener.open(url, timeout=timeout) as response:  # noqa: S310 - URL checked
             body = response.read(max_bytes + 1)
     except urllib.error.HTTPError as exc:
+        if exc.code >= 500 or exc.code == 429:  # SNS's trouble, not the message's: retry
+            raise SNSUnavailable(f"{url} answered HTTP {exc.code}") from None
         raise InvalidMessage(f"{url} answered HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         raise SNSUnavailable(f"could not fetch {url}: {exc}") from None
     if len(body) > max_bytes:
         raise InvalidMessage(f"{url} sent more than {max_bytes} bytes")

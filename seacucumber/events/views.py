@@ -2,8 +2,10 @@
 
 Answers: 200 applied, duplicate or tolerated (unknown event types); 400 malformed; 403 not
 authentic (signature, certificate host, topic not allowed); 405 not a POST; 413 too big — none
-of these changes anything. 503 when SNS itself could not be reached to fetch a certificate or
-confirm a subscription, and 500 when applying a verified event raised: SNS retries both.
+of these changes anything. 503 when SNS itself could not be reached (or answered 5xx) to fetch a
+certificate or confirm a subscription, or when a verified event's send has no SES MessageId on
+its status record yet (``handlers.AwaitingSend``); 500 when applying a verified event raised:
+SNS retries all three.
 """
 
 from __future__ import annotations
@@ -81,6 +83,10 @@ def events(request: HttpRequest) -> HttpResponse:
         return _answer(200, "noted")
     try:
         outcome = handlers.handle_notification(message)
+    except handlers.AwaitingSend as exc:
+        logger.info("SNS notification %s deferred (SNS will deliver it again): %s",
+                    message["MessageId"], exc)
+        return _answer(503, "not yet")
     except Exception:  # noqa: BLE001 - any handler error: log it, let SNS retry
         logger.exception("SNS notification %s failed; SNS will deliver it again",
                          message["MessageId"])
