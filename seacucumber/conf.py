@@ -53,11 +53,17 @@ SETTINGS: tuple[Setting, ...] = (
             "Configuration set name, or a callable (message, dkim_domain, dkim_key, "
             "dkim_selector, dkim_headers) returning one, resolved at send_messages."),
     Setting("AWS_SES_RETURN_PATH", None,
-            "Envelope sender (bounce address) for every message; unset: the From address."),
-    Setting("AWS_SES_SOURCE_ARN", None, "v1 SourceArn (sending authorization)."),
+            "Envelope sender (bounce address) for every message; unset: the From address. "
+            "v2: also FeedbackForwardingEmailAddress."),
+    Setting("AWS_SES_SOURCE_ARN", None,
+            "v1 SourceArn (sending authorization); v2 FromEmailAddressIdentityArn when "
+            "AWS_SES_FROM_ARN is unset."),
     Setting("AWS_SES_FROM_ARN", None, "v1 FromArn / v2 FromEmailAddressIdentityArn."),
-    Setting("AWS_SES_RETURN_PATH_ARN", None, "v1 ReturnPathArn."),
-    Setting("AWS_SES_GLOBAL_ENDPOINT_ID", None, "v2 multi-region endpoint id (EndpointId)."),
+    Setting("AWS_SES_RETURN_PATH_ARN", None,
+            "v1 ReturnPathArn / v2 FeedbackForwardingEmailAddressIdentityArn."),
+    Setting("AWS_SES_GLOBAL_ENDPOINT_ID", None,
+            "v2 multi-region endpoint id (EndpointId); needs awscrt (pip install "
+            "'botocore[crt]'), else sends fail at once naming it."),
     # --- queueing -------------------------------------------------------------------------
     Setting("SEACUCUMBER_QUEUE", None,
             "Celery queue for mail tasks. Unset: Celery's routing (task_routes, or the "
@@ -75,7 +81,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Cap on one retry delay, seconds. Keep it below the broker's visibility timeout."),
     Setting("SEACUCUMBER_MESSAGE_LIFETIME", 24 * 3600.0,
             "Seconds after send_messages past which a message still failing transiently is "
-            "failed for good (a mail server's queue lifetime)."),
+            "failed for good (a mail server's queue lifetime). Applies to every retry; a "
+            "message held by the spent daily quota gets 24 hours more."),
     # --- shared state and rate ---------------------------------------------------------------
     Setting("SEACUCUMBER_REDIS_URL", None,
             "Redis for the shared rate and send records. Unset: the broker URL when it is "
@@ -86,10 +93,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Hold the account's send rate across all workers (needs the shared-state Redis). "
             "False: no limiter; SES throttling alone paces sends."),
     Setting("SEACUCUMBER_RATE_LIMIT", None,
-            "Recipients per second for the whole account. Unset: learned from SES "
-            "(MaxSendRate).", ("CUCUMBER_RATE_LIMIT",)),
+            "Recipients per second for the whole account: a number, or a rate string "
+            "'14/s', '600/m', '3600/h'. Unset: learned from SES (MaxSendRate).",
+            ("CUCUMBER_RATE_LIMIT",)),
     Setting("SEACUCUMBER_RATE_SAFETY_FACTOR", 0.98,
-            "Share of the SES MaxSendRate to use when the rate is learned.",
+            "Share of the SES MaxSendRate to use when the rate is learned (above 0, at most "
+            "1). None, or AWS_SES_AUTO_THROTTLE = 0 as in django-ses: the full rate.",
             ("AWS_SES_AUTO_THROTTLE",)),
     Setting("SEACUCUMBER_RATE_BURST", 0.5,
             "Seconds' worth of the rate that may go out at once after a quiet spell."),
@@ -101,9 +110,12 @@ SETTINGS: tuple[Setting, ...] = (
             "finding the rate booked further ahead is re-queued and asks again later."),
     Setting("SEACUCUMBER_RATE_FALLBACK", 1.0,
             "Recipients per second when SES will not give the quota (no IAM permission for "
-            "GetSendQuota/GetAccount) and SEACUCUMBER_RATE_LIMIT is unset."),
+            "GetSendQuota/GetAccount, or no read has succeeded yet) and "
+            "SEACUCUMBER_RATE_LIMIT is unset."),
     Setting("SEACUCUMBER_QUOTA_REFRESH", 300.0,
-            "Seconds between reads of the SES quota (one process reads, all share it)."),
+            "Seconds between reads of the SES quota (one process reads, all share it). A "
+            "read that fails other than for permission keeps the last rate and is tried "
+            "again within 30 s."),
     Setting("SEACUCUMBER_QUOTA_HOLD", 600.0,
             "Seconds all sends are held once SES says the daily quota is used up."),
     # --- DKIM ---------------------------------------------------------------------------------
@@ -157,6 +169,11 @@ class LazySettings:
     """Attribute access to every setting in ``SETTINGS``, read at access time."""
 
     def __getattr__(self, name: str) -> Any:
+        return self.lookup(name)[1]
+
+    def lookup(self, name: str) -> tuple[str, Any]:
+        """(the name the value was found under: the setting's or an older one, the value);
+        the default under the setting's own name when none is set."""
         try:
             setting = _BY_NAME[name]
         except KeyError:
@@ -164,8 +181,8 @@ class LazySettings:
         for candidate in (setting.name, *setting.aliases):
             value = getattr(django_settings, candidate, _MISSING)
             if value is not _MISSING:
-                return value
-        return setting.default
+                return candidate, value
+        return setting.name, setting.default
 
     def __dir__(self) -> list[str]:
         return sorted(_BY_NAME)

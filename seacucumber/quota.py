@@ -3,8 +3,11 @@
 ``base_rate()`` is the rate the shared limiter holds (before any throttling slow-down), in
 recipients per second:
 
-- ``SEACUCUMBER_RATE_LIMIT`` when set (no SES call at all);
-- else SES's ``MaxSendRate`` times ``SEACUCUMBER_RATE_SAFETY_FACTOR``, read with
+- ``SEACUCUMBER_RATE_LIMIT`` when set (no SES call at all): a number, or a Celery rate
+  string ``"N/s"``, ``"N/m"``, ``"N/h"`` (what Sea Cucumber 1.5's ``CUCUMBER_RATE_LIMIT``
+  took), converted to per second;
+- else SES's ``MaxSendRate`` times ``SEACUCUMBER_RATE_SAFETY_FACTOR`` (``None``, or
+  django-ses' ``AWS_SES_AUTO_THROTTLE = None`` or ``0``: the full rate), read with
   ``GetAccount`` (v2, with ``USE_SES_V2``; v1 ``GetSendQuota`` where v2 fails) every
   ``SEACUCUMBER_QUOTA_REFRESH`` seconds by ONE process at a time (a Redis lock), and shared
   in a Redis hash, so a raised quota reaches every worker without a restart;
@@ -12,17 +15,34 @@ recipients per second:
   warning; the fallback is stored like a learned rate, so SES is not asked again before the
   next refresh).
 
+A read that fails for any other reason (throttled, 5xx, SES unreachable) keeps the rate
+learned before, or the fallback when none was, and is tried again after ``RETRY_SECONDS``
+rather than a whole refresh interval later: one failed read neither slows every worker to
+the fallback nor waits five minutes to recover.
+
+The refresh lock outlives the longest quota read (two SES calls at the connect and read
+timeouts: v2 then v1) and holds an owner token, so a refresher never deletes a lock that
+expired and was taken by another.
+
 Each process re-reads the shared hash at most every ``LOCAL_SECONDS``: no quota call and no
-extra Redis round trip per send.
+extra Redis round trip per send. Bad rate settings raise ``ImproperlyConfigured`` naming the
+setting at the first send; the system check ``check_rate_settings`` (registered when this
+module is imported) reports them before.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import re
 import threading
 import time
+import uuid
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 
 from . import ses, shared_state
 from .conf import conf
@@ -31,17 +51,102 @@ from .sescalls import ACCESS_DENIED_CODES
 logger = logging.getLogger(__name__)
 
 LOCAL_SECONDS = 5.0   #: how long a process trusts its copy of the shared rate
-LOCK_SECONDS = 30     #: the refresh lock's lifetime (a refresher that dies frees it)
 WAIT_FIRST = 3.0      #: how long a process waits for another's first quota read
+RETRY_SECONDS = 30.0  #: a quota read that failed (not AccessDenied) is tried again this soon
+LOCK_MARGIN = 10.0    #: the refresh lock outlives the longest quota read by this much
 
 _cache: dict[str, tuple[float, float]] = {}  # Redis URL -> (rate, monotonic time read)
 _cache_lock = threading.Lock()
 _last_logged: dict[str, float] = {}
 _warned_denied = False
 
+_PER_SECOND = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_RATE_STRING = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:/\s*([smhSMH]))?\s*")
+
+
+# --- the rate settings -------------------------------------------------------------------------
+
+def configured_rate() -> float | None:
+    """``SEACUCUMBER_RATE_LIMIT`` (or ``CUCUMBER_RATE_LIMIT``) in recipients per second, or
+    ``None`` when unset (``None``, ``""`` or 0: learn the rate from SES). Takes a number or
+    a Celery rate string ``"N/s"``, ``"N/m"``, ``"N/h"`` (a bare ``"N"`` is per second, as
+    in Celery); anything else raises ``ImproperlyConfigured`` naming the setting."""
+    name, value = conf.lookup("SEACUCUMBER_RATE_LIMIT")
+    if value is None or value == "":
+        return None
+    per_second: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        per_second = float(value)
+    elif isinstance(value, str):
+        match = _RATE_STRING.fullmatch(value)
+        if match:
+            per_second = float(match.group(1)) / _PER_SECOND[(match.group(2) or "s").lower()]
+    if per_second is None or not math.isfinite(per_second) or per_second < 0:
+        raise ImproperlyConfigured(
+            f"{name} = {value!r} is not a send rate: give recipients per second as a number "
+            f"(14 or 0.5) or a rate string '14/s', '600/m' or '3600/h'; None learns the rate "
+            f"from SES")
+    return per_second or None  # 0: unset, as in Celery ("no limit" here: learned from SES)
+
+
+def safety_factor() -> float:
+    """``SEACUCUMBER_RATE_SAFETY_FACTOR`` (or django-ses' ``AWS_SES_AUTO_THROTTLE``): the
+    share of ``MaxSendRate`` to hold. ``None`` (django-ses' way to turn its throttling off),
+    and 0 under the django-ses name (ditto), mean the full rate (1.0). Anything but a number
+    above 0 and at most 1 raises ``ImproperlyConfigured`` naming the setting."""
+    name, value = conf.lookup("SEACUCUMBER_RATE_SAFETY_FACTOR")
+    if value is None:
+        return 1.0
+    factor: float | None = None
+    if not isinstance(value, bool):
+        try:
+            factor = float(value)
+        except (TypeError, ValueError):
+            factor = None
+    if factor == 0 and name == "AWS_SES_AUTO_THROTTLE":
+        return 1.0
+    if factor is None or not 0 < factor <= 1:
+        raise ImproperlyConfigured(
+            f"{name} = {value!r} is not a share of the SES MaxSendRate: give a number above 0 "
+            f"and at most 1 (0.98, say), or None for the full rate")
+    return factor
+
+
+@checks.register()
+def check_rate_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The rate settings, checked before any send (``manage.py check``, ``runserver``,
+    ``migrate``): a bad one would otherwise fail every send task."""
+    found: list[checks.CheckMessage] = []
+    for read, error_id in ((configured_rate, "seacucumber.E010"),
+                           (safety_factor, "seacucumber.E011")):
+        try:
+            read()
+        except ImproperlyConfigured as exc:
+            found.append(checks.Error(str(exc), id=error_id))
+    return found
+
+
+# --- the shared quota record -----------------------------------------------------------------
 
 def _key() -> str:
     return shared_state.key("quota")
+
+
+def _lock_key() -> str:
+    return shared_state.key("quota", "lock")
+
+
+def lock_seconds() -> int:
+    """The refresh lock's lifetime: longer than the longest quota read (v2 ``GetAccount``
+    then v1 ``GetSendQuota``, each up to the connect plus the read timeout), so a slow read
+    never runs unlocked; a refresher that dies still frees it."""
+    one_call = float(conf.SEACUCUMBER_CONNECT_TIMEOUT) + float(conf.SEACUCUMBER_READ_TIMEOUT)
+    return math.ceil(2 * one_call + LOCK_MARGIN)
+
+
+def retry_seconds() -> float:
+    """How soon a failed quota read (not AccessDenied) is tried again."""
+    return min(RETRY_SECONDS, float(conf.SEACUCUMBER_QUOTA_REFRESH))
 
 
 def read_from_ses() -> tuple[float, float, str]:
@@ -56,32 +161,53 @@ def read_from_ses() -> tuple[float, float, str]:
     return float(found["MaxSendRate"]), float(found["Max24HourSend"]), "GetSendQuota"
 
 
-def refresh() -> dict[str, str]:
-    """Read the quota from SES now and share it; returns what was stored."""
+def _read_record(client: Any) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in client.hgetall(_key()).items()}
+
+
+def _kept_or_fallback(previous: dict[str, str] | None, reason: str, error: str,
+                      now: float) -> dict[str, str]:
+    """The record to store after a read that failed for ``reason`` (not AccessDenied): the
+    rate learned before, if any, else the fallback; tried again after ``retry_seconds()``."""
+    retry_at = repr(now + retry_seconds())
+    if previous and "max_send_rate" in previous:
+        logger.warning("could not read the SES quota (%s); keeping the rate learned before "
+                       "(MaxSendRate %s) and trying again in %.0fs", error,
+                       previous["max_send_rate"], retry_seconds())
+        return {**previous, "retry_at": retry_at, "last_error": reason}
+    logger.warning("could not read the SES quota (%s); using %s recipients/s and trying again "
+                   "in %.0fs", error, conf.SEACUCUMBER_RATE_FALLBACK, retry_seconds())
+    return {"fallback": "1", "source": f"fallback ({reason})", "at": repr(now),
+            "retry_at": retry_at, "last_error": reason}
+
+
+def refresh(previous: dict[str, str] | None = None) -> dict[str, str]:
+    """Read the quota from SES now and share it; returns what was stored. ``previous``: the
+    shared record before (read from Redis when not given), kept when the read fails for
+    another reason than a missing permission."""
     global _warned_denied
+    client = shared_state.redis_client()
+    if previous is None:
+        previous = _read_record(client)
     now = time.time()
     try:
         max_rate, max_day, source = read_from_ses()
         stored = {"max_send_rate": repr(max_rate), "max_24_hour_send": repr(max_day),
                   "source": source, "at": repr(now)}
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in ACCESS_DENIED_CODES:
+        code = exc.response.get("Error", {}).get("Code", "") or "error"
+        if code in ACCESS_DENIED_CODES:  # only a missing permission means "SES will not say"
             if not _warned_denied:
                 _warned_denied = True
                 logger.warning(
                     "SES denied %s (%s): cannot learn the account's send rate; using %s "
                     "recipients/s. Allow ses:%s or set SEACUCUMBER_RATE_LIMIT.",
                     exc.operation_name, code, conf.SEACUCUMBER_RATE_FALLBACK, exc.operation_name)
-        else:
-            logger.warning("could not read the SES quota (%s); using %s recipients/s until the "
-                           "next try", exc, conf.SEACUCUMBER_RATE_FALLBACK)
-        stored = {"fallback": "1", "source": f"fallback ({code or 'error'})", "at": repr(now)}
-    except BotoCoreError as exc:
-        logger.warning("could not reach SES for the quota (%s); using %s recipients/s until "
-                       "the next try", exc, conf.SEACUCUMBER_RATE_FALLBACK)
-        stored = {"fallback": "1", "source": "fallback (unreachable)", "at": repr(now)}
-    client = shared_state.redis_client()
+            stored = {"fallback": "1", "source": f"fallback ({code})", "at": repr(now)}
+        else:  # throttled, 5xx, ...: passing trouble
+            stored = _kept_or_fallback(previous, code, str(exc), now)
+    except (BotoCoreError, KeyError, ValueError, TypeError) as exc:  # unreachable, bad answer
+        stored = _kept_or_fallback(previous, "unreachable", f"{type(exc).__name__}: {exc}", now)
     pipe = client.pipeline()
     pipe.delete(_key())
     pipe.hset(_key(), mapping=stored)
@@ -89,25 +215,34 @@ def refresh() -> dict[str, str]:
     return stored
 
 
+def _fresh(record: dict[str, str], now: float) -> bool:
+    if not record:
+        return False
+    if "retry_at" in record:  # the last read failed: try again soon
+        return now < float(record["retry_at"])
+    return now - float(record["at"]) < float(conf.SEACUCUMBER_QUOTA_REFRESH)
+
+
 def shared() -> dict[str, str]:
     """The shared quota record, refreshed (by this process, if it wins the lock) when it is
-    missing or older than ``SEACUCUMBER_QUOTA_REFRESH``."""
+    missing or older than ``SEACUCUMBER_QUOTA_REFRESH`` (``retry_seconds()`` after a read
+    that failed)."""
     client = shared_state.redis_client()
-    record = {k.decode(): v.decode() for k, v in client.hgetall(_key()).items()}
-    fresh = record and time.time() - float(record["at"]) < float(conf.SEACUCUMBER_QUOTA_REFRESH)
-    if fresh:
+    record = _read_record(client)
+    if _fresh(record, time.time()):
         return record
-    if client.set(shared_state.key("quota", "lock"), "1", nx=True, ex=LOCK_SECONDS):
+    token = uuid.uuid4().hex
+    if client.set(_lock_key(), token, nx=True, ex=lock_seconds()):
         try:
-            return refresh()
-        finally:
-            client.delete(shared_state.key("quota", "lock"))
+            return refresh(record)
+        finally:  # only our own lock: it may have expired and been taken by another
+            shared_state.delete_if_equal(_lock_key(), token)
     if record:
         return record  # someone else is refreshing: the old value serves meanwhile
     deadline = time.monotonic() + WAIT_FIRST
     while time.monotonic() < deadline:  # another process is reading it for the first time
         time.sleep(0.05)
-        record = {k.decode(): v.decode() for k, v in client.hgetall(_key()).items()}
+        record = _read_record(client)
         if record:
             return record
     return {"fallback": "1", "source": "fallback (quota not read yet)", "at": "0"}
@@ -117,13 +252,14 @@ def rate_from(record: dict[str, str]) -> float:
     """Recipients per second to hold, from a shared quota record."""
     if "max_send_rate" not in record:
         return float(conf.SEACUCUMBER_RATE_FALLBACK)
-    return float(record["max_send_rate"]) * float(conf.SEACUCUMBER_RATE_SAFETY_FACTOR)
+    return float(record["max_send_rate"]) * safety_factor()
 
 
 def base_rate() -> float:
     """The account's rate to hold, recipients per second (see the module docstring)."""
-    if conf.SEACUCUMBER_RATE_LIMIT:
-        return float(conf.SEACUCUMBER_RATE_LIMIT)
+    manual = configured_rate()
+    if manual is not None:
+        return manual
     url = shared_state.redis_url() or ""
     cached = _cache.get(url)
     now = time.monotonic()

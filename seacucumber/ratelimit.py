@@ -147,6 +147,11 @@ class Limiter:
         """Hold every send for ``seconds`` (the daily quota is spent)."""
         self.client.set(shared_state.key("quota", "hold"), "1", px=max(1, int(seconds * 1000)))
 
+    def hold_remaining(self) -> float | None:
+        """Seconds left of a daily-quota hold, or None when sends are not held."""
+        left = self.client.pttl(shared_state.key("quota", "hold"))
+        return left / 1000 if left > 0 else None
+
 
 _limiters: dict[tuple[int, str], Limiter] = {}
 _lock = threading.Lock()
@@ -231,3 +236,10 @@ def rate_in_force() -> float | None:
     if shared is None:
         return None
     return quota.base_rate() * shared.factor()
+
+
+def quota_hold_remaining() -> float | None:
+    """Seconds left of a daily-quota hold on every send (``quota_exhausted``), or None when
+    sends are not held (or there is no shared Redis)."""
+    shared = limiter()
+    return None if shared is None else shared.hold_remaining()

@@ -29,12 +29,6 @@ import redis
 from . import shared_state
 from .conf import conf
 
-#: Compare-and-delete: drop a claim only if it is still ours.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 class SendLogUnavailable(Exception):
     """The shared-state Redis did not answer: the send must wait (a transient error)."""
@@ -67,7 +61,7 @@ class Claim:
         if self.token is None or not enabled():
             return
         try:
-            shared_state.redis_client().eval(_RELEASE, 1, _key(self.message_id), self.token)
+            shared_state.delete_if_equal(_key(self.message_id), self.token)
         except redis.RedisError:
             pass  # the claim expires by itself
 

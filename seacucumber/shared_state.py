@@ -56,3 +56,15 @@ def redis_client() -> redis.Redis:
                 )
                 _clients[lookup] = client
     return client
+
+
+#: Compare-and-delete, atomically: drop a key (a claim, a lock) only while it is still ours.
+_DELETE_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def delete_if_equal(name: str, value: str) -> bool:
+    """Delete key ``name`` if it still holds ``value``; whether it did."""
+    return bool(redis_client().eval(_DELETE_IF_EQUAL, 1, name, value))

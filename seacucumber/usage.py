@@ -1,5 +1,7 @@
 """The account's SES usage: 24-hour quota, send rate, two weeks of send statistics, and the
-bounce and complaint rates against the levels at which SES reviews or pauses an account.
+bounce and complaint rates against the levels at which SES reviews or pauses an account;
+from the shared state, the rate the workers hold (or why there is none) and a daily-quota
+hold in force.
 
 The logic behind ``manage.py ses_usage``. The quota comes from v1 ``GetSendQuota`` or, with
 ``USE_SES_V2``, v2 ``GetAccount``; the statistics from v1 ``GetSendStatistics`` (SES v2 has no
@@ -10,6 +12,7 @@ equivalent; the v1 API serves every account). SES errors come out as
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -62,6 +65,10 @@ class Usage:
     quota: Quota
     days: list[Day] = field(default_factory=list)
     rate_in_force: float | None = None
+    #: why there is no rate in force (no shared-state Redis, limiter off, Redis unreachable)
+    rate_note: str | None = None
+    #: seconds left of a daily-quota hold on every send, or None when sends are not held
+    quota_hold_seconds: float | None = None
 
     @property
     def totals(self) -> Day:
@@ -89,6 +96,8 @@ class Usage:
             "api": self.api,
             "quota": quota,
             "rate_in_force": self.rate_in_force,
+            "rate_note": self.rate_note,
+            "quota_hold_seconds": self.quota_hold_seconds,
             "days": [asdict(day) for day in self.days],
             "totals": {k: v for k, v in asdict(self.totals).items() if k != "date"},
             "bounce_rate": self.bounce_rate,
@@ -118,15 +127,40 @@ def level(rate: float | None, review: float, at_risk: float) -> str:
     return "healthy"
 
 
+NO_REDIS = "no shared rate (no Redis configured: set SEACUCUMBER_REDIS_URL)"
+SHARED_RATE_OFF = "no shared rate (SEACUCUMBER_SHARED_RATE is False)"
+
+
+@dataclass(frozen=True)
+class SharedRate:
+    """The shared rate as the workers see it now."""
+
+    rate_in_force: float | None  #: recipients per second, None when there is none
+    note: str | None = None  #: why ``rate_in_force`` is None
+    quota_hold_seconds: float | None = None  #: seconds left of a daily-quota hold
+
+
+def shared_rate() -> SharedRate:
+    """The rate the workers hold now, why there is none, and a daily-quota hold in force.
+    Never raises: a report must not fail on the shared state."""
+    from . import ratelimit, shared_state
+
+    if not conf.SEACUCUMBER_SHARED_RATE:
+        return SharedRate(None, SHARED_RATE_OFF)
+    try:
+        if shared_state.redis_url() is None:
+            return SharedRate(None, NO_REDIS)
+        hold = ratelimit.quota_hold_remaining()
+        rate = ratelimit.rate_in_force()
+    except Exception as exc:  # noqa: BLE001 - Redis down, a bad rate setting, ...
+        return SharedRate(None, f"unknown ({type(exc).__name__}: {exc})")
+    return SharedRate(rate, None if rate is not None else NO_REDIS, hold)
+
+
 def rate_in_force() -> float | None:
     """Recipients per second the workers hold now under the shared rate, or ``None`` when
-    there is no shared rate (no shared-state Redis)."""
-    from . import ratelimit
-
-    try:
-        return ratelimit.rate_in_force()
-    except Exception:  # noqa: BLE001 - a report must not fail on the shared state
-        return None
+    there is no shared rate (see ``shared_rate`` for why)."""
+    return shared_rate().rate_in_force
 
 
 def fetch_quota() -> Quota:
@@ -173,12 +207,23 @@ def fetch() -> Usage:
     """Quota, statistics and the rate in force, from SES and the shared rate."""
     quota = fetch_quota()
     days = fetch_days()
+    rate = shared_rate()
     return Usage(ses.client().meta.region_name, "v2" if conf.USE_SES_V2 else "v1", quota,
-                 days, rate_in_force())
+                 days, rate.rate_in_force, rate.note, rate.quota_hold_seconds)
 
 
 def _number(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def _duration(seconds: float) -> str:
+    """``1h 02m 05s``, ``9m 12s``, ``41s``: seconds rounded up, so a live hold never shows 0."""
+    whole = max(1, math.ceil(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
 def _percent(rate: float | None, digits: int) -> str:
@@ -191,7 +236,7 @@ def render(usage: Usage, bar_width: int = 30) -> str:
     limit = "unlimited" if quota.max_24_hour_send < 0 else _number(quota.max_24_hour_send)
     used = quota.percent_used
     used_text = "" if used is None else f" ({used:.1f}% of quota)"
-    rate = ("unknown (no shared rate yet)" if usage.rate_in_force is None
+    rate = ((usage.rate_note or "unknown") if usage.rate_in_force is None
             else f"{usage.rate_in_force:,.2f} recipients/s")
     lines = [
         f"SES usage in {usage.region} (SES {usage.api} API)",
@@ -200,6 +245,9 @@ def render(usage: Usage, bar_width: int = 30) -> str:
         f"  max send rate      {_number(quota.max_send_rate)} recipients/s",
         f"  rate in force      {rate}",
     ]
+    if usage.quota_hold_seconds is not None:
+        lines.append(f"  sends held         daily quota used up: held for "
+                     f"{_duration(usage.quota_hold_seconds)} more (SEACUCUMBER_QUOTA_HOLD)")
     if quota.enforcement_status is not None:
         lines.append(f"  account status     {quota.enforcement_status}"
                      f"{'' if quota.sending_enabled is not False else ', sending disabled'}")

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import socket
 import threading
 import time
 import uuid
 
 import pytest
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 
-from seacucumber import quota, ratelimit, usage
+from seacucumber import quota, ratelimit, shared_state, usage
 from seacucumber.testing.emulator import SESEmulator
+from tests.fixtures_ops import Answer, v1_error
 
 
 @pytest.fixture
@@ -179,8 +183,203 @@ def test_missing_permission_warns_once_and_uses_the_fallback(shared_redis, emula
     assert quota.shared()["source"].startswith("fallback (AccessDenied")
 
 
-def test_manual_rate_asks_ses_nothing(shared_redis, emulator, settings):
+@pytest.mark.parametrize("value, expected", [(7, 7.0), ("3/s", 3.0)])
+def test_manual_rate_asks_ses_nothing(shared_redis, emulator, settings, value, expected):
     del settings.SEACUCUMBER_RATE_LIMIT
-    settings.CUCUMBER_RATE_LIMIT = 7  # the Sea Cucumber 1.x name
-    assert quota.base_rate() == 7.0
+    settings.CUCUMBER_RATE_LIMIT = value  # the Sea Cucumber 1.x name (a Celery rate string)
+    assert quota.base_rate() == expected
     assert emulator.stats()["requests"] == 0 and emulator.stats()["quota_calls"] == 0
+
+
+# --- a quota read that fails --------------------------------------------------------------------
+
+def quota_xml(rate: float, day: float = 50000.0) -> Answer:
+    """A GetSendQuota answer as SES v1 sends it."""
+    body = (
+        '<GetSendQuotaResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/">'
+        f"<GetSendQuotaResult><Max24HourSend>{day}</Max24HourSend>"
+        f"<MaxSendRate>{rate}</MaxSendRate><SentLast24Hours>0.0</SentLast24Hours>"
+        "</GetSendQuotaResult><ResponseMetadata><RequestId>x</RequestId></ResponseMetadata>"
+        "</GetSendQuotaResponse>"
+    ).encode()
+    return Answer(200, body, {"Content-Type": "text/xml"})
+
+
+def closed_port_url() -> str:
+    """An http URL on which nothing listens (connection refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def age_shared_record(seconds: float) -> None:
+    """Make the shared quota record look read ``seconds`` ago."""
+    shared_state.redis_client().hset(quota._key(), "at", repr(time.time() - seconds))
+
+
+FAILURES = {
+    "throttled": v1_error("Throttling", "Rate exceeded", status=400),
+    "5xx": v1_error("ServiceUnavailable", "Service is unavailable", status=503),
+}
+
+
+@pytest.mark.parametrize("failure", ["throttled", "5xx", "unreachable"])
+def test_a_failed_read_keeps_the_learned_rate_and_is_retried_soon(
+        shared_redis, fake_endpoint, settings, caplog, failure):
+    settings.SEACUCUMBER_RATE_SAFETY_FACTOR = 1.0
+    settings.SEACUCUMBER_RATE_FALLBACK = 1.0
+    fake_endpoint.routes["GetSendQuota"] = quota_xml(20.0)
+    assert quota.base_rate() == 20.0
+    age_shared_record(400)  # the 300 s refresh is due
+    if failure == "unreachable":
+        settings.SEACUCUMBER_ENDPOINT_URL = closed_port_url()
+    else:
+        fake_endpoint.routes["GetSendQuota"] = FAILURES[failure]
+    quota.forget()
+    with caplog.at_level(logging.WARNING, logger="seacucumber.quota"):
+        assert quota.base_rate() == 20.0  # not the 1/s fallback
+    assert "keeping the rate learned before" in caplog.text
+    record = quota.shared()
+    assert record["max_send_rate"] == "20.0"
+    # tried again in about 30 s, not after the whole 300 s refresh interval
+    assert time.time() + 25 < float(record["retry_at"]) <= time.time() + quota.RETRY_SECONDS
+    reads = len(fake_endpoint.requests)
+    for _ in range(3):  # other processes before the retry time: SES is not asked again
+        quota.forget()
+        assert quota.base_rate() == 20.0
+    assert len(fake_endpoint.requests) == reads
+    # the retry time comes and SES answers again: the new rate, and a normal record
+    settings.SEACUCUMBER_ENDPOINT_URL = fake_endpoint.url
+    fake_endpoint.routes["GetSendQuota"] = quota_xml(40.0)
+    shared_state.redis_client().hset(quota._key(), "retry_at", repr(time.time() - 1))
+    quota.forget()
+    assert quota.base_rate() == 40.0
+    assert "retry_at" not in quota.shared()
+
+
+def test_a_failed_first_read_uses_the_fallback_and_is_retried_soon(shared_redis, fake_endpoint,
+                                                                   settings):
+    settings.SEACUCUMBER_RATE_FALLBACK = 2.5
+    fake_endpoint.routes["GetSendQuota"] = FAILURES["throttled"]
+    assert quota.base_rate() == 2.5
+    record = quota.shared()
+    assert record["source"] == "fallback (Throttling)"
+    assert float(record["retry_at"]) <= time.time() + quota.RETRY_SECONDS
+    fake_endpoint.routes["GetSendQuota"] = quota_xml(20.0)
+    shared_state.redis_client().hset(quota._key(), "retry_at", repr(time.time() - 1))
+    quota.forget()
+    assert quota.base_rate() == pytest.approx(20.0 * 0.98)
+
+
+def test_access_denied_after_a_learned_rate_stores_the_fallback_until_the_next_refresh(
+        shared_redis, fake_endpoint, settings):
+    settings.SEACUCUMBER_RATE_FALLBACK = 2.5
+    fake_endpoint.routes["GetSendQuota"] = quota_xml(20.0)
+    assert quota.base_rate() == pytest.approx(19.6)
+    age_shared_record(400)
+    fake_endpoint.routes["GetSendQuota"] = v1_error("AccessDenied", "not authorized")
+    quota.forget()
+    assert quota.base_rate() == 2.5  # the permission was taken away: SES will not say
+    record = quota.shared()
+    assert record["source"] == "fallback (AccessDenied)" and "retry_at" not in record
+
+
+# --- the refresh lock ---------------------------------------------------------------------------
+
+def test_the_refresh_lock_outlives_the_slowest_quota_read(shared_redis, settings, monkeypatch):
+    settings.SEACUCUMBER_CONNECT_TIMEOUT = 5.0
+    settings.SEACUCUMBER_READ_TIMEOUT = 30.0
+    client = shared_state.redis_client()
+    lock = shared_state.key("quota", "lock")
+    seen = []
+
+    def read() -> tuple[float, float, str]:
+        seen.append((client.get(lock), client.pttl(lock) / 1000))
+        return 20.0, 50000.0, "GetSendQuota"
+
+    monkeypatch.setattr(quota, "read_from_ses", read)
+    quota.base_rate()
+    [(token, ttl)] = seen
+    assert ttl > 2 * (5.0 + 30.0)  # v2 GetAccount, then v1 GetSendQuota, each at its timeouts
+    assert token not in (None, b"1")  # an owner token, unique to the refresher
+    assert client.get(lock) is None  # released after the read
+
+
+def test_a_refresher_deletes_only_its_own_lock(shared_redis, monkeypatch):
+    client = shared_state.redis_client()
+    lock = shared_state.key("quota", "lock")
+
+    def read_outliving_the_lock() -> tuple[float, float, str]:
+        client.set(lock, "another-process", ex=60)  # ours expired; another took the lock
+        return 20.0, 50000.0, "GetSendQuota"
+
+    monkeypatch.setattr(quota, "read_from_ses", read_outliving_the_lock)
+    quota.base_rate()
+    assert client.get(lock) == b"another-process"
+
+
+# --- the rate settings -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, expected", [
+    (7, 7.0), (2.5, 2.5), ("3/s", 3.0), ("3", 3.0), ("120/m", 2.0), ("7200/h", 2.0),
+    (" 14 / s ", 14.0), ("0.5/S", 0.5),
+])
+def test_rate_limit_takes_numbers_and_celery_rate_strings(settings, value, expected):
+    del settings.SEACUCUMBER_RATE_LIMIT
+    settings.CUCUMBER_RATE_LIMIT = value
+    assert quota.base_rate() == pytest.approx(expected)
+    assert quota.check_rate_settings() == []
+
+
+@pytest.mark.parametrize("value", [None, "", 0, "0/s"])
+def test_an_unset_or_zero_rate_limit_learns_the_rate(settings, value):
+    settings.SEACUCUMBER_RATE_LIMIT = value
+    assert quota.configured_rate() is None
+
+
+@pytest.mark.parametrize("name", ["SEACUCUMBER_RATE_LIMIT", "CUCUMBER_RATE_LIMIT"])
+@pytest.mark.parametrize("value", ["3/x", "fast", "-2", "3/s/s", "nan", float("inf"), True,
+                                   [3]])
+def test_a_bad_rate_limit_is_refused_naming_the_setting(settings, name, value):
+    del settings.SEACUCUMBER_RATE_LIMIT
+    setattr(settings, name, value)
+    with pytest.raises(ImproperlyConfigured, match=f"^{name} = "):
+        quota.base_rate()
+    [error] = quota.check_rate_settings()
+    assert error.id == "seacucumber.E010" and error.msg.startswith(f"{name} = ")
+    assert "seacucumber.E010" in {found.id for found in checks.run_checks()}
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("AWS_SES_AUTO_THROTTLE", 0.5, 10.0),
+    ("AWS_SES_AUTO_THROTTLE", None, 20.0),  # django-ses: throttling off, the full rate
+    ("AWS_SES_AUTO_THROTTLE", 0, 20.0),  # ditto
+    ("SEACUCUMBER_RATE_SAFETY_FACTOR", None, 20.0),
+    ("SEACUCUMBER_RATE_SAFETY_FACTOR", "0.9", 18.0),
+])
+def test_safety_factor_and_its_django_ses_name(shared_redis, emulator, settings, name, value,
+                                               expected):
+    setattr(settings, name, value)
+    assert quota.base_rate() == pytest.approx(expected)
+    assert quota.check_rate_settings() == []
+
+
+def test_the_new_safety_factor_name_wins_over_the_django_ses_one(shared_redis, emulator,
+                                                                  settings):
+    settings.AWS_SES_AUTO_THROTTLE = 0.5
+    settings.SEACUCUMBER_RATE_SAFETY_FACTOR = 0.75
+    assert quota.base_rate() == pytest.approx(15.0)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("SEACUCUMBER_RATE_SAFETY_FACTOR", 0), ("SEACUCUMBER_RATE_SAFETY_FACTOR", 1.5),
+    ("SEACUCUMBER_RATE_SAFETY_FACTOR", -0.1), ("AWS_SES_AUTO_THROTTLE", "half"),
+    ("AWS_SES_AUTO_THROTTLE", True), ("AWS_SES_AUTO_THROTTLE", 2),
+])
+def test_a_bad_safety_factor_is_refused_naming_the_setting(settings, name, value):
+    setattr(settings, name, value)
+    with pytest.raises(ImproperlyConfigured, match=f"^{name} = "):
+        quota.rate_from({"max_send_rate": "20.0", "source": "GetSendQuota", "at": "0"})
+    [error] = quota.check_rate_settings()
+    assert error.id == "seacucumber.E011" and error.msg.startswith(f"{name} = ")

@@ -5,8 +5,10 @@ protocols."""
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
+import uuid
 from io import StringIO
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from django.core import mail
 from django.core.mail import EmailMessage
 from django.core.management import CommandError, call_command
 
-from seacucumber import usage
+from seacucumber import quota, ratelimit, usage
 from tests.conftest import SENDER
 from tests.fixtures_ops import Answer, v1_error, v2_error, v2_json
 
@@ -59,6 +61,7 @@ def test_numbers_follow_what_was_sent_through_moto(moto_ses, eager):
     assert data["quota"]["max_24_hour_send"] == 200
     assert data["quota"]["percent_used"] == pytest.approx(100 * counted / 200)
     assert data["rate_in_force"] is None
+    assert data["rate_note"] == usage.NO_REDIS and data["quota_hold_seconds"] is None
     assert len(data["days"]) == usage.STATISTICS_DAYS
     today = dt.datetime.now(dt.UTC).date().isoformat()
     assert data["days"][-1]["date"] == today
@@ -69,7 +72,9 @@ def test_numbers_follow_what_was_sent_through_moto(moto_ses, eager):
     text = run()
     assert f"sent, last 24 h    {counted} ({100 * counted / 200:.1f}% of quota)" in text
     assert "24-hour quota      200" in text
-    assert "rate in force      unknown (no shared rate yet)" in text
+    assert ("rate in force      no shared rate (no Redis configured: set "
+            "SEACUCUMBER_REDIS_URL)\n") in text
+    assert "sends held" not in text
     [row] = [line for line in text.splitlines() if line.startswith(f"  {today}")]
     assert row.split()[1:5] == [str(counted), "0", "0", "0"]
     assert row.endswith("#" * 30)
@@ -177,3 +182,53 @@ def test_unlimited_quota_and_a_known_rate_render():
     assert "rate in force      180.50 recipients/s" in text
     assert found.to_json()["quota"]["percent_used"] is None
     assert found.to_json()["bounce_level"] == "at_risk"
+
+
+@pytest.fixture
+def shared_redis(redis_url, settings):
+    """The shared state on a private Redis, under a prefix of the test's own."""
+    settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/4"
+    settings.SEACUCUMBER_REDIS_PREFIX = f"t-{uuid.uuid4().hex[:8]}"
+    settings.SEACUCUMBER_RATE_LIMIT = 14
+    quota.forget()
+    yield
+    quota.forget()
+
+
+def test_rate_in_force_and_a_daily_quota_hold(moto_ses, shared_redis):
+    data = json.loads(run("--json"))
+    assert data["rate_in_force"] == 14.0 and data["rate_note"] is None
+    assert data["quota_hold_seconds"] is None
+    text = run()
+    assert "rate in force      14.00 recipients/s\n" in text and "sends held" not in text
+
+    ratelimit.limiter().hold(600)  # as after SES said "Daily message quota exceeded"
+    data = json.loads(run("--json"))
+    assert 590 < data["quota_hold_seconds"] <= 600
+    text = run()
+    assert re.search(r"\n  sends held         daily quota used up: held for (10m 00s|9m \d\ds) "
+                     r"more \(SEACUCUMBER_QUOTA_HOLD\)\n", text), text
+
+
+def test_shared_rate_turned_off(moto_ses, shared_redis, settings):
+    settings.SEACUCUMBER_SHARED_RATE = False
+    data = json.loads(run("--json"))
+    assert data["rate_in_force"] is None and data["rate_note"] == usage.SHARED_RATE_OFF
+    assert f"rate in force      {usage.SHARED_RATE_OFF}\n" in run()
+
+
+def test_unreachable_shared_redis_says_so(moto_ses, settings):
+    settings.SEACUCUMBER_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    found = usage.shared_rate()
+    assert found.rate_in_force is None and found.note.startswith("unknown (ConnectionError")
+
+
+@pytest.mark.parametrize("seconds, shown", [
+    (0.2, "1s"), (41, "41s"), (552.3, "9m 13s"), (3725, "1h 02m 05s"),
+])
+def test_hold_rendering(seconds, shown):
+    found = usage.Usage("eu-west-1", "v1", usage.Quota(200.0, 1.0, 200.0), [],
+                        rate_in_force=0.98, quota_hold_seconds=seconds)
+    assert (f"  sends held         daily quota used up: held for {shown} more "
+            "(SEACUCUMBER_QUOTA_HOLD)") in usage.render(found)
+    assert found.to_json()["quota_hold_seconds"] == seconds

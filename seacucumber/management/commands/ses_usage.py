@@ -16,8 +16,9 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
     help = (
         "Show the SES 24-hour quota and how much of it is used, the max send rate, the "
-        "rate the workers hold, two weeks of send statistics, and the bounce and complaint "
-        "rates against SES's review levels."
+        "rate the workers hold (or why there is none) and any daily-quota hold on sends, two "
+        "weeks of send statistics, and the bounce and complaint rates against SES's review "
+        "levels."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
