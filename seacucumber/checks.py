@@ -32,3 +32,27 @@ def check_broker_timeouts(app_configs: Any = None, **kwargs: Any) -> list[Warnin
              "does.",
         id="seacucumber.W004",
     )]
+
+
+@register()
+def check_global_endpoint(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """Warn when ``AWS_SES_GLOBAL_ENDPOINT_ID`` cannot work: it is a v2 parameter, and
+    multi-region endpoints are signed with SigV4a, which botocore does only with awscrt."""
+    from importlib.util import find_spec
+
+    from .conf import conf
+
+    if not conf.AWS_SES_GLOBAL_ENDPOINT_ID:
+        return []
+    found = []
+    if not conf.USE_SES_V2:
+        found.append(Warning(
+            "AWS_SES_GLOBAL_ENDPOINT_ID is set but USE_SES_V2 is not: SES v1 has no "
+            "multi-region endpoints, so it is ignored.",
+            hint="Set USE_SES_V2 = True.", id="seacucumber.W005"))
+    if find_spec("awscrt") is None:
+        found.append(Warning(
+            "AWS_SES_GLOBAL_ENDPOINT_ID needs the awscrt package (SigV4a signing): every "
+            "send will fail without it.",
+            hint="pip install 'botocore[crt]'", id="seacucumber.W006"))
+    return found

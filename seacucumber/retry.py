@@ -17,6 +17,12 @@ def backoff_delay(attempt: int) -> float:
     return max(0.1, random.uniform(0, ceiling))
 
 
-def outlives(created: float, delay: float) -> bool:
-    """Whether a retry ``delay`` seconds from now falls past the message's lifetime."""
-    return time.time() + delay - created > float(conf.SEACUCUMBER_MESSAGE_LIFETIME)
+#: SES's daily quota counts the last 24 hours: a message held by a spent quota gets this long
+#: past its lifetime, since by then every send that spent the quota has left the window.
+QUOTA_WINDOW = 24 * 3600.0
+
+
+def outlives(created: float, delay: float, extra: float = 0.0) -> bool:
+    """Whether a retry ``delay`` seconds from now falls past the message's lifetime
+    (``SEACUCUMBER_MESSAGE_LIFETIME`` after ``created``, plus ``extra`` seconds)."""
+    return time.time() + delay - created > float(conf.SEACUCUMBER_MESSAGE_LIFETIME) + extra

@@ -23,7 +23,12 @@ from botocore.exceptions import (
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    EndpointResolutionError,
+    InvalidRegionError,
+    MissingDependencyException,
+    NoRegionError,
     ParamValidationError,
+    PartialCredentialsError,
     ReadTimeoutError,
 )
 
@@ -94,21 +99,16 @@ def send(outbound: OutboundSend, raw: bytes | None = None) -> str:
     """Send one message through SES; returns SES's MessageId. ``raw`` replaces the payload's
     MIME (a DKIM-signed copy, say). Raises botocore errors: classify them with ``classify``."""
     data = outbound.raw if raw is None else raw
-    options = outbound.options
     if conf.USE_SES_V2:
-        kwargs: dict[str, Any] = {
-            "FromEmailAddress": outbound.sender,
-            "Destination": {"ToAddresses": list(outbound.recipients)},
-            "Content": {"Raw": {"Data": data}},
-        }
-        if "from_arn" in options:
-            kwargs["FromEmailAddressIdentityArn"] = options["from_arn"]
-        if "configuration_set" in options:
-            kwargs["ConfigurationSetName"] = options["configuration_set"]
-        if "endpoint_id" in options:
-            kwargs["EndpointId"] = options["endpoint_id"]
-        return client("sesv2").send_email(**kwargs)["MessageId"]
-    kwargs = {
+        return client("sesv2").send_email(**v2_arguments(outbound, data))["MessageId"]
+    return client("ses").send_raw_email(**v1_arguments(outbound, data))["MessageId"]
+
+
+def v1_arguments(outbound: OutboundSend, data: bytes) -> dict[str, Any]:
+    """``SendRawEmail``'s arguments: ``Source`` is the envelope sender (``AWS_SES_RETURN_PATH``
+    or the From address); each sending-authorization ARN goes to its own parameter."""
+    options = outbound.options
+    kwargs: dict[str, Any] = {
         "Source": outbound.sender,
         "Destinations": list(outbound.recipients),
         "RawMessage": {"Data": data},
@@ -121,7 +121,41 @@ def send(outbound: OutboundSend, raw: bytes | None = None) -> str:
     ):
         if option in options:
             kwargs[argument] = options[option]
-    return client("ses").send_raw_email(**kwargs)["MessageId"]
+    return kwargs
+
+
+def v2_arguments(outbound: OutboundSend, data: bytes) -> dict[str, Any]:
+    """``SendEmail``'s arguments (raw content), mapped as django-ses maps them:
+
+    - ``FromEmailAddress``: the envelope sender, as v1's ``Source`` (``AWS_SES_RETURN_PATH``,
+      else the From address; the raw message keeps its own From header).
+    - ``FeedbackForwardingEmailAddress``: the envelope sender again, when
+      ``AWS_SES_RETURN_PATH`` or ``AWS_SES_RETURN_PATH_ARN`` is set: bounces and complaints
+      go to the return path, and the ARN authorizes this address.
+    - ``FromEmailAddressIdentityArn``: ``AWS_SES_FROM_ARN``, else ``AWS_SES_SOURCE_ARN``
+      (v2 has one ARN for the sender where v1 had two).
+    - ``FeedbackForwardingEmailAddressIdentityArn``: ``AWS_SES_RETURN_PATH_ARN``.
+    - ``ConfigurationSetName``, ``EndpointId`` (``AWS_SES_GLOBAL_ENDPOINT_ID``: SigV4a, which
+      needs the ``awscrt`` package).
+    """
+    options = outbound.options
+    kwargs: dict[str, Any] = {
+        "FromEmailAddress": outbound.sender,
+        "Destination": {"ToAddresses": list(outbound.recipients)},
+        "Content": {"Raw": {"Data": data}},
+    }
+    from_arn = options.get("from_arn") or options.get("source_arn")
+    if from_arn:
+        kwargs["FromEmailAddressIdentityArn"] = from_arn
+    if conf.AWS_SES_RETURN_PATH or "return_path_arn" in options:
+        kwargs["FeedbackForwardingEmailAddress"] = outbound.sender
+    if "return_path_arn" in options:
+        kwargs["FeedbackForwardingEmailAddressIdentityArn"] = options["return_path_arn"]
+    if "configuration_set" in options:
+        kwargs["ConfigurationSetName"] = options["configuration_set"]
+    if "endpoint_id" in options:
+        kwargs["EndpointId"] = options["endpoint_id"]
+    return kwargs
 
 
 class Outcome(enum.Enum):
@@ -153,6 +187,31 @@ _TRANSIENT_CODES = frozenset(
 )
 
 
+#: botocore errors raised before any request goes out, from the worker's settings or its
+#: installed packages: retrying the same call on the same worker cannot change them, so they
+#: fail the message at once with a reason naming the fix (rather than retrying for a whole
+#: lifetime). ``NoCredentialsError`` and ``CredentialRetrievalError`` are not here: on
+#: instance roles and container credentials they follow a metadata service that timed out
+#: or throttled, which heals by itself.
+_CONFIGURATION_ERRORS = (
+    MissingDependencyException,  # EndpointId (SigV4a) without awscrt
+    NoRegionError,
+    InvalidRegionError,
+    PartialCredentialsError,
+    EndpointResolutionError,  # e.g. an EndpointId that is not a host label
+)
+
+
+def _configuration_message(exc: BotoCoreError) -> str:
+    if isinstance(exc, MissingDependencyException):
+        return (
+            "the 'awscrt' package is missing: SES v2 EndpointId (AWS_SES_GLOBAL_ENDPOINT_ID) "
+            "is signed with SigV4a, which botocore does with awscrt; install it on the "
+            f"workers with: pip install 'botocore[crt]' ({exc})"
+        )
+    return f"SES client configuration error: {exc}"
+
+
 def classify(exc: BaseException) -> Classified:
     """Map an exception from ``send`` to an ``Outcome`` (see README: "SES errors")."""
     if isinstance(exc, ClientError):
@@ -171,6 +230,8 @@ def classify(exc: BaseException) -> Classified:
         return Classified(Outcome.TRANSIENT, type(exc).__name__, str(exc), maybe_sent=True)
     if isinstance(exc, ParamValidationError):
         return Classified(Outcome.PERMANENT, "ParamValidationError", str(exc))
+    if isinstance(exc, _CONFIGURATION_ERRORS):
+        return Classified(Outcome.PERMANENT, type(exc).__name__, _configuration_message(exc))
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | BotoCoreError):
         return Classified(Outcome.TRANSIENT, type(exc).__name__, str(exc))
     if isinstance(exc, OSError):

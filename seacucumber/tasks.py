@@ -5,7 +5,9 @@ Flow: read the JSON payload -> drop suppressed recipients -> claim the send in t
 the account's shared rate (``ratelimit.admit``) -> DKIM-sign -> send through
 ``ses.send`` -> on error, ``ses.classify`` decides: throttling (which also slows the shared
 rate) and transient errors retry with backoff (``retry.backoff_delay``) until the message's
-lifetime ends; a spent daily quota holds every send; permanent errors fail at once. The
+lifetime ends (so do retries for a shared-state Redis outage and for a send another attempt
+holds); a spent daily quota holds every send, for at most one quota window (24 h) past the
+lifetime; permanent errors fail at once. The
 task's result is SES's MessageId. The task is acknowledged only once the send is settled
 (``acks_late``), so a worker killed mid-task loses nothing: the broker hands the task to
 another worker.
@@ -43,10 +45,27 @@ def fail(outbound: OutboundSend | None, message_id: str, code: str, reason: str)
     )
 
 
+def _past_lifetime(outbound: OutboundSend, delay: float, code: str, reason: str,
+                   extra: float = 0.0) -> PermanentSendError | None:
+    """When a retry ``delay`` seconds from now would fall past the message's lifetime (plus
+    ``extra``): fail the message with ``code`` and ``reason`` and return the error to raise;
+    else None."""
+    if not retry.outlives(outbound.created, delay, extra):
+        return None
+    reason = f"still failing at the end of its lifetime: {reason}"
+    fail(outbound, outbound.message_id, code, reason)
+    return PermanentSendError(code, reason)
+
+
 def _shared_state_retry(task: Any, outbound: OutboundSend, exc: Exception) -> Exception:
-    """The Retry to raise when the shared-state Redis failed: try again after a backoff."""
+    """The Retry to raise when the shared-state Redis failed: try again after a backoff,
+    within the message's lifetime (past it: the PermanentSendError to raise)."""
     failures = int(task.request.kwargs.get("failures", 0))
     delay = retry.backoff_delay(failures)
+    expired = _past_lifetime(outbound, delay, "SharedStateUnavailable",
+                             f"shared state (Redis) unavailable: {exc}")
+    if expired is not None:
+        return expired
     logger.warning("message %s: shared state (Redis) unavailable (%s), retry in %.1fs",
                    outbound.message_id, exc, delay)
     return task.retry(countdown=delay, kwargs=requeue_kwargs(task, failures=failures + 1),
@@ -93,8 +112,13 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
                     outbound.message_id, claim.sent_id)
         return claim.sent_id
     if claim.token is None:  # another attempt is inside the SES call right now
-        raise self.retry(countdown=claim.busy_for + random.uniform(0, 1),
-                         kwargs=requeue_kwargs(self))
+        delay = claim.busy_for + random.uniform(0, 1)
+        expired = _past_lifetime(
+            outbound, delay, "SendInProgress",
+            "another attempt was inside the SES call (it may yet have sent the message)")
+        if expired is not None:
+            raise expired from None
+        raise self.retry(countdown=delay, kwargs=requeue_kwargs(self))
     try:  # the account's shared rate, counted per recipient: waits briefly or re-queues
         ratelimit.admit(self, outbound.message_id, len(outbound.recipients), reserved_at)
     except BaseException as exc:  # re-queued (Celery's Retry) or Redis failed: not sending
@@ -118,14 +142,15 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
             raise PermanentSendError(classified.code, classified.message) from None
         if classified.outcome is ses.Outcome.THROTTLED:
             ratelimit.throttled()
+        extra = 0.0
         if classified.outcome is ses.Outcome.QUOTA_EXCEEDED:
             delay = ratelimit.quota_exhausted()  # held, not spun on: the quota frees slowly
+            extra = retry.QUOTA_WINDOW  # waiting for the rolling 24 h: one window more
         else:
             delay = retry.backoff_delay(failures)
-        if retry.outlives(outbound.created, delay):
-            reason = f"still failing at the end of its lifetime: {classified.message}"
-            fail(outbound, outbound.message_id, classified.code, reason)
-            raise PermanentSendError(classified.code, reason) from None
+        expired = _past_lifetime(outbound, delay, classified.code, classified.message, extra)
+        if expired is not None:
+            raise expired from None
         logger.warning(
             "message %s: %s (%s) from SES, retry %d in %.1fs",
             outbound.message_id, classified.outcome.value, classified.code,

@@ -338,3 +338,17 @@ def test_check_warns_about_a_redis_broker_without_socket_timeouts():
     finally:
         app.conf.broker_transport_options = saved
         point_app_at("memory://", None)
+
+
+def test_check_warns_when_the_global_endpoint_cannot_work(settings):
+    from importlib.util import find_spec
+
+    from seacucumber.checks import check_global_endpoint
+
+    assert check_global_endpoint() == []
+    settings.AWS_SES_GLOBAL_ENDPOINT_ID = "abcd1234.xyz"
+    ids = [w.id for w in check_global_endpoint()]
+    assert "seacucumber.W005" in ids  # not USE_SES_V2
+    assert ("seacucumber.W006" in ids) == (find_spec("awscrt") is None)
+    settings.USE_SES_V2 = True
+    assert "seacucumber.W005" not in [w.id for w in check_global_endpoint()]
