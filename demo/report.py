@@ -62,6 +62,12 @@ def steady_rate(emulator: SESEmulator, skip: float = 1.0) -> float:
     return sum(len(m.destinations) for m in window) / (end - start)
 
 
+def sent_by(emulator: SESEmulator) -> str:
+    """Messages SES accepted from each worker process (its User-Agent app id)."""
+    counts = Counter(m.app or "?" for m in emulator.messages())
+    return ", ".join(f"{app} {n} messages" for app, n in sorted(counts.items())) or "nobody"
+
+
 def summary(queued: int, emulator: SESEmulator, account_rate: float, elapsed: float) -> str:
     from seacucumber.models import MessageStatus
 
@@ -76,6 +82,7 @@ def summary(queued: int, emulator: SESEmulator, account_rate: float, elapsed: fl
                                    f"{stats['recipients_accepted']} recipients"),
         ("steady rate", f"{rate:.1f} recipients/s = {rate / account_rate:.2f} × the "
                         f"account's {account_rate:g}/s"),
+        ("sent by", sent_by(emulator)),
         ("throttles", str(stats["throttled"])),
         ("retries", f"{retried} (SES errors: {stats['failed_5xx']} 503, "
                     f"{stats['throttled']} throttling, {stats['dropped']} dropped)"),

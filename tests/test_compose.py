@@ -1,11 +1,17 @@
 """docker-compose.yml cannot run here (no Docker in CI), so its parts are checked one by one:
 every service's command names a module, app, file or flag that exists, its environment
-variables are ones the code reads, and the example's Celery settings are celeryconfig.py's."""
+variables are ones the code reads, and the Celery app the services run has celeryconfig.py's
+settings, every one of them."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import re
+import subprocess
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -82,23 +88,80 @@ def test_worker_consumes_the_queue_mail_is_routed_to():
     assert f'"seacucumber.send_email": {{"queue": "{queue}"}}' in example
 
 
-def test_example_celery_settings_are_celeryconfigs():
-    """The compose worker runs the example app, whose CELERY_ settings must be the documented
-    worker configuration of celeryconfig.py under Django's names."""
+#: Run in the example folder, as the compose services are: load the Celery app the way
+#: ``celery -A exampleproject`` does and compare its configuration with celeryconfig.py's.
+APP_CONF = r"""
+import json, sys, types
+
+import celeryconfig
+from celery.app.defaults import SETTING_KEYS
+from celery.app.utils import find_app
+
+app = find_app("exampleproject")
+if sys.argv[1] == "celeryconfig":  # every setting celeryconfig.py makes
+    keys = [k for k, v in vars(celeryconfig).items()
+            if not k.startswith("_") and not isinstance(v, types.ModuleType)]
+else:  # every CELERY_ setting of the example's settings.py, under Celery's name
+    from django.conf import settings
+    keys = [n.removeprefix("CELERY_").lower() for n in dir(settings) if n.startswith("CELERY_")]
+print(json.dumps({
+    "keys": sorted(keys),
+    "unknown": sorted(k for k in keys if k not in SETTING_KEYS),
+    "different": {k: [repr(getattr(celeryconfig, k, "<not in celeryconfig.py>")),
+                      repr(app.conf[k])]
+                  for k in keys if getattr(celeryconfig, k, object()) != app.conf[k]},
+}))
+"""
+
+
+def example_app_conf(keys: str, **env_extra: str) -> dict:
+    """The example's Celery app as a compose service loads it: the compose environment
+    (and nothing of ours), /app on PYTHONPATH as the Dockerfile sets, the example folder as
+    working directory."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("CELERY_", "SEACUCUMBER_", "DJANGO_", "EXAMPLE_"))}
+    env.update({name: str(value) for name, value in COMPOSE["x-app-env"].items()})
+    env.update(PYTHONPATH=str(ROOT), **env_extra)
+    done = subprocess.run([sys.executable, "-c", APP_CONF, keys],
+                          cwd=local_path(SERVICES["worker"]["working_dir"]), env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_compose_services_run_with_celeryconfig():
+    """Every setting of celeryconfig.py is what the worker (and web, and flower) app ends up
+    with under docker-compose.yml's environment; none is a name Celery does not know."""
     import celeryconfig
 
-    example = (ROOT / "example/exampleproject/settings.py").read_text()
-    expected = {
-        "CELERY_TASK_SERIALIZER": repr(celeryconfig.task_serializer).replace("'", '"'),
-        "CELERY_ACCEPT_CONTENT": repr(celeryconfig.accept_content).replace("'", '"'),
-        "CELERY_TASK_ACKS_LATE": repr(celeryconfig.task_acks_late),
-        "CELERY_TASK_REJECT_ON_WORKER_LOST": repr(celeryconfig.task_reject_on_worker_lost),
-    }
-    for name, value in expected.items():
-        assert f"{name} = {value}" in example, name
-    visibility = celeryconfig.broker_transport_options["visibility_timeout"]
-    assert visibility == 2 * 3600
-    assert '"visibility_timeout": 2 * 3600' in example
+    conf = example_app_conf("celeryconfig")
+    expected = {name for name, value in vars(celeryconfig).items()
+                if not name.startswith("_") and not isinstance(value, types.ModuleType)}
+    assert set(conf["keys"]) == expected
+    assert {"worker_cancel_long_running_tasks_on_connection_loss", "worker_prefetch_multiplier",
+            "broker_connection_timeout", "broker_connection_retry_on_startup",
+            "result_accept_content", "task_routes", "broker_url"} <= expected
+    assert conf["unknown"] == [], "celeryconfig.py names settings Celery does not have"
+    assert conf["different"] == {}, "celeryconfig.py vs the compose app: " + repr(
+        conf["different"])
+    for name in ("worker", "web", "flower"):
+        assert SERVICES[name]["environment"]["CELERY_CONFIG_MODULE"] == "celeryconfig"
+    assert (ROOT / "celeryconfig.py").exists()
+    assert "celeryconfig.py" in (ROOT / "Dockerfile").read_text()  # copied to /app
+
+
+def test_example_django_celery_settings_agree_with_celeryconfig():
+    """Without CELERY_CONFIG_MODULE (README's "Set up", tests/test_example.py) the example's
+    Django CELERY_ settings configure the app: they are celeryconfig.py's settings, all of
+    them and no others, with the same values."""
+    import celeryconfig
+
+    conf = example_app_conf("django", CELERY_CONFIG_MODULE="")
+    assert set(conf["keys"]) == {name for name, value in vars(celeryconfig).items()
+                                 if not name.startswith("_")
+                                 and not isinstance(value, types.ModuleType)}
+    assert conf["unknown"] == []
+    assert conf["different"] == {}, "settings.py vs celeryconfig.py: " + repr(conf["different"])
 
 
 def test_web_command_uses_files_that_exist():

@@ -9,14 +9,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT_RATE = 50  # the demo's default account: 50 recipients per second
+#: Redis: 200 messages are 300 recipients, six seconds of sending at the account's rate, so
+#: the steady rate means something. The filesystem transport is slower and has no rate to
+#: hold: fewer messages.
+MESSAGES = {"redis": 200, "filesystem": 80}
 
 
-def run_demo(tmp_path, **env_extra):
+def run_demo(tmp_path, messages: int, **env_extra) -> str:
     env = {**os.environ, "SEACUCUMBER_DEMO_DIR": str(tmp_path),
-           "SEACUCUMBER_DEMO_MESSAGES": "40", **env_extra}
+           "SEACUCUMBER_DEMO_MESSAGES": str(messages), **env_extra}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     done = subprocess.run([sys.executable, "-m", "demo"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -27,19 +32,75 @@ def row(output: str, name: str) -> str:
     return found.group(1)
 
 
+def expected(messages: int) -> dict[str, int]:
+    """What demo/mailing.py sends: every fourth message to three recipients; the simulator's
+    bounce@ for i % 10 == 3, complaint@ for i % 10 == 7; plus one refused message."""
+    numbers = range(1, messages + 1)
+    bounced = sum(1 for i in numbers if i % 10 == 3)
+    complained = sum(1 for i in numbers if i % 10 == 7)
+    return {
+        "recipients": sum(3 if i % 4 == 0 else 1 for i in numbers),
+        "bounced": bounced,
+        "complained": complained,
+        "delivered": messages - bounced - complained,
+    }
+
+
 @pytest.mark.parametrize("broker", ["filesystem", "redis"])
 def test_demo_prints_the_summary(tmp_path, broker, redis_url):
     extra = ({"SEACUCUMBER_DEMO_BROKER": "filesystem"} if broker == "filesystem"
              else {"REDIS_URL": f"{redis_url}/7"})
-    output = run_demo(tmp_path, **extra)
-    assert row(output, "accepted by send_messages") == "41 messages"
-    # 40 messages, one in four to 3 recipients; the stranger's message is refused by SES
-    assert row(output, "sent \\(accepted by SES\\)") == "40 messages, 60 recipients"
-    assert row(output, "bounced").startswith("4 ")
-    assert row(output, "complained").startswith("4 ")
-    assert row(output, "delivered") == "32"
+    count = MESSAGES[broker]
+    want = expected(count)
+    output = run_demo(tmp_path, count, **extra)
+
+    # the workers: two processes sharing the rate through Redis, or one on the filesystem
+    workers = row(output, "workers:")
+    if broker == "redis":
+        assert re.match(r"2 celery worker processes ready \(pids \d+, \d+\)", workers), workers
+        assert "sharing the account's rate through Redis" in output
+    else:
+        assert re.match(r"1 celery worker process ready \(pid \d+\)", workers), workers
+        assert "no Redis, so no shared rate and no send log" in output
+
+    assert row(output, "accepted by send_messages") == f"{count + 1} messages"
+    # the stranger's message is refused by SES
+    assert row(output, "sent \\(accepted by SES\\)") == (
+        f"{count} messages, {want['recipients']} recipients")
+
+    # both Redis workers took a share of the mail; every message is someone's
+    sent_by = dict((app, int(n)) for app, n in
+                   re.findall(r"(worker\d) (\d+) messages", row(output, "sent by")))
+    assert sum(sent_by.values()) == count, output
+    assert set(sent_by) == ({"worker1", "worker2"} if broker == "redis" else {"worker1"})
+    assert min(sent_by.values()) > 0, output
+
+    rate, ratio = re.search(
+        rf"^steady rate\s+(\d+\.\d) recipients/s = (\d\.\d\d) × the account's "
+        rf"{ACCOUNT_RATE}/s$", output, re.MULTILINE).groups()
+    assert abs(float(rate) / ACCOUNT_RATE - float(ratio)) < 0.01
+    throttles = int(row(output, "throttles"))
+    retries = re.fullmatch(r"(\d+) \(SES errors: (\d+) 503, (\d+) throttling, (\d+) dropped\)",
+                           row(output, "retries"))
+    assert retries, row(output, "retries")
+    total, failed_5xx, throttling, dropped = map(int, retries.groups())
+    assert total == failed_5xx + throttling + dropped
+    assert throttling == throttles
+    assert dropped == 0  # the demo's SES fails 2% of calls with 503 and drops none
+    assert failed_5xx <= count // 10 + 5  # about 2% of some 200 calls
+    if broker == "redis":
+        # the shared rate holds the account's rate, no faster, no slower
+        assert 0.9 <= float(ratio) <= 1.02, output
+        assert throttles == 0, output
+    else:
+        assert 0 < float(ratio) <= 1.1, output
+
+    assert row(output, "delivered") == str(want["delivered"])
+    assert row(output, "bounced") == f"{want['bounced']} (now on the suppression list)"
+    assert row(output, "complained") == f"{want['complained']} (now on the suppression list)"
     assert row(output, "failed") == "1"
-    assert "someone@unverified.example: MessageRejected: Email address is not verified" in output
-    assert re.search(r"steady rate\s+\d+\.\d recipients/s = \d\.\d\d × the account's 50/s",
-                     output)
-    assert "41/41 settled" in output
+    assert re.search(r"^failed\s+1\n\s+someone@unverified\.example: MessageRejected: Email "
+                     r"address is not verified", output, re.MULTILINE), output
+    elapsed = float(re.fullmatch(r"(\d+\.\d) s", row(output, "elapsed")).group(1))
+    assert 0 < elapsed < 60, output
+    assert f"{count + 1}/{count + 1} settled" in output

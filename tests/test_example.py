@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from seacucumber.testing.processes import Worker
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example"
@@ -29,9 +31,13 @@ print(page)
 """
 
 
+@pytest.mark.parametrize("config", ["django", "celeryconfig"])
 def test_example_page_sends_through_a_worker_and_shows_status(
-    tmp_path, redis_url, moto_server
+    tmp_path, redis_url, moto_server, config
 ):
+    """``django``: the Celery app configured from settings.py's CELERY_ settings, as README's
+    "Set up" has it. ``celeryconfig``: as docker-compose.yml runs it, from celeryconfig.py
+    (CELERY_CONFIG_MODULE, the repository root on PYTHONPATH as in the image)."""
     moto_server.reset()
     moto_server.verify(SENDER)
     env = {
@@ -42,7 +48,10 @@ def test_example_page_sends_through_a_worker_and_shows_status(
         "CELERY_BROKER_URL": f"{redis_url}/9",
         "SEACUCUMBER_ENDPOINT_URL": moto_server.url,
         "SEACUCUMBER_EVENT_TOPIC_ARNS": "arn:aws:sns:us-east-1:123456789012:ses-events",
+        "CELERY_CONFIG_MODULE": "",
     }
+    if config == "celeryconfig":
+        env.update(CELERY_CONFIG_MODULE="celeryconfig", PYTHONPATH=str(EXAMPLE.parent))
     manage = [sys.executable, "manage.py"]
     for command in (["check", "--fail-level", "WARNING"], ["migrate", "--noinput"]):
         done = subprocess.run(manage + command, cwd=EXAMPLE, env=env, capture_output=True,
