@@ -43,6 +43,19 @@ def service_missing(what: str) -> None:
     pytest.skip(f"{what} is not available")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def test_celery_app():
+    """Make the test project's Celery app the current one for every test. Otherwise a test
+    that does not import it runs on Celery's default app, which loads ``celeryconfig.py``
+    from the working directory: a broker and shared state at 127.0.0.1:6379, someone's
+    own Redis."""
+    from tests.proj.celery import app
+
+    app.set_current()
+    app.set_default()
+    return app
+
+
 # --- Redis, RabbitMQ -----------------------------------------------------------------------
 
 @pytest.fixture(scope="session")

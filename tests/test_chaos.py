@@ -62,19 +62,29 @@ def chaos_env(redis_url, settings):
 def test_sigkilled_workers_lose_nothing_and_duplicate_at_most_once_per_kill(
         chaos_env, start_worker):
     env, queue, emulator = chaos_env
-    start_worker(env, queues=queue, pool="threads", concurrency=4)
-    victim = start_worker(env, queues=queue, pool="prefork", concurrency=3)
+    start_worker({**env, "AWS_SDK_UA_APP_ID": "steady"}, queues=queue, pool="threads",
+                 concurrency=4)
     count, kills = 150, 3
+
+    def victim(n: int):  # each generation tells SES who it is (the User-Agent app id)
+        return start_worker({**env, "AWS_SDK_UA_APP_ID": f"victim{n}"}, queues=queue,
+                            pool="prefork", concurrency=3)
+
+    current = victim(0)
     assert mail.get_connection().send_messages(tagged_messages(count)) == count
-    for _ in range(kills):
+    for n in range(kills):
         time.sleep(1.5)
-        victim.kill()
-        victim = start_worker(env, queues=queue, pool="prefork", concurrency=3)
+        current.kill()
+        current = victim(n + 1)
     seen = wait_all(emulator, count, timeout=150)
     duplicates = sum(n - 1 for n in seen.values())
     stats = emulator.stats()
     assert stats["failed_5xx"] > 0 and stats["throttled"] > 0  # the faults did happen
     assert duplicates <= kills, seen.most_common(5)
+    by_app = Counter(m.app for m in emulator.messages())
+    killed_mid_work = [n for n in range(kills) if by_app[f"victim{n}"] > 0]
+    # a killed generation was sending (so held unacknowledged tasks) when it died
+    assert killed_mid_work, by_app
 
 
 def test_redis_restart_mid_run_loses_nothing(start_worker, settings):
