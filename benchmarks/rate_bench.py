@@ -10,11 +10,14 @@ shared state, real ``celery worker`` processes (``benchmarks/rate_app.py``).
             processes split over two worker groups (stand-in hosts), mixed 1- and
             3-recipient messages; Sea Cucumber's shared rate beside Celery's per-worker
             ``rate_limit`` (what Sea Cucumber 1.x used). Plot: benchmarks/rate_groups.png.
-2. caller   how long ``send_messages`` blocks per message (1,000 messages) beside a
-            synchronous boto3 send to an endpoint answering in 50 ms.
-3. capacity messages/s of one worker host (limiter on but never binding; a threads pool,
-            then prefork) / a bare boto3 thread pool of the same concurrency, same
-            endpoint, 50 ms latency.
+2. caller   how long ``send_messages`` blocks per message (1,000 calls of one message)
+            beside a synchronous boto3 send to an endpoint answering in 50 ms; with, in
+            the same run, its parts: building the sends alone, and Celery's own
+            ``apply_async`` of an empty payload (the floor any Celery backend pays), and
+            the per-message cost of 100-message calls.
+3. capacity messages/s of one worker host (limiter on but never binding; threads and
+            prefork pools, concurrency 8 and 16) / a bare boto3 thread pool of the same
+            concurrency, same endpoint, 50 ms latency.
 4. startup  time from worker start to the full rate, the quota learned from SES.
 """
 
@@ -226,14 +229,29 @@ def run_caller(redis: RedisServer, messages: int, sync_sends: int) -> dict:
     try:
         queue = f"bench-{uuid.uuid4().hex[:8]}"
         point_app(f"{redis.url}/0", queue)
+        from seacucumber.payload import build_sends
+        from seacucumber.tasks import send_email
+
         connection = get_connection()
         batch = mixed_messages(messages)
         connection.send_messages(batch[:20])  # warm up: broker connection, imports
-        ours = []
-        for message in batch:
+        ours, building, floor = [], [], []
+        for message in batch:  # interleaved, so load on the machine hits all three alike
             started = time.perf_counter()
             connection.send_messages([message])
             ours.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            build_sends(message)
+            building.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            send_email.apply_async(args=[{}], queue=queue + "-floor", serializer="json")
+            floor.append(time.perf_counter() - started)
+        in_batches = []
+        for start in range(0, messages, 100):
+            chunk = batch[start:start + 100]
+            started = time.perf_counter()
+            connection.send_messages(chunk)
+            in_batches.append((time.perf_counter() - started) / len(chunk))
         client = boto3.client("ses", endpoint_url=emulator.url, region_name="us-east-1",
                               config=Config(retries={"total_max_attempts": 1}))
         client.send_raw_email(Source="bench@example.com", Destinations=["to@example.com"],
@@ -253,7 +271,10 @@ def run_caller(redis: RedisServer, messages: int, sync_sends: int) -> dict:
                 "p99_ms": round(1000 * ordered[int(0.99 * (len(ordered) - 1))], 3),
                 "n": len(ordered)}
 
-    return {"send_messages": describe(ours), "boto3_sync_50ms": describe(sync)}
+    return {"send_messages": describe(ours), "build_sends_only": describe(building),
+            "celery_apply_async_empty_payload": describe(floor),
+            "send_messages_100_per_call_per_message": describe(in_batches),
+            "boto3_sync_50ms": describe(sync)}
 
 
 # --- 3. worker capacity ------------------------------------------------------------------------
@@ -290,8 +311,8 @@ def run_capacity(redis: RedisServer, messages: int, concurrency: int, pool: str)
                                       Destinations=["to@example.com"], RawMessage={"Data": RAW})
 
         share = messages // concurrency
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(bare, [share] * concurrency))
+        with ThreadPoolExecutor(concurrency) as executor:
+            list(executor.map(bare, [share] * concurrency))
         times = sorted(m.time for m in emulator.client.messages())
         bare_rate = (len(times) - 1) / (times[-1] - times[0])
     finally:
@@ -352,7 +373,8 @@ def main() -> None:
             results["caller"] = run_caller(redis, 1000, 200)
             print(json.dumps(results["caller"]), flush=True)
         if "capacity" in which:
-            results["capacity"] = [run_capacity(redis, 3000, 16, pool)
+            results["capacity"] = [run_capacity(redis, 3000, concurrency, pool)
+                                   for concurrency in (8, 16)
                                    for pool in ("threads", "prefork")]
             print(json.dumps(results["capacity"]), flush=True)
         if "startup" in which:

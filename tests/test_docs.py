@@ -82,3 +82,13 @@ def test_readme_describes_both_demo_brokers():
     body = section(README, "Try it")
     assert "two real ``celery worker`` processes" in body
     assert "runs one ``celery worker`` process, with no shared rate" in body
+
+
+def test_benchmarks_file_shows_its_plots_and_names_its_commands():
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert images, "BENCHMARKS.md shows no plot"
+    for image in images:
+        assert (ROOT / image).is_file(), image
+    for script in re.findall(r"benchmarks/(\w+\.py)", text):
+        assert (ROOT / "benchmarks" / script).is_file(), script
