@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from .exceptions import SeaCucumberError
 
@@ -43,5 +43,9 @@ def ses_call() -> Iterator[None]:
         yield
     except ClientError as exc:
         raise OperatorError(explain(exc)) from None
+    except NoCredentialsError:
+        raise OperatorError(
+            "no AWS credentials found: set AWS_SES_ACCESS_KEY_ID and AWS_SES_SECRET_ACCESS_KEY, "
+            "or give boto3 credentials (environment, ~/.aws, an instance role)") from None
     except BotoCoreError as exc:
         raise OperatorError(f"cannot reach SES: {exc}") from None
