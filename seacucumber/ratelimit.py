@@ -93,6 +93,11 @@ return tostring(factor)
 """
 
 
+def hold_key() -> str:
+    """The key whose life is a daily-quota hold on every send."""
+    return shared_state.key("quota", "hold")
+
+
 @dataclass(frozen=True)
 class Decision:
     """The limiter's answer for one send."""
@@ -114,7 +119,7 @@ class Limiter:
     @staticmethod
     def keys() -> list[str]:
         return [shared_state.key("rate", "tat"), shared_state.key("rate", "slowdown"),
-                shared_state.key("quota", "hold")]
+                hold_key()]
 
     def reserve(self, cost: int, rate: float, horizon: float | None = None,
                 burst: float | None = None) -> Decision:
@@ -145,11 +150,11 @@ class Limiter:
 
     def hold(self, seconds: float) -> None:
         """Hold every send for ``seconds`` (the daily quota is spent)."""
-        self.client.set(shared_state.key("quota", "hold"), "1", px=max(1, int(seconds * 1000)))
+        self.client.set(hold_key(), "1", px=max(1, int(seconds * 1000)))
 
     def hold_remaining(self) -> float | None:
         """Seconds left of a daily-quota hold, or None when sends are not held."""
-        left = self.client.pttl(shared_state.key("quota", "hold"))
+        left = self.client.pttl(hold_key())
         return left / 1000 if left > 0 else None
 
 
