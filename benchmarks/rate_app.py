@@ -35,7 +35,9 @@ app.conf.worker_hijack_root_logger = False
 if os.environ.get("BENCH_VISIBILITY"):  # the chaos run: a killed worker's tasks come back soon
     app.conf.broker_transport_options = {
         **app.conf.broker_transport_options,
-        "visibility_timeout": float(os.environ["BENCH_VISIBILITY"])}
+        "visibility_timeout": float(os.environ["BENCH_VISIBILITY"]),
+        # sweep expired unacknowledged tasks back every second (kombu: every 100 s)
+        "unacked_restore_interval": 1, "unacked_restore_throttle": 1}
 if os.environ.get("BENCH_CELERY_RATE_LIMIT"):
     app.conf.task_annotations = {
         "seacucumber.send_email": {"rate_limit": os.environ["BENCH_CELERY_RATE_LIMIT"]}}

@@ -56,6 +56,24 @@ def test_celery_app():
     return app
 
 
+@pytest.fixture
+def no_aws_credentials(monkeypatch, tmp_path):
+    """No AWS credentials anywhere boto3 looks; SES clients made before or during the test
+    are dropped on both sides of it (the client cache is keyed by settings, not by the
+    environment, so a client without credentials must not outlive the test)."""
+    from seacucumber import ses
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    ses._clients.clear()
+    yield
+    ses._clients.clear()
+
+
 # --- Redis, RabbitMQ -----------------------------------------------------------------------
 
 @pytest.fixture(scope="session")

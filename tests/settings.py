@@ -67,6 +67,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # timeout; crash tests shorten it to seconds (celeryconfig.py keeps two hours).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": float(os.environ.get("SEACUCUMBER_TEST_VISIBILITY", "3600")),
+    # kombu sweeps expired unacknowledged tasks back to the queue only every
+    # interval x throttle seconds (10 x 10 by default): with visibility timeouts of seconds,
+    # sweep every second, or a killed worker's tasks may wait 100 s to come back
+    "unacked_restore_interval": 1,
+    "unacked_restore_throttle": 1,
 }
 
 AWS_SES_REGION_NAME = "us-east-1"

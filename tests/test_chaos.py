@@ -34,17 +34,20 @@ def wait_all(emulator: SESEmulator, count: int, timeout: float) -> Counter:
     return seen
 
 
-@pytest.fixture
-def chaos_env(redis_url, settings):
+@pytest.fixture(params=["amqp", "redis"])
+def chaos_env(request, redis_url, settings):
+    """Broker: RabbitMQ, then Redis; the shared state in Redis either way."""
     queue = f"sc-chaos-{uuid.uuid4().hex[:8]}"
+    broker = (request.getfixturevalue("amqp_url") if request.param == "amqp"
+              else f"{redis_url}/1")
     emulator = SESEmulator(rate=25, fail_5xx=0.15, seed=11).start()
     settings.SEACUCUMBER_QUEUE = queue
     settings.SEACUCUMBER_ENDPOINT_URL = emulator.url
     settings.EMAIL_BACKEND = "seacucumber.backend.SESBackend"
-    point_app_at(f"{redis_url}/1", None)
+    point_app_at(broker, None)
     env = {
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "CELERY_BROKER_URL": f"{redis_url}/1",
+        "CELERY_BROKER_URL": broker,
         "SEACUCUMBER_ENDPOINT_URL": emulator.url,
         "SEACUCUMBER_REDIS_URL": f"{redis_url}/3",
         "SEACUCUMBER_REDIS_PREFIX": queue,
@@ -53,7 +56,7 @@ def chaos_env(redis_url, settings):
         "SEACUCUMBER_READ_TIMEOUT": "3",  # a killed attempt's claim lasts 5 + 3 + 5 s
     }
     try:
-        yield env, queue, emulator
+        yield request.param, env, queue, emulator
     finally:
         point_app_at("memory://", None)
         emulator.stop()
@@ -61,7 +64,13 @@ def chaos_env(redis_url, settings):
 
 def test_sigkilled_workers_lose_nothing_and_duplicate_at_most_once_per_kill(
         chaos_env, start_worker):
-    env, queue, emulator = chaos_env
+    """RabbitMQ: whole workers are SIGKILLed (the broker redelivers their unacknowledged
+    tasks at once). Redis: the pool processes are SIGKILLed mid-task, and the worker hands
+    their tasks back. A Redis broker cannot promise the same for the worker process itself:
+    kombu's Redis transport takes a task off the queue (BRPOP) before it records it as
+    unacknowledged, and a SIGKILL between the two loses that task (kombu #305, celery
+    #7950); docs/reliability.rst says so."""
+    broker, env, queue, emulator = chaos_env
     start_worker({**env, "AWS_SDK_UA_APP_ID": "steady"}, queues=queue, pool="threads",
                  concurrency=4)
     count, kills = 150, 3
@@ -72,19 +81,23 @@ def test_sigkilled_workers_lose_nothing_and_duplicate_at_most_once_per_kill(
 
     current = victim(0)
     assert mail.get_connection().send_messages(tagged_messages(count)) == count
+    killed = 0  # processes killed: each may die after SES accepted its message
     for n in range(kills):
         time.sleep(1.5)
-        current.kill()
-        current = victim(n + 1)
+        if broker == "amqp":
+            current.kill()
+            killed += 1  # bound as before: one per worker killed
+            current = victim(n + 1)
+        else:
+            killed += current.kill_pool()
     seen = wait_all(emulator, count, timeout=150)
     duplicates = sum(n - 1 for n in seen.values())
     stats = emulator.stats()
     assert stats["failed_5xx"] > 0 and stats["throttled"] > 0  # the faults did happen
-    assert duplicates <= kills, seen.most_common(5)
+    assert duplicates <= killed, seen.most_common(5)
     by_app = Counter(m.app for m in emulator.messages())
-    killed_mid_work = [n for n in range(kills) if by_app[f"victim{n}"] > 0]
-    # a killed generation was sending (so held unacknowledged tasks) when it died
-    assert killed_mid_work, by_app
+    # a killed worker (or pool) was sending, so held unacknowledged tasks, when it died
+    assert any(by_app[f"victim{n}"] for n in range(kills)), by_app
 
 
 def test_redis_restart_mid_run_loses_nothing(start_worker, settings):

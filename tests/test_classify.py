@@ -192,14 +192,9 @@ def test_partial_credentials_are_permanent():
     assert classify(error).outcome is Outcome.PERMANENT
 
 
-def test_no_credentials_is_transient(ses_emulator, settings, monkeypatch):
+def test_no_credentials_is_transient(ses_emulator, settings, no_aws_credentials):
     """An instance role's metadata service that timed out leaves botocore with no
     credentials: that heals by itself, so the message retries (see docs/reliability.rst)."""
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     settings.AWS_SES_ACCESS_KEY_ID = None
     settings.AWS_SES_SECRET_ACCESS_KEY = None
     error = send_error(settings, v2=False)

@@ -122,23 +122,11 @@ def test_unreachable_endpoint_is_one_line(settings):
         run("list")
 
 
-def test_missing_credentials_say_so(settings, monkeypatch, tmp_path):
-    from seacucumber import ses
-
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                 "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+def test_missing_credentials_say_so(settings, no_aws_credentials):
     settings.SEACUCUMBER_ENDPOINT_URL = "http://127.0.0.1:9"  # never reached: signing fails
-    ses._clients.clear()
-    try:
-        with pytest.raises(CommandError, match="^no AWS credentials found: set "
-                                               "AWS_SES_ACCESS_KEY_ID"):
-            run("list")
-    finally:
-        ses._clients.clear()
+    with pytest.raises(CommandError, match="^no AWS credentials found: set "
+                                           "AWS_SES_ACCESS_KEY_ID"):
+        run("list")
 
 
 def test_command_line_exit_code_and_no_traceback(moto_ses):
