@@ -20,6 +20,11 @@ if not settings.configured:
         AWS_SES_REGION_NAME="us-east-1",
         SEACUCUMBER_ENDPOINT_URL=os.environ.get("SEACUCUMBER_ENDPOINT_URL"),
         SEACUCUMBER_REDIS_URL=os.environ.get("SEACUCUMBER_REDIS_URL") or None,
+        SEACUCUMBER_REDIS_PREFIX=os.environ.get("SEACUCUMBER_REDIS_PREFIX", "seacucumber"),
+        SEACUCUMBER_OUTBOX={"1": True, "0": False}.get(os.environ.get("SEACUCUMBER_OUTBOX", "")),
+        SEACUCUMBER_OUTBOX_GRACE=float(os.environ.get("SEACUCUMBER_OUTBOX_GRACE", "30")),
+        SEACUCUMBER_OUTBOX_SWEEP_INTERVAL=float(
+            os.environ.get("SEACUCUMBER_OUTBOX_SWEEP_INTERVAL", "10")),
         SEACUCUMBER_SHARED_RATE=os.environ.get("SEACUCUMBER_SHARED_RATE", "1") == "1",
         SEACUCUMBER_RATE_LIMIT=float(os.environ.get("SEACUCUMBER_RATE_LIMIT") or 0) or None,
         SEACUCUMBER_RETRY_BASE_DELAY=0.5,

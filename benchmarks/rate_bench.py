@@ -12,12 +12,14 @@ shared state, real ``celery worker`` processes (``benchmarks/rate_app.py``).
             ``rate_limit`` (what Sea Cucumber 1.x used). Plot: benchmarks/rate_groups.png.
 2. caller   how long ``send_messages`` blocks per message (1,000 calls of one message)
             beside a synchronous boto3 send to an endpoint answering in 50 ms; with, in
-            the same run, its parts: building the sends alone, and Celery's own
+            the same run, the same call with the outbox off, its parts: building the
+            sends alone, and Celery's own
             ``apply_async`` of an empty payload (the floor any Celery backend pays), and
             the per-message cost of 100-message calls.
 3. capacity messages/s of one worker host (limiter on but never binding; threads and
             prefork pools, concurrency 8 and 16) / a bare boto3 thread pool of the same
-            concurrency, same endpoint, 50 ms latency.
+            concurrency, same endpoint, 50 ms latency; the worker with the outbox off
+            beside it.
 4. startup  time from worker start to the full rate, the quota learned from SES.
 """
 
@@ -70,6 +72,9 @@ class Emulator:
 
 
 def point_app(broker: str, queue: str) -> None:
+    """This process sends to ``broker`` (db 0 of the private Redis) and ``queue``, with the
+    shared state where the benchmarks' workers keep it (db 1, the queue as key prefix), so
+    the outbox records what the workers settle."""
     from kombu import pools
 
     from benchmarks.rate_app import app
@@ -82,6 +87,8 @@ def point_app(broker: str, queue: str) -> None:
     from django.conf import settings
 
     settings.SEACUCUMBER_QUEUE = queue
+    settings.SEACUCUMBER_REDIS_URL = broker.rsplit("/", 1)[0] + "/1"
+    settings.SEACUCUMBER_REDIS_PREFIX = queue
 
 
 def mixed_messages(count: int, recipients_at_odd: int = 3) -> list:
@@ -229,17 +236,24 @@ def run_caller(redis: RedisServer, messages: int, sync_sends: int) -> dict:
     try:
         queue = f"bench-{uuid.uuid4().hex[:8]}"
         point_app(f"{redis.url}/0", queue)
+        from django.conf import settings
+
         from seacucumber.payload import build_sends
         from seacucumber.tasks import send_email
 
         connection = get_connection()
         batch = mixed_messages(messages)
         connection.send_messages(batch[:20])  # warm up: broker connection, imports
-        ours, building, floor = [], [], []
-        for message in batch:  # interleaved, so load on the machine hits all three alike
+        ours, no_outbox, building, floor = [], [], [], []
+        for message in batch:  # interleaved, so load on the machine hits all four alike
             started = time.perf_counter()
             connection.send_messages([message])
             ours.append(time.perf_counter() - started)
+            settings.SEACUCUMBER_OUTBOX = False  # what recording each send costs
+            started = time.perf_counter()
+            connection.send_messages([message])
+            no_outbox.append(time.perf_counter() - started)
+            del settings.SEACUCUMBER_OUTBOX
             started = time.perf_counter()
             build_sends(message)
             building.append(time.perf_counter() - started)
@@ -271,7 +285,8 @@ def run_caller(redis: RedisServer, messages: int, sync_sends: int) -> dict:
                 "p99_ms": round(1000 * ordered[int(0.99 * (len(ordered) - 1))], 3),
                 "n": len(ordered)}
 
-    return {"send_messages": describe(ours), "build_sends_only": describe(building),
+    return {"send_messages": describe(ours), "send_messages_outbox_off": describe(no_outbox),
+            "build_sends_only": describe(building),
             "celery_apply_async_empty_payload": describe(floor),
             "send_messages_100_per_call_per_message": describe(in_batches),
             "boto3_sync_50ms": describe(sync)}
@@ -288,20 +303,28 @@ def run_capacity(redis: RedisServer, messages: int, concurrency: int, pool: str)
     try:
         queue = f"bench-{uuid.uuid4().hex[:8]}"
         point_app(f"{redis.url}/0", queue)
-        get_connection().send_messages(mixed_messages(messages, recipients_at_odd=1))
-        env = {"CELERY_BROKER_URL": f"{redis.url}/0", "SEACUCUMBER_ENDPOINT_URL": emulator.url,
-               "SEACUCUMBER_REDIS_URL": f"{redis.url}/1", "SEACUCUMBER_REDIS_PREFIX": queue,
-               "SEACUCUMBER_RATE_LIMIT": "1000000", "SEACUCUMBER_QUEUE": queue,
-               "CELERY_WORKER_PREFETCH_MULTIPLIER": "4"}
-        worker = start_group("host", env, queue, pool, concurrency)
-        try:
-            wait_accepted(emulator.client, messages, timeout=600)
-        finally:
-            worker.stop()
-        times = sorted(m.time for m in emulator.client.messages())
-        worker_rate = (len(times) - 1) / (times[-1] - times[0])
+        from django.conf import settings
 
-        emulator.client.reset()
+        worker_rates = {}
+        for outbox in (True, False):  # the outbox's cost in the worker, side by side
+            settings.SEACUCUMBER_OUTBOX = outbox
+            get_connection().send_messages(mixed_messages(messages, recipients_at_odd=1))
+            env = {"CELERY_BROKER_URL": f"{redis.url}/0",
+                   "SEACUCUMBER_ENDPOINT_URL": emulator.url,
+                   "SEACUCUMBER_REDIS_URL": f"{redis.url}/1", "SEACUCUMBER_REDIS_PREFIX": queue,
+                   "SEACUCUMBER_RATE_LIMIT": "1000000", "SEACUCUMBER_QUEUE": queue,
+                   "CELERY_WORKER_PREFETCH_MULTIPLIER": "4",
+                   "SEACUCUMBER_OUTBOX": "1" if outbox else "0"}
+            worker = start_group("host", env, queue, pool, concurrency)
+            try:
+                wait_accepted(emulator.client, messages, timeout=600)
+            finally:
+                worker.stop()
+            times = sorted(m.time for m in emulator.client.messages())
+            worker_rates[outbox] = (len(times) - 1) / (times[-1] - times[0])
+            emulator.client.reset()
+        del settings.SEACUCUMBER_OUTBOX
+        worker_rate = worker_rates[True]
 
         def bare(count: int) -> None:
             client = boto3.client("ses", endpoint_url=emulator.url, region_name="us-east-1",
@@ -319,7 +342,9 @@ def run_capacity(redis: RedisServer, messages: int, concurrency: int, pool: str)
         emulator.stop()
     return {"pool": pool, "concurrency": concurrency, "messages": messages,
             "worker_msgs_per_s": round(worker_rate, 1), "bare_pool_msgs_per_s": round(bare_rate, 1),
-            "ratio": round(worker_rate / bare_rate, 3)}
+            "ratio": round(worker_rate / bare_rate, 3),
+            "worker_outbox_off_msgs_per_s": round(worker_rates[False], 1),
+            "ratio_outbox_off": round(worker_rates[False] / bare_rate, 3)}
 
 
 # --- 4. time to full rate ----------------------------------------------------------------------

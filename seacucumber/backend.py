@@ -5,7 +5,9 @@
 ``send_messages`` never talks to SES. It checks every message first (``payload.build_sends``
 raises ``InvalidMessage`` for anything SES would refuse), so a bad message in a batch is refused
 before any of the batch is queued; then it enqueues one ``seacucumber.send_email`` task per
-send of at most 50 recipients. With ``fail_silently=True`` bad messages are skipped and a broker
+send of at most 50 recipients, its task id our message id. With a Redis broker each send is
+first recorded in the outbox (``outbox``), which queues again a task the broker loses. With
+``fail_silently=True`` bad messages are skipped and a broker
 failure stops the batch; the return value is always the count of messages whose every send was
 queued. A send the broker did not take is marked failed in its status record (when tracking is
 on) and logged, so it is never silently lost.
@@ -18,13 +20,14 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from itertools import chain
+from typing import Any
 
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 from kombu.exceptions import KombuError
 
-from . import status
+from . import outbox, status
 from .conf import conf
 from .exceptions import EnqueueError, InvalidMessage
 from .payload import OutboundSend, build_sends
@@ -49,11 +52,32 @@ def _deadline_errback(timeout: float) -> Callable[[Exception, float], None]:
     return errback
 
 
+def publish(payload: dict[str, Any], task_id: str, queue: str | None,
+            retry_policy: dict[str, Any] | None = None) -> None:
+    """Put one send task on the broker (kombu's errors propagate). The task id is our message
+    id, so logs, Flower and the outbox all name a send the same way."""
+    options = {"queue": queue} if queue else {}
+    if retry_policy is not None:
+        options["retry_policy"] = retry_policy
+    send_email.apply_async(
+        args=[payload],
+        task_id=task_id,
+        # what logs and monitors (Flower) show of the task: our id, not the whole message
+        # (it saves Celery's saferepr of the payload, too)
+        argsrepr=f"[<message {task_id}>]",
+        kwargsrepr="{}",
+        serializer="json",
+        retry=True,
+        **options,
+    )
+
+
 def enqueue(sends: Sequence[OutboundSend]) -> None:
     """Put one send task per ``OutboundSend`` on the broker; ``EnqueueError`` if it can't,
     within about ``SEACUCUMBER_ENQUEUE_TIMEOUT`` seconds (plus one connection attempt: keep
     the broker's socket timeouts short, as ``celeryconfig.py`` does). The error's
-    ``sends_queued`` says how many of ``sends`` the broker took before it failed."""
+    ``sends_queued`` says how many of ``sends`` the broker took before it failed. With the
+    outbox on, the sends are recorded first, so a task the broker loses is queued again."""
     timeout = float(conf.SEACUCUMBER_ENQUEUE_TIMEOUT)
     retry_policy = {
         "max_retries": 3,
@@ -62,21 +86,14 @@ def enqueue(sends: Sequence[OutboundSend]) -> None:
         "interval_max": timeout / 3,
         "errback": _deadline_errback(timeout),
     }
-    options = {"queue": conf.SEACUCUMBER_QUEUE} if conf.SEACUCUMBER_QUEUE else {}
+    queue = conf.SEACUCUMBER_QUEUE or None
+    recorded = outbox.record(sends, queue, timeout / 4)  # counts in the timeout above
     for done, outbound in enumerate(sends):
         try:
-            send_email.apply_async(
-                args=[outbound.to_json()],
-                # what logs and monitors (Flower) show of the task: our id, not the whole
-                # message (it saves Celery's saferepr of the payload, too)
-                argsrepr=f"[<message {outbound.message_id}>]",
-                kwargsrepr="{}",
-                serializer="json",
-                retry=True,
-                retry_policy=retry_policy,
-                **options,
-            )
+            publish(outbound.to_json(), outbound.message_id, queue, retry_policy)
         except (KombuError, OSError, _DeadlinePassed) as exc:
+            if recorded:
+                outbox.discard((s.message_id for s in sends[done:]), timeout / 4)
             cause = exc.args[0] if isinstance(exc, _DeadlinePassed) else exc
             error = EnqueueError(
                 f"could not queue message {outbound.message_id} on the Celery broker: {cause}"

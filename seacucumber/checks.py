@@ -56,3 +56,18 @@ def check_global_endpoint(app_configs: Any = None, **kwargs: Any) -> list[Warnin
             "send will fail without it.",
             hint="pip install 'botocore[crt]'", id="seacucumber.W006"))
     return found
+
+
+@register()
+def check_outbox(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """Warn when ``SEACUCUMBER_OUTBOX = True`` cannot work: it lives in the shared-state
+    Redis."""
+    from . import shared_state
+    from .conf import conf
+
+    if conf.SEACUCUMBER_OUTBOX is not True or shared_state.redis_url() is not None:
+        return []
+    return [Warning(
+        "SEACUCUMBER_OUTBOX is True but there is no shared-state Redis: tasks the broker "
+        "loses are not queued again.",
+        hint="Set SEACUCUMBER_REDIS_URL.", id="seacucumber.W007")]

@@ -70,6 +70,17 @@ SETTINGS: tuple[Setting, ...] = (
             "default queue).", ("CUCUMBER_ROUTE_QUEUE",)),
     Setting("SEACUCUMBER_ENQUEUE_TIMEOUT", 5.0,
             "Seconds send_messages may spend reaching the broker before it raises."),
+    Setting("SEACUCUMBER_OUTBOX", None,
+            "Record each queued send in the shared-state Redis until a worker settles it, and "
+            "queue again a task the broker lost (kombu's Redis transport loses one a worker "
+            "is killed while taking). Unset: on when the broker is Redis."),
+    Setting("SEACUCUMBER_OUTBOX_GRACE", 30.0,
+            "Seconds a worker may hold a task it took off the queue before starting it "
+            "(prefetch, a retry's countdown aside); also the clock skew allowed between "
+            "hosts. A task not started this long after the queue moved past it is queued "
+            "again."),
+    Setting("SEACUCUMBER_OUTBOX_SWEEP_INTERVAL", 10.0,
+            "Seconds between a worker's looks for tasks the broker lost (outbox on)."),
     Setting("SEACUCUMBER_ENQUEUE_ON_COMMIT", False,
             "Enqueue inside an atomic block only once the transaction commits (rolled-back "
             "work sends no mail)."),

@@ -15,7 +15,7 @@ import redis
 
 from .conf import conf
 
-_clients: dict[tuple[int, str], redis.Redis] = {}
+_clients: dict[tuple[int, str, float], redis.Redis] = {}
 _lock = threading.Lock()
 
 
@@ -36,22 +36,23 @@ def key(*parts: str) -> str:
     return ":".join((conf.SEACUCUMBER_REDIS_PREFIX, *parts))
 
 
-def redis_client() -> redis.Redis:
-    """The process's client for the shared-state Redis (one per process and URL; redis-py
-    clients are thread-safe). ``RuntimeError`` when no Redis is configured."""
+def redis_client(timeout: float = 10.0) -> redis.Redis:
+    """The process's client for the shared-state Redis (one per process, URL and socket
+    ``timeout``; redis-py clients are thread-safe). ``RuntimeError`` when no Redis is
+    configured. Callers with a deadline (``send_messages``) pass a short ``timeout``."""
     url = redis_url()
     if url is None:
         raise RuntimeError(
             "no shared-state Redis: set SEACUCUMBER_REDIS_URL (or use a Redis broker)"
         )
-    lookup = (os.getpid(), url)
+    lookup = (os.getpid(), url, timeout)
     client = _clients.get(lookup)
     if client is None:
         with _lock:
             client = _clients.get(lookup)
             if client is None:
                 client = redis.Redis.from_url(
-                    url, socket_connect_timeout=5, socket_timeout=10,
+                    url, socket_connect_timeout=min(5.0, timeout), socket_timeout=timeout,
                     health_check_interval=30,
                 )
                 _clients[lookup] = client

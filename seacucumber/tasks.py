@@ -10,7 +10,8 @@ holds); a spent daily quota holds every send, for at most one quota window (24 h
 lifetime; permanent errors fail at once. The
 task's result is SES's MessageId. The task is acknowledged only once the send is settled
 (``acks_late``), so a worker killed mid-task loses nothing: the broker hands the task to
-another worker.
+another worker. ``SendTask`` keeps the outbox (``outbox``) in step with each attempt, for the
+one task a Redis broker can lose: the one a worker was taking off the queue as it died.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import uuid
 from typing import Any
 
 import redis
-from celery import shared_task
+from celery import Task, shared_task
+from celery.signals import worker_ready, worker_shutdown
 
-from . import dkim, ratelimit, retry, sendlog, ses, signals, suppression
+from . import dkim, outbox, ratelimit, retry, sendlog, ses, signals, suppression
 from .exceptions import MalformedPayload, PermanentSendError, TransientSendError
 from .payload import OutboundSend
 
@@ -79,7 +81,33 @@ def requeue_kwargs(task: Any, **changes: Any) -> dict[str, Any]:
             **changes}
 
 
+class SendTask(Task):
+    """Keeps the outbox (``outbox``) in step with each attempt: running when it starts,
+    queued again before a retry is published, gone once the send is settled."""
+
+    def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
+        outbox.started(task_id)
+
+    def retry(self, *args: Any, countdown: float | None = None, **options: Any) -> Any:
+        if not self.request.called_directly:
+            outbox.requeued(self.request.id, countdown or 0.0)
+        return super().retry(*args, countdown=countdown, **options)
+
+    def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+        outbox.settled(task_id)
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any,
+                   einfo: Any) -> None:
+        outbox.settled(task_id)  # failed for good: recorded by fail(), acknowledged
+
+
+# every worker that imports the send task sweeps for tasks the broker lost (outbox on)
+worker_ready.connect(outbox.start_sweeper, dispatch_uid="seacucumber.outbox.start")
+worker_shutdown.connect(outbox.stop_sweeper, dispatch_uid="seacucumber.outbox.stop")
+
+
 @shared_task(
+    base=SendTask,
     name=TASK_NAME,
     bind=True,
     serializer="json",

@@ -69,6 +69,9 @@ class Usage:
     rate_note: str | None = None
     #: seconds left of a daily-quota hold on every send, or None when sends are not held
     quota_hold_seconds: float | None = None
+    #: sends queued and not yet settled (``outbox``): {"queued": n, "running": m}, or None
+    #: when the outbox is off or could not be read
+    outbox: dict[str, int] | None = None
 
     @property
     def totals(self) -> Day:
@@ -98,6 +101,7 @@ class Usage:
             "rate_in_force": self.rate_in_force,
             "rate_note": self.rate_note,
             "quota_hold_seconds": self.quota_hold_seconds,
+            "outbox": self.outbox,
             "days": [asdict(day) for day in self.days],
             "totals": {k: v for k, v in asdict(self.totals).items() if k != "date"},
             "bounce_rate": self.bounce_rate,
@@ -157,6 +161,17 @@ def shared_rate() -> SharedRate:
     return SharedRate(rate, None if rate is not None else NO_REDIS, hold)
 
 
+def outbox_counts() -> dict[str, int] | None:
+    """Sends the outbox holds (queued, running), or None when it is off or unreadable.
+    Never raises."""
+    from . import outbox
+
+    try:
+        return outbox.counts() if outbox.enabled() else None
+    except Exception:  # noqa: BLE001 - a report must not fail on the shared state
+        return None
+
+
 def rate_in_force() -> float | None:
     """Recipients per second the workers hold now under the shared rate, or ``None`` when
     there is no shared rate (see ``shared_rate`` for why)."""
@@ -209,7 +224,7 @@ def fetch() -> Usage:
     days = fetch_days()
     rate = shared_rate()
     return Usage(ses.client().meta.region_name, "v2" if conf.USE_SES_V2 else "v1", quota,
-                 days, rate.rate_in_force, rate.note, rate.quota_hold_seconds)
+                 days, rate.rate_in_force, rate.note, rate.quota_hold_seconds, outbox_counts())
 
 
 def _number(value: float) -> str:
@@ -248,6 +263,9 @@ def render(usage: Usage, bar_width: int = 30) -> str:
     if usage.quota_hold_seconds is not None:
         lines.append(f"  sends held         daily quota used up: held for "
                      f"{_duration(usage.quota_hold_seconds)} more (SEACUCUMBER_QUOTA_HOLD)")
+    if usage.outbox is not None:
+        lines.append(f"  not yet settled    {usage.outbox['queued']:,} queued, "
+                     f"{usage.outbox['running']:,} sending (the outbox)")
     if quota.enforcement_status is not None:
         lines.append(f"  account status     {quota.enforcement_status}"
                      f"{'' if quota.sending_enabled is not False else ', sending disabled'}")

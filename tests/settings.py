@@ -81,9 +81,15 @@ SEACUCUMBER_RETRY_BASE_DELAY = float(os.environ.get("SEACUCUMBER_RETRY_BASE_DELA
 # the rate itself set SEACUCUMBER_RATE_LIMIT="" (learn it) or a rate of their own.
 SEACUCUMBER_RATE_LIMIT = float(os.environ.get("SEACUCUMBER_RATE_LIMIT", "1000") or 0) or None
 SEACUCUMBER_REDIS_URL = os.environ.get("SEACUCUMBER_REDIS_URL") or None
+# tests that start workers give them a key prefix of their own (a limiter, an outbox)
+SEACUCUMBER_REDIS_PREFIX = os.environ.get("SEACUCUMBER_REDIS_PREFIX", "seacucumber")
 SEACUCUMBER_READ_TIMEOUT = float(os.environ.get("SEACUCUMBER_READ_TIMEOUT", "30"))
 SEACUCUMBER_QUOTA_HOLD = float(os.environ.get("SEACUCUMBER_QUOTA_HOLD", "600"))
 SEACUCUMBER_QUOTA_REFRESH = float(os.environ.get("SEACUCUMBER_QUOTA_REFRESH", "300"))
+# The outbox (on with a Redis broker): crash tests look for lost tasks every second
+SEACUCUMBER_OUTBOX_GRACE = float(os.environ.get("SEACUCUMBER_OUTBOX_GRACE", "30"))
+SEACUCUMBER_OUTBOX_SWEEP_INTERVAL = float(os.environ.get("SEACUCUMBER_OUTBOX_SWEEP_INTERVAL",
+                                                         "10"))
 
 LOGGING = {
     "version": 1,

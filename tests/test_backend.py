@@ -352,3 +352,14 @@ def test_check_warns_when_the_global_endpoint_cannot_work(settings):
     assert ("seacucumber.W006" in ids) == (find_spec("awscrt") is None)
     settings.USE_SES_V2 = True
     assert "seacucumber.W005" not in [w.id for w in check_global_endpoint()]
+
+
+def test_check_warns_when_the_outbox_has_no_redis(settings):
+    from seacucumber.checks import check_outbox
+
+    settings.SEACUCUMBER_REDIS_URL = None  # and the broker is memory://: no shared state
+    assert check_outbox() == []  # unset: off without Redis, nothing to say
+    settings.SEACUCUMBER_OUTBOX = True
+    assert [w.id for w in check_outbox()] == ["seacucumber.W007"]
+    settings.SEACUCUMBER_REDIS_URL = "redis://127.0.0.1:6379/0"
+    assert check_outbox() == []

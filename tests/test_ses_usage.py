@@ -210,6 +210,22 @@ def test_rate_in_force_and_a_daily_quota_hold(moto_ses, shared_redis):
                      r"more \(SEACUCUMBER_QUOTA_HOLD\)\n", text), text
 
 
+def test_sends_not_yet_settled_from_the_outbox(moto_ses, shared_redis, settings):
+    from seacucumber import outbox
+    from seacucumber.payload import build_sends
+
+    settings.SEACUCUMBER_OUTBOX = False
+    assert json.loads(run("--json"))["outbox"] is None
+    assert "not yet settled" not in run()
+    settings.SEACUCUMBER_OUTBOX = True
+    sends = [build_sends(EmailMessage("S", "B", "from@example.com", [f"to{i}@example.com"]))[0]
+             for i in range(3)]
+    assert outbox.record(sends, "mail", timeout=1.0)
+    outbox.started(sends[0].message_id)
+    assert json.loads(run("--json"))["outbox"] == {"queued": 2, "running": 1}
+    assert "\n  not yet settled    2 queued, 1 sending (the outbox)\n" in run()
+
+
 def test_shared_rate_turned_off(moto_ses, shared_redis, settings):
     settings.SEACUCUMBER_SHARED_RATE = False
     data = json.loads(run("--json"))

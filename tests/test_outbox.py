@@ -1,0 +1,294 @@
+"""The outbox on a private Redis: a record follows its task, the sweeper queues again a task
+taken off the queue and never started (what kombu's Redis transport loses when a worker is
+SIGKILLed between BRPOP and recording the task), and leaves alone tasks still waiting."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+import redis
+from django.core import mail
+from django.core.mail import EmailMessage
+
+from seacucumber import outbox, shared_state
+from seacucumber.payload import build_sends
+from seacucumber.testing.emulator import SESEmulator
+from tests.conftest import SENDER, point_app_at
+
+GRACE = 0.3
+
+
+@pytest.fixture
+def redis_broker(redis_url, settings):
+    """This process on a Redis broker (db 7) with a queue of its own, shared state in db 8."""
+    from tests.proj.celery import app
+
+    queue = f"sc-outbox-{uuid.uuid4().hex[:8]}"
+    settings.SEACUCUMBER_QUEUE = queue
+    settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/8"
+    settings.SEACUCUMBER_REDIS_PREFIX = queue
+    settings.SEACUCUMBER_OUTBOX_GRACE = GRACE
+    settings.EMAIL_BACKEND = "seacucumber.backend.SESBackend"
+    point_app_at(f"{redis_url}/7", None)
+    broker = redis.Redis.from_url(f"{redis_url}/7")
+    try:
+        yield app, broker, queue
+    finally:
+        broker.delete(queue)
+        point_app_at("memory://", None)
+
+
+def state(message_id: str) -> dict[str, float | bool | None]:
+    from django.conf import settings
+
+    keys = outbox._keys()
+    client = shared_state.redis_client()
+    return {"task": client.hexists(keys["task"], message_id),
+            "published": client.zscore(outbox._published(settings.SEACUCUMBER_QUEUE),
+                                       message_id),
+            **{name: client.zscore(keys[name], message_id) for name in ("queued", "running")}}
+
+
+def queued_ids(broker: redis.Redis, queue: str) -> list[str]:
+    return [json.loads(raw)["headers"]["id"] for raw in broker.lrange(queue, 0, -1)]
+
+
+def message(n: int = 0) -> EmailMessage:
+    return EmailMessage(f"Outbox {n}", "Body", SENDER, [f"to{n}@example.com"])
+
+
+def test_on_by_default_only_with_a_redis_broker(redis_url, settings):
+    settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/8"
+    point_app_at("amqp://guest:guest@127.0.0.1:5672//", None)
+    try:
+        assert not outbox.enabled()  # RabbitMQ loses nothing between delivery and ack
+        settings.SEACUCUMBER_OUTBOX = True
+        assert outbox.enabled()
+        settings.SEACUCUMBER_REDIS_URL = None
+        assert not outbox.enabled()  # nowhere to keep it
+        point_app_at(f"{redis_url}/7", None)
+        settings.SEACUCUMBER_OUTBOX = None
+        assert outbox.enabled()  # the broker is the shared-state Redis
+        settings.SEACUCUMBER_OUTBOX = False
+        assert not outbox.enabled()
+    finally:
+        point_app_at("memory://", None)
+
+
+def test_a_record_follows_its_task_and_never_comes_back(redis_broker):
+    app, broker, queue = redis_broker
+    [outbound] = build_sends(message())
+    mid = outbound.message_id
+    assert outbox.record([outbound], queue, timeout=1.0)
+    now = time.time()
+    first = state(mid)
+    assert first["task"] and first["running"] is None
+    assert first["published"] == pytest.approx(now, abs=1)
+    assert first["queued"] == pytest.approx(now + GRACE, abs=1)
+    outbox.started(mid)
+    running = state(mid)
+    assert running["published"] is None and running["queued"] is None
+    assert running["running"] > time.time()
+    outbox.requeued(mid, countdown=60)
+    again = state(mid)
+    assert again["running"] is None
+    assert again["queued"] == pytest.approx(time.time() + 60 + GRACE, abs=1)
+    outbox.settled(mid)
+    gone = {"task": False, "published": None, "queued": None, "running": None}
+    assert state(mid) == gone
+    outbox.started(mid)  # a late copy of the task: does not bring the record back
+    outbox.requeued(mid, countdown=1)
+    assert state(mid) == gone
+
+
+def test_send_messages_records_each_send_under_its_task_id(redis_broker):
+    app, broker, queue = redis_broker
+    assert mail.get_connection().send_messages([message(1), message(2)]) == 2
+    ids = queued_ids(broker, queue)
+    assert len(ids) == 2
+    for mid in ids:
+        assert state(mid)["task"] and state(mid)["published"] is not None
+    assert outbox.counts() == {"queued": 2, "running": 0}
+
+
+def test_a_task_taken_off_the_queue_and_never_started_is_queued_again(redis_broker):
+    app, broker, queue = redis_broker
+    mail.get_connection().send_messages([message()])
+    [mid] = queued_ids(broker, queue)
+    assert broker.brpop(queue, 5)  # a worker took it off the queue ... and was killed
+    sweeper = outbox.Sweeper(app)
+    time.sleep(GRACE + 0.1)
+    assert sweeper.sweep() == []  # the first look only notes the queue is empty
+    assert sweeper.sweep() == [mid]
+    assert queued_ids(broker, queue) == [mid]  # the same task, under the same id
+    assert sweeper.sweep() == []  # queued again just now: not claimed twice
+
+
+def test_tasks_still_waiting_in_the_queue_are_left_alone(redis_broker):
+    app, broker, queue = redis_broker
+    mail.get_connection().send_messages([message(1), message(2)])
+    time.sleep(GRACE + 0.1)
+    sweeper = outbox.Sweeper(app)
+    for _ in range(3):
+        assert sweeper.sweep() == []
+        time.sleep(0.1)
+    assert len(queued_ids(broker, queue)) == 2
+
+
+def test_a_lost_task_behind_a_busy_queue_is_found_by_the_head(redis_broker):
+    """The queue never empties: the oldest task of ours at its head shows how far it went."""
+    app, broker, queue = redis_broker
+    mail.get_connection().send_messages([message(1)])
+    [lost] = queued_ids(broker, queue)
+    time.sleep(GRACE + 0.2)
+    mail.get_connection().send_messages([message(2)])
+    broker.brpop(queue, 5)  # the older one is taken, and its worker killed
+    [waiting] = queued_ids(broker, queue)
+    sweeper = outbox.Sweeper(app)
+    assert sweeper.sweep() == []
+    assert sweeper.sweep() == [lost]
+    assert queued_ids(broker, queue) == [lost, waiting]  # at the back, the waiting one first
+
+
+def test_a_queue_nobody_takes_from_holds_back_only_its_own(redis_broker, settings):
+    app, broker, queue = redis_broker
+    settings.SEACUCUMBER_QUEUE = f"{queue}-abandoned"
+    mail.get_connection().send_messages([message(1)])  # waits there for ever
+    settings.SEACUCUMBER_QUEUE = queue
+    mail.get_connection().send_messages([message(2)])
+    [lost] = queued_ids(broker, queue)
+    broker.brpop(queue, 5)
+    time.sleep(GRACE + 0.1)
+    sweeper = outbox.Sweeper(app)
+    try:
+        assert sweeper.sweep() == []
+        assert sweeper.sweep() == [lost]
+        assert len(queued_ids(broker, f"{queue}-abandoned")) == 1  # left alone
+    finally:
+        broker.delete(f"{queue}-abandoned")
+
+
+def test_a_head_of_other_tasks_tells_nothing(redis_broker):
+    app, broker, queue = redis_broker
+    mail.get_connection().send_messages([message(1)])
+    broker.brpop(queue, 5)
+    broker.lpush(queue, json.dumps({"headers": {"id": "someone-else"}, "body": ""}))
+    time.sleep(GRACE + 0.1)
+    sweeper = outbox.Sweeper(app)
+    assert sweeper.sweep() == [] and sweeper.sweep() == []  # cannot tell: waits
+    broker.delete(queue)  # the other task was taken: an empty queue tells
+    assert sweeper.sweep() == []
+    assert len(sweeper.sweep()) == 1
+
+
+def test_an_attempt_that_never_ended_is_queued_again(redis_broker, settings):
+    """A worker died mid-task and kombu's hand-back of the task was lost too."""
+    app, broker, queue = redis_broker
+    settings.SEACUCUMBER_RATE_MAX_WAIT = 0
+    settings.SEACUCUMBER_CONNECT_TIMEOUT = 0
+    settings.SEACUCUMBER_READ_TIMEOUT = -4.9  # an attempt lasts at most 0.1 s
+    mail.get_connection().send_messages([message()])
+    [mid] = queued_ids(broker, queue)
+    broker.brpop(queue, 5)
+    outbox.started(mid)
+    sweeper = outbox.Sweeper(app)
+    assert sweeper.sweep() == []  # still running by its clock
+    time.sleep(0.1 + GRACE + 0.1)
+    assert sweeper.sweep() == []  # past its end: counts as published now
+    assert state(mid)["queued"] is not None
+    time.sleep(GRACE + 0.1)
+    assert sweeper.sweep() == []  # the empty queue moved past it at the last look
+    assert sweeper.sweep() == [mid]
+
+
+def test_a_task_lost_by_a_killed_worker_is_sent_by_another(redis_broker, redis_url,
+                                                            start_worker):
+    """End to end: the task is taken off the queue and its taker dies; a real worker's
+    sweeper queues it again and the worker sends it, once."""
+    app, broker, queue = redis_broker
+    emulator = SESEmulator().start()
+    try:
+        mail.get_connection().send_messages([message(7)])
+        [mid] = queued_ids(broker, queue)
+        assert broker.brpop(queue, 5)
+        start_worker({
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "CELERY_BROKER_URL": f"{redis_url}/7",
+            "SEACUCUMBER_ENDPOINT_URL": emulator.url,
+            "SEACUCUMBER_REDIS_URL": f"{redis_url}/8",
+            "SEACUCUMBER_REDIS_PREFIX": queue,
+            "SEACUCUMBER_OUTBOX_GRACE": str(GRACE),
+            "SEACUCUMBER_OUTBOX_SWEEP_INTERVAL": "0.5",
+        }, queues=queue, pool="threads", concurrency=2)
+        deadline = time.monotonic() + 30
+        while not emulator.messages():
+            assert time.monotonic() < deadline, "the lost task was never sent"
+            time.sleep(0.2)
+        time.sleep(1.5)  # three more sweeps: nothing is sent twice
+        [sent] = emulator.messages()
+        assert b"Subject: Outbox 7" in sent.raw
+        assert state(mid)["task"] is False  # settled: the record is gone
+    finally:
+        emulator.stop()
+
+
+def reroute(app) -> None:
+    """Make Celery read task_routes again (its router is built once)."""
+    app.amqp.flush_routes()
+    app.amqp.__dict__.pop("router", None)
+
+
+def test_without_a_queue_setting_the_record_names_celerys_route(redis_broker, settings):
+    app, broker, queue = redis_broker
+    settings.SEACUCUMBER_QUEUE = None
+    saved = app.conf.task_routes
+    app.conf.task_routes = {"seacucumber.send_email": {"queue": f"{queue}-routed"}}
+    reroute(app)
+    try:
+        [outbound] = build_sends(message())
+        assert outbox.record([outbound], None, timeout=1.0)
+        client = shared_state.redis_client()
+        assert client.hget(outbox._keys()["queue"], outbound.message_id) == \
+            f"{queue}-routed".encode()
+        assert f"{queue}-routed".encode() in client.smembers(outbox._keys()["queues"])
+    finally:
+        app.conf.task_routes = saved
+        reroute(app)
+
+
+def test_forced_on_with_rabbitmq_an_empty_queue_tells(redis_url, amqp_url, settings):
+    """RabbitMQ loses nothing between delivery and ack, but SEACUCUMBER_OUTBOX = True works
+    there too: the sweeper asks RabbitMQ how many tasks wait."""
+    from kombu import Connection, Queue
+
+    from tests.proj.celery import app
+
+    queue = f"sc-outbox-amqp-{uuid.uuid4().hex[:8]}"
+    settings.SEACUCUMBER_OUTBOX = True
+    settings.SEACUCUMBER_QUEUE = queue
+    settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/8"
+    settings.SEACUCUMBER_REDIS_PREFIX = queue
+    settings.SEACUCUMBER_OUTBOX_GRACE = GRACE
+    point_app_at(amqp_url, None)
+    with Connection(amqp_url) as connection:
+        bound = Queue(queue, auto_delete=False).bind(connection.default_channel)
+        bound.declare()
+        try:
+            [outbound] = build_sends(message())
+            assert outbox.record([outbound], queue, timeout=1.0)  # never published: "lost"
+            time.sleep(GRACE + 0.1)
+            sweeper = outbox.Sweeper(app)
+            assert sweeper.sweep() == []
+            assert sweeper.sweep() == [outbound.message_id]
+            got = None
+            for _ in range(50):  # published again: RabbitMQ routes it within moments
+                if (got := bound.get(no_ack=True)) is not None:
+                    break
+                time.sleep(0.1)
+            assert got is not None and got.headers["id"] == outbound.message_id
+        finally:
+            bound.delete()
+            point_app_at("memory://", None)
