@@ -72,12 +72,14 @@ def publish(payload: dict[str, Any], task_id: str, queue: str | None,
     )
 
 
-def enqueue(sends: Sequence[OutboundSend]) -> None:
+def enqueue(sends: Sequence[OutboundSend], recorded: bool | None = None) -> None:
     """Put one send task per ``OutboundSend`` on the broker; ``EnqueueError`` if it can't,
     within about ``SEACUCUMBER_ENQUEUE_TIMEOUT`` seconds (plus one connection attempt: keep
     the broker's socket timeouts short, as ``celeryconfig.py`` does). The error's
     ``sends_queued`` says how many of ``sends`` the broker took before it failed. With the
-    outbox on, the sends are recorded first, so a task the broker loses is queued again."""
+    outbox on, the sends are recorded first, so a task the broker loses is queued again.
+    ``recorded`` is for a caller that recorded the sends itself, and so drops the records of
+    sends not queued; unset, ``enqueue`` does both."""
     timeout = float(conf.SEACUCUMBER_ENQUEUE_TIMEOUT)
     retry_policy = {
         "max_retries": 3,
@@ -87,12 +89,14 @@ def enqueue(sends: Sequence[OutboundSend]) -> None:
         "errback": _deadline_errback(timeout),
     }
     queue = conf.SEACUCUMBER_QUEUE or None
-    recorded = outbox.record(sends, queue, timeout / 4)  # counts in the timeout above
+    ours = recorded is None
+    if ours:
+        recorded = outbox.record(sends, queue, timeout / 4)  # counts in the timeout above
     for done, outbound in enumerate(sends):
         try:
             publish(outbound.to_json(), outbound.message_id, queue, retry_policy)
         except (KombuError, OSError, _DeadlinePassed) as exc:
-            if recorded:
+            if ours and recorded:
                 outbox.discard((s.message_id for s in sends[done:]), timeout / 4)
             cause = exc.args[0] if isinstance(exc, _DeadlinePassed) else exc
             error = EnqueueError(
@@ -129,14 +133,22 @@ class SESBackend(BaseEmailBackend):
         return self._enqueue_all(checked)
 
     def _enqueue_all(self, checked: list[list[OutboundSend]]) -> int:
-        """Enqueue message by message, stopping at the first broker failure."""
+        """Enqueue message by message (for several, the outbox records them all first, in
+        one call), stopping at the first broker failure."""
+        timeout = float(conf.SEACUCUMBER_ENQUEUE_TIMEOUT)
+        recorded = None
+        if len(checked) > 1:
+            recorded = outbox.record(list(chain.from_iterable(checked)),
+                                     conf.SEACUCUMBER_QUEUE or None, timeout / 4)
         queued = 0
         for sends in checked:
             try:
-                enqueue(sends)
+                enqueue(sends, recorded)
             except EnqueueError as exc:
-                unqueued = chain(sends[exc.sends_queued:],
-                                 chain.from_iterable(checked[queued + 1:]))
+                unqueued = list(chain(sends[exc.sends_queued:],
+                                      chain.from_iterable(checked[queued + 1:])))
+                if recorded:
+                    outbox.discard((s.message_id for s in unqueued), timeout / 4)
                 status.record_unqueued(unqueued, str(exc))
                 if exc.sends_queued:
                     logger.error("message partly queued: %d of its %d sends (groups of up to "

@@ -106,26 +106,48 @@ def _attempt_seconds() -> float:
 
 # --- the record's steps --------------------------------------------------------------------
 
+#: KEYS: task, queue, queues, queued, published:<queue>; ARGV: now, not before, the queue,
+#: then a task id and its record for each send.
+_RECORD = """
+redis.call('SADD', KEYS[3], ARGV[3])
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[3])
+  redis.call('ZADD', KEYS[5], ARGV[1], ARGV[i])
+  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[i])
+end
+return 1
+"""
+
+
 def record(sends: Sequence[OutboundSend], queue: str | None, timeout: float) -> bool:
     """Record ``sends`` as queued, before they are published to ``queue`` (None: Celery's
-    routing) (one Redis call, given up after ``timeout`` seconds); whether they were."""
+    routing): one Redis call, given up after ``timeout`` seconds. Whether they were."""
     if not sends or not enabled():
         return False
     keys, now, broker_queue = _keys(), time.time(), queue or routed_queue()
-    pipe = shared_state.redis_client(timeout).pipeline(transaction=False)
-    pipe.sadd(keys["queues"], broker_queue)
+    args: list[Any] = [now, now + grace(), broker_queue]
     for outbound in sends:
-        pipe.hset(keys["task"], outbound.message_id,
-                  json.dumps({"payload": outbound.to_json(), "queue": queue}))
-        pipe.hset(keys["queue"], outbound.message_id, broker_queue)
-        pipe.zadd(_published(broker_queue), {outbound.message_id: now})
-        pipe.zadd(keys["queued"], {outbound.message_id: now + grace()})
+        args += [outbound.message_id, json.dumps({"payload": outbound.to_json(), "queue": queue})]
     try:
-        pipe.execute()
+        _run(_RECORD, [keys["task"], keys["queue"], keys["queues"], keys["queued"],
+                       _published(broker_queue)], args, timeout)
     except redis.RedisError as exc:  # sent all the same; only a lost task would not return
         logger.warning("outbox: could not record %d send(s): %s", len(sends), exc)
         return False
     return True
+
+
+_scripts: dict[str, Any] = {}
+
+
+def _run(script: str, keys: list[str], args: list[Any], timeout: float = 10.0) -> Any:
+    """Run a Lua script by its SHA (loaded on first use)."""
+    client = shared_state.redis_client(timeout)
+    found = _scripts.get(script)
+    if found is None:
+        found = _scripts[script] = client.register_script(script)
+    return found(keys=keys, args=args, client=client)
 
 
 def discard(message_ids: Iterable[str], timeout: float) -> None:
@@ -178,9 +200,8 @@ return 1
 def _script(script: str, *args: Any, timeout: float = 10.0) -> None:
     keys = _keys()
     try:
-        shared_state.redis_client(timeout).eval(
-            script, 4, keys["task"], keys["queue"], keys["queued"], keys["running"],
-            _published_prefix(), *args)
+        _run(script, [keys["task"], keys["queue"], keys["queued"], keys["running"]],
+             [_published_prefix(), *args], timeout)
     except redis.RedisError as exc:  # a record left behind is swept; the send log guards
         logger.warning("outbox: could not update %s: %s", args[0], exc)
 
@@ -315,15 +336,14 @@ class Sweeper:
     def sweep(self) -> list[str]:
         """One look: the task ids published again."""
         keys, now = _keys(), time.time()
-        client = shared_state.redis_client()
-        client.eval(_RUNNING_OVERDUE, 4, keys["task"], keys["queue"], keys["queued"],
-                    keys["running"], _published_prefix(), now, grace(), SWEEP_LIMIT)
+        _run(_RUNNING_OVERDUE, [keys["task"], keys["queue"], keys["queued"], keys["running"]],
+             [_published_prefix(), now, grace(), SWEEP_LIMIT])
         lost: list[str] = []
         for queue, mark in self.previous.items():
             if mark is not None:
-                lost += [i.decode() for i in client.eval(
-                    _CLAIM_LOST, 3, keys["task"], keys["queued"], _published(queue),
-                    now, mark - grace(), grace(), SWEEP_LIMIT)]
+                lost += [i.decode() for i in _run(
+                    _CLAIM_LOST, [keys["task"], keys["queued"], _published(queue)],
+                    [now, mark - grace(), grace(), SWEEP_LIMIT])]
         self.previous = watermarks(self.app, now)
         if lost:
             self._publish(lost)

@@ -86,7 +86,9 @@ SEACUCUMBER_REDIS_PREFIX = os.environ.get("SEACUCUMBER_REDIS_PREFIX", "seacucumb
 SEACUCUMBER_READ_TIMEOUT = float(os.environ.get("SEACUCUMBER_READ_TIMEOUT", "30"))
 SEACUCUMBER_QUOTA_HOLD = float(os.environ.get("SEACUCUMBER_QUOTA_HOLD", "600"))
 SEACUCUMBER_QUOTA_REFRESH = float(os.environ.get("SEACUCUMBER_QUOTA_REFRESH", "300"))
-# The outbox (on with a Redis broker): crash tests look for lost tasks every second
+# The outbox (on with a Redis broker): crash tests look for lost tasks every second.
+# SEACUCUMBER_OUTBOX=0 in the environment turns it off, to see what it guards against.
+SEACUCUMBER_OUTBOX = {"1": True, "0": False}.get(os.environ.get("SEACUCUMBER_OUTBOX", ""))
 SEACUCUMBER_OUTBOX_GRACE = float(os.environ.get("SEACUCUMBER_OUTBOX_GRACE", "30"))
 SEACUCUMBER_OUTBOX_SWEEP_INTERVAL = float(os.environ.get("SEACUCUMBER_OUTBOX_SWEEP_INTERVAL",
                                                          "10"))

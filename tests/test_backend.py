@@ -2,13 +2,14 @@
 
 import email
 import time
+import uuid
 from email import policy
 
 import pytest
 from django.core import mail
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 
-from seacucumber import signals
+from seacucumber import outbox, shared_state, signals
 from seacucumber.exceptions import EnqueueError, InvalidMessage, PermanentSendError
 from seacucumber.testing.processes import free_port
 from tests.conftest import SENDER, point_app_at
@@ -247,6 +248,8 @@ def test_broker_failure_mid_batch_counts_and_records_exactly(settings, redis_url
     settings.EMAIL_BACKEND = "seacucumber.backend.SESBackend"
     settings.SEACUCUMBER_TRACK_STATUS = True
     settings.SEACUCUMBER_ENQUEUE_TIMEOUT = 1.0
+    settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/9"  # the outbox outlives the broker
+    settings.SEACUCUMBER_REDIS_PREFIX = f"t-{uuid.uuid4().hex[:8]}"
     first = EmailMessage("First", "B", SENDER, ["a@example.com"])
     split = EmailMessage("Split", "B", SENDER, [f"r{i}@example.com" for i in range(120)])
     last = EmailMessage("Last", "B", SENDER, ["z@example.com"])
@@ -263,6 +266,11 @@ def test_broker_failure_mid_batch_counts_and_records_exactly(settings, redis_url
         by_subject.setdefault(record.subject, []).append(record.status)
     assert by_subject == {"First": ["queued"], "Split": ["queued", "failed", "failed"],
                           "Last": ["failed"]}
+    # the outbox recorded the whole batch first, then dropped what the broker did not take
+    queued = set(MessageStatus.objects.filter(status="queued")
+                 .values_list("message_id", flat=True))
+    held = {key.decode() for key in shared_state.redis_client().hkeys(outbox._keys()["task"])}
+    assert held == queued and len(held) == 2
 
 
 @pytest.mark.django_db(transaction=True)
