@@ -76,8 +76,8 @@ SETTINGS: tuple[Setting, ...] = (
             "is killed while taking). Unset: on when the broker is Redis."),
     Setting("SEACUCUMBER_OUTBOX_GRACE", 30.0,
             "Seconds a worker may hold a task it took off the queue before starting it "
-            "(prefetch, a retry's countdown aside); also the clock skew allowed between "
-            "hosts. A task not started this long after the queue moved past it is queued "
+            "(prefetched; a retry's countdown comes on top); also the clock skew allowed "
+            "between hosts. A task not started this long after the queue moved past it is queued "
             "again."),
     Setting("SEACUCUMBER_OUTBOX_SWEEP_INTERVAL", 10.0,
             "Seconds between a worker's looks for tasks the broker lost (outbox on)."),

@@ -35,6 +35,9 @@ task just taken off the queue has a full sweep to start.
 
 A task published again while its first copy still lives (a slow prefetch, a clock far out)
 sends nothing twice: the send log (``sendlog``) lets one copy send and the other return.
+
+The Lua scripts name the ``published:<queue>`` key they touch from the record, so the outbox
+needs a standalone (or Sentinel) Redis, as kombu's Redis transport does, not Redis Cluster.
 """
 
 from __future__ import annotations

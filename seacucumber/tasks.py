@@ -98,7 +98,7 @@ class SendTask(Task):
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any,
                    einfo: Any) -> None:
-        outbox.settled(task_id)  # failed for good: recorded by fail(), acknowledged
+        outbox.settled(task_id)  # failed for good (fail() said why; a bug: Celery's log)
 
 
 # every worker that imports the send task sweeps for tasks the broker lost (outbox on)
