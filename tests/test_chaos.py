@@ -49,9 +49,10 @@ def outbox_state() -> str:
     return f"outbox at {time.time():.2f}: {held}"
 
 
-@pytest.fixture(params=["amqp", "redis"])
+@pytest.fixture(params=["amqp", "redis", "redis-pool"])
 def chaos_env(request, redis_url, settings):
-    """Broker: RabbitMQ, then Redis; the shared state in Redis either way."""
+    """Broker: RabbitMQ, then Redis; the shared state in Redis either way. "-pool": the
+    pool processes are killed, not the whole worker."""
     queue = f"sc-chaos-{uuid.uuid4().hex[:8]}"
     broker = (request.getfixturevalue("amqp_url") if request.param == "amqp"
               else f"{redis_url}/1")
@@ -87,8 +88,9 @@ def test_sigkilled_workers_lose_nothing_and_duplicate_at_most_once_per_kill(
     """Whole workers are SIGKILLed, three times, on either broker. RabbitMQ redelivers their
     unacknowledged tasks at once; Redis hands them back after the visibility timeout, and
     the outbox queues again a task a worker had taken off the queue but not yet recorded as
-    unacknowledged when it died (kombu #305, celery #7950)."""
-    broker, env, queue, emulator = chaos_env
+    unacknowledged when it died (kombu #305, celery #7950). "redis-pool": the pool processes
+    are SIGKILLed mid-task instead, and the worker hands their tasks back."""
+    kind, env, queue, emulator = chaos_env
     start_worker({**env, "AWS_SDK_UA_APP_ID": "steady"}, queues=queue, pool="threads",
                  concurrency=4)
     count, kills = 150, 3
@@ -99,17 +101,22 @@ def test_sigkilled_workers_lose_nothing_and_duplicate_at_most_once_per_kill(
 
     current = victim(0)
     assert mail.get_connection().send_messages(tagged_messages(count)) == count
+    killed = 0  # processes killed: each may die after SES accepted its message
     for n in range(kills):
         time.sleep(1.5)
-        current.kill()
-        current = victim(n + 1)
+        if kind == "redis-pool":
+            killed += current.kill_pool()
+        else:
+            current.kill()
+            killed += 1
+            current = victim(n + 1)
     seen = wait_all(emulator, count, timeout=150)
     duplicates = sum(n - 1 for n in seen.values())
     stats = emulator.stats()
     assert stats["failed_5xx"] > 0 and stats["throttled"] > 0  # the faults did happen
-    assert duplicates <= kills, seen.most_common(5)
+    assert duplicates <= killed, seen.most_common(5)
     by_app = Counter(m.app for m in emulator.messages())
-    # a killed worker was sending, so held unacknowledged tasks, when it died
+    # a killed worker (or pool) was sending, so held unacknowledged tasks, when it died
     assert any(by_app[f"victim{n}"] for n in range(kills)), by_app
 
 

@@ -153,6 +153,21 @@ class Worker:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
+    def kill_pool(self) -> int:
+        """SIGKILL the worker's pool processes (prefork children), not the worker itself: a
+        process dying mid-task, as the OOM killer picks one. The worker replaces them.
+        Returns how many were killed."""
+        if self.process is None or self.process.poll() is not None:
+            return 0
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        pids = [int(pid) for pid in children.read_text().split()]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return len(pids)
+
     def stop(self, timeout: float = 20.0) -> None:
         """Warm shutdown (SIGTERM), then SIGKILL after ``timeout``."""
         if self.process is None:
