@@ -40,10 +40,9 @@ class _DeadlinePassed(Exception):
     """Raised from kombu's retry loop once another attempt would pass the enqueue timeout."""
 
 
-def _deadline_errback(timeout: float) -> Callable[[Exception, float], None]:
+def _deadline_errback(deadline: float) -> Callable[[Exception, float], None]:
     """An errback for kombu's retry loop (called before each sleep) that gives up once the
-    next attempt would start after ``timeout`` seconds from now."""
-    deadline = time.monotonic() + timeout
+    next attempt would start after ``deadline`` (``time.monotonic()``)."""
 
     def errback(exc: Exception, interval: float) -> None:
         if time.monotonic() + interval >= deadline:
@@ -72,35 +71,27 @@ def publish(payload: dict[str, Any], task_id: str, queue: str | None,
     )
 
 
-def enqueue(sends: Sequence[OutboundSend], recorded: bool | None = None) -> None:
-    """Put one send task per ``OutboundSend`` on the broker; ``EnqueueError`` if it can't,
-    within about ``SEACUCUMBER_ENQUEUE_TIMEOUT`` seconds (plus one connection attempt: keep
-    the broker's socket timeouts short, as ``celeryconfig.py`` does). The error's
-    ``sends_queued`` says how many of ``sends`` the broker took before it failed. With the
-    outbox on, the sends are recorded first, so a task the broker loses is queued again.
-    ``recorded`` is for a caller that recorded the sends itself, and so drops the records of
-    sends not queued; unset, ``enqueue`` does both."""
+def enqueue(payloads: Sequence[dict[str, Any]], deadline: float) -> None:
+    """Put one send task per payload (``OutboundSend.to_json``) on the broker;
+    ``EnqueueError`` if it can't by ``deadline`` (``time.monotonic()``; plus one connection
+    attempt: keep the broker's socket timeouts short, as ``celeryconfig.py`` does). The
+    error's ``sends_queued`` says how many of ``payloads`` the broker took before it failed."""
     timeout = float(conf.SEACUCUMBER_ENQUEUE_TIMEOUT)
     retry_policy = {
         "max_retries": 3,
         "interval_start": 0,
         "interval_step": timeout / 6,
         "interval_max": timeout / 3,
-        "errback": _deadline_errback(timeout),
+        "errback": _deadline_errback(deadline),
     }
     queue = conf.SEACUCUMBER_QUEUE or None
-    ours = recorded is None
-    if ours:
-        recorded = outbox.record(sends, queue, timeout / 4)  # counts in the timeout above
-    for done, outbound in enumerate(sends):
+    for done, payload in enumerate(payloads):
         try:
-            publish(outbound.to_json(), outbound.message_id, queue, retry_policy)
+            publish(payload, payload["id"], queue, retry_policy)
         except (KombuError, OSError, _DeadlinePassed) as exc:
-            if ours and recorded:
-                outbox.discard((s.message_id for s in sends[done:]), timeout / 4)
             cause = exc.args[0] if isinstance(exc, _DeadlinePassed) else exc
             error = EnqueueError(
-                f"could not queue message {outbound.message_id} on the Celery broker: {cause}"
+                f"could not queue message {payload['id']} on the Celery broker: {cause}"
             )
             error.sends_queued = done
             raise error from cause
@@ -126,24 +117,25 @@ class SESBackend(BaseEmailBackend):
                 accepted.append(message)
         status.record_queued(zip(accepted, checked, strict=True))  # one INSERT, if tracking
         if conf.SEACUCUMBER_ENQUEUE_ON_COMMIT and transaction.get_connection().in_atomic_block:
-            for sends in checked:
-                transaction.on_commit(partial(self._enqueue_after_commit, sends),
+            for sends in checked:  # a failure then is raised (or not) at the commit
+                transaction.on_commit(partial(self._enqueue_all, [sends]),
                                       robust=self.fail_silently)
             return len(checked)
         return self._enqueue_all(checked)
 
     def _enqueue_all(self, checked: list[list[OutboundSend]]) -> int:
-        """Enqueue message by message (for several, the outbox records them all first, in
-        one call), stopping at the first broker failure."""
+        """Enqueue message by message within ``SEACUCUMBER_ENQUEUE_TIMEOUT``, stopping at the
+        first broker failure. The outbox (Redis broker) records every send first, in one
+        call, and drops the records of sends the broker did not take."""
         timeout = float(conf.SEACUCUMBER_ENQUEUE_TIMEOUT)
-        recorded = None
-        if len(checked) > 1:
-            recorded = outbox.record(list(chain.from_iterable(checked)),
-                                     conf.SEACUCUMBER_QUEUE or None, timeout / 4)
+        deadline = time.monotonic() + timeout  # the outbox's record counts in it
+        payloads = [[outbound.to_json() for outbound in sends] for sends in checked]
+        recorded = outbox.record(list(chain.from_iterable(payloads)),
+                                 conf.SEACUCUMBER_QUEUE or None, timeout / 4)
         queued = 0
-        for sends in checked:
+        for sends, message_payloads in zip(checked, payloads, strict=True):
             try:
-                enqueue(sends, recorded)
+                enqueue(message_payloads, deadline)
             except EnqueueError as exc:
                 unqueued = list(chain(sends[exc.sends_queued:],
                                       chain.from_iterable(checked[queued + 1:])))
@@ -160,14 +152,3 @@ class SESBackend(BaseEmailBackend):
                 break
             queued += 1
         return queued
-
-    def _enqueue_after_commit(self, sends: list[OutboundSend]) -> None:
-        """The ``on_commit`` callback: enqueue one message; a broker failure is recorded and
-        logged, and raised unless ``fail_silently`` (Django then raises it at the commit)."""
-        try:
-            enqueue(sends)
-        except EnqueueError as exc:
-            status.record_unqueued(sends[exc.sends_queued:], str(exc))
-            logger.error("after commit: %s", exc)
-            if not self.fail_silently:
-                raise

@@ -6,7 +6,6 @@ from typing import Any
 
 from django.core.checks import Warning, register
 
-REDIS_SCHEMES = ("redis", "rediss")
 BROKER_TIMEOUTS = ("socket_connect_timeout", "socket_timeout")
 
 
@@ -17,8 +16,9 @@ def check_broker_timeouts(app_configs: Any = None, **kwargs: Any) -> list[Warnin
     ``send_messages`` with it, whatever ``SEACUCUMBER_ENQUEUE_TIMEOUT`` says."""
     from celery import current_app
 
-    broker = current_app.conf.broker_url
-    if not isinstance(broker, str) or broker.split("://", 1)[0] not in REDIS_SCHEMES:
+    from .shared_state import broker_is_redis
+
+    if not broker_is_redis():
         return []
     options = current_app.conf.broker_transport_options or {}
     missing = [name for name in BROKER_TIMEOUTS if options.get(name) is None]

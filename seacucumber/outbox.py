@@ -47,15 +47,13 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
 from . import shared_state
 from .conf import conf
-
-if TYPE_CHECKING:
-    from .payload import OutboundSend
+from .shared_state import run_script
 
 logger = logging.getLogger(__name__)
 
@@ -64,23 +62,14 @@ HEAD_SCAN = 20
 #: Most records one sweep moves or claims (the rest wait for the next sweep).
 SWEEP_LIMIT = 5000
 
-REDIS_BROKERS = ("redis", "rediss", "redis+socket", "sentinel")
-
 
 def enabled() -> bool:
     """Whether sends are recorded: ``SEACUCUMBER_OUTBOX``, or by default with a Redis broker;
     always needs the shared-state Redis."""
     setting = conf.SEACUCUMBER_OUTBOX
     if setting is None:
-        setting = broker_is_redis()
+        setting = shared_state.broker_is_redis()
     return bool(setting) and shared_state.redis_url() is not None
-
-
-def broker_is_redis() -> bool:
-    from celery import current_app
-
-    broker = current_app.conf.broker_url or ""
-    return isinstance(broker, str) and broker.split("://", 1)[0] in REDIS_BROKERS
 
 
 def _keys() -> dict[str, str]:
@@ -123,34 +112,23 @@ return 1
 """
 
 
-def record(sends: Sequence[OutboundSend], queue: str | None, timeout: float) -> bool:
-    """Record ``sends`` as queued, before they are published to ``queue`` (None: Celery's
-    routing): one Redis call, given up after ``timeout`` seconds. Whether they were."""
-    if not sends or not enabled():
+def record(payloads: Sequence[dict[str, Any]], queue: str | None, timeout: float) -> bool:
+    """Record the sends of ``payloads`` (``OutboundSend.to_json``) as queued, before they are
+    published to ``queue`` (None: Celery's routing): one Redis call, given up after
+    ``timeout`` seconds. Whether they were."""
+    if not payloads or not enabled():
         return False
     keys, now, broker_queue = _keys(), time.time(), queue or routed_queue()
     args: list[Any] = [now, now + grace(), broker_queue]
-    for outbound in sends:
-        args += [outbound.message_id, json.dumps({"payload": outbound.to_json(), "queue": queue})]
+    for payload in payloads:
+        args += [payload["id"], json.dumps({"payload": payload, "queue": queue})]
     try:
-        _run(_RECORD, [keys["task"], keys["queue"], keys["queues"], keys["queued"],
-                       _published(broker_queue)], args, timeout)
+        run_script(_RECORD, [keys["task"], keys["queue"], keys["queues"], keys["queued"],
+                             _published(broker_queue)], args, timeout)
     except redis.RedisError as exc:  # sent all the same; only a lost task would not return
-        logger.warning("outbox: could not record %d send(s): %s", len(sends), exc)
+        logger.warning("outbox: could not record %d send(s): %s", len(payloads), exc)
         return False
     return True
-
-
-_scripts: dict[str, Any] = {}
-
-
-def _run(script: str, keys: list[str], args: list[Any], timeout: float = 10.0) -> Any:
-    """Run a Lua script by its SHA (loaded on first use)."""
-    client = shared_state.redis_client(timeout)
-    found = _scripts.get(script)
-    if found is None:
-        found = _scripts[script] = client.register_script(script)
-    return found(keys=keys, args=args, client=client)
 
 
 def discard(message_ids: Iterable[str], timeout: float) -> None:
@@ -203,8 +181,8 @@ return 1
 def _script(script: str, *args: Any, timeout: float = 10.0) -> None:
     keys = _keys()
     try:
-        _run(script, [keys["task"], keys["queue"], keys["queued"], keys["running"]],
-             [_published_prefix(), *args], timeout)
+        run_script(script, [keys["task"], keys["queue"], keys["queued"], keys["running"]],
+                   [_published_prefix(), *args], timeout)
     except redis.RedisError as exc:  # a record left behind is swept; the send log guards
         logger.warning("outbox: could not update %s: %s", args[0], exc)
 
@@ -339,12 +317,13 @@ class Sweeper:
     def sweep(self) -> list[str]:
         """One look: the task ids published again."""
         keys, now = _keys(), time.time()
-        _run(_RUNNING_OVERDUE, [keys["task"], keys["queue"], keys["queued"], keys["running"]],
-             [_published_prefix(), now, grace(), SWEEP_LIMIT])
+        run_script(_RUNNING_OVERDUE,
+                   [keys["task"], keys["queue"], keys["queued"], keys["running"]],
+                   [_published_prefix(), now, grace(), SWEEP_LIMIT])
         lost: list[str] = []
         for queue, mark in self.previous.items():
             if mark is not None:
-                lost += [i.decode() for i in _run(
+                lost += [i.decode() for i in run_script(
                     _CLAIM_LOST, [keys["task"], keys["queued"], _published(queue)],
                     [now, mark - grace(), grace(), SWEEP_LIMIT])]
         self.previous = watermarks(self.app, now)

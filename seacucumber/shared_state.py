@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import redis
 
@@ -19,16 +20,29 @@ _clients: dict[tuple[int, str, float], redis.Redis] = {}
 _lock = threading.Lock()
 
 
+#: Broker URL schemes of kombu's Redis transport; the first two are redis-py URLs too.
+REDIS_BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
+
+
+def _broker_scheme() -> tuple[str, str]:
+    from celery import current_app
+
+    broker = current_app.conf.broker_url
+    broker = broker if isinstance(broker, str) else ""
+    return broker.split("://", 1)[0], broker
+
+
+def broker_is_redis() -> bool:
+    """Whether the Celery broker is kombu's Redis transport (Sentinel included)."""
+    return _broker_scheme()[0] in REDIS_BROKER_SCHEMES
+
+
 def redis_url() -> str | None:
     """The shared-state Redis URL, or ``None`` when there is none."""
     if conf.SEACUCUMBER_REDIS_URL:
         return conf.SEACUCUMBER_REDIS_URL
-    from celery import current_app
-
-    broker = current_app.conf.broker_url or ""
-    if isinstance(broker, str) and broker.split("://", 1)[0] in ("redis", "rediss"):
-        return broker
-    return None
+    scheme, broker = _broker_scheme()
+    return broker if scheme in REDIS_BROKER_SCHEMES[:2] else None
 
 
 def key(*parts: str) -> str:
@@ -68,4 +82,16 @@ return 0
 
 def delete_if_equal(name: str, value: str) -> bool:
     """Delete key ``name`` if it still holds ``value``; whether it did."""
-    return bool(redis_client().eval(_DELETE_IF_EQUAL, 1, name, value))
+    return bool(run_script(_DELETE_IF_EQUAL, [name], [value]))
+
+
+_scripts: dict[str, Any] = {}
+
+
+def run_script(script: str, keys: list[str], args: list[Any], timeout: float = 10.0) -> Any:
+    """Run a Lua script on the shared-state Redis by its SHA (sent once, on first use)."""
+    client = redis_client(timeout)
+    found = _scripts.get(script)
+    if found is None:
+        found = _scripts[script] = client.register_script(script)
+    return found(keys=keys, args=args, client=client)

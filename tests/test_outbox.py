@@ -82,7 +82,7 @@ def test_a_record_follows_its_task_and_never_comes_back(redis_broker):
     app, broker, queue = redis_broker
     [outbound] = build_sends(message())
     mid = outbound.message_id
-    assert outbox.record([outbound], queue, timeout=1.0)
+    assert outbox.record([outbound.to_json()], queue, timeout=1.0)
     now = time.time()
     first = state(mid)
     assert first["task"] and first["running"] is None
@@ -249,7 +249,7 @@ def test_without_a_queue_setting_the_record_names_celerys_route(redis_broker, se
     reroute(app)
     try:
         [outbound] = build_sends(message())
-        assert outbox.record([outbound], None, timeout=1.0)
+        assert outbox.record([outbound.to_json()], None, timeout=1.0)
         client = shared_state.redis_client()
         assert client.hget(outbox._keys()["queue"], outbound.message_id) == \
             f"{queue}-routed".encode()
@@ -277,8 +277,8 @@ def test_forced_on_with_rabbitmq_an_empty_queue_tells(redis_url, amqp_url, setti
         bound = Queue(queue, auto_delete=False).bind(connection.default_channel)
         bound.declare()
         try:
-            [outbound] = build_sends(message())
-            assert outbox.record([outbound], queue, timeout=1.0)  # never published: "lost"
+            [outbound] = build_sends(message())  # recorded, never published: lost
+            assert outbox.record([outbound.to_json()], queue, timeout=1.0)
             time.sleep(GRACE + 0.1)
             sweeper = outbox.Sweeper(app)
             assert sweeper.sweep() == []

@@ -220,7 +220,7 @@ def test_sends_not_yet_settled_from_the_outbox(moto_ses, shared_redis, settings)
     settings.SEACUCUMBER_OUTBOX = True
     sends = [build_sends(EmailMessage("S", "B", "from@example.com", [f"to{i}@example.com"]))[0]
              for i in range(3)]
-    assert outbox.record(sends, "mail", timeout=1.0)
+    assert outbox.record([s.to_json() for s in sends], "mail", timeout=1.0)
     outbox.started(sends[0].message_id)
     assert json.loads(run("--json"))["outbox"] == {"queued": 2, "running": 1}
     assert "\n  not yet settled    2 queued, 1 sending (the outbox)\n" in run()

@@ -72,30 +72,39 @@ class SNSUnavailable(Exception):
 
 
 @functools.cache
+def _endpoint_data() -> dict[str, Any]:
+    """botocore's bundled endpoint data, read once per process without a boto3 session (so
+    neither AWS credentials nor a profile are needed, and a bad ``AWS_PROFILE`` does not
+    matter)."""
+    from botocore.loaders import create_loader
+
+    return create_loader().load_data("endpoints")
+
+
+def _dns_suffixes() -> dict[str, str]:
+    """Partition name -> its DNS suffix, for ``SNS_PARTITIONS``."""
+    return {partition["partition"]: partition["dnsSuffix"]
+            for partition in _endpoint_data()["partitions"]
+            if partition["partition"] in SNS_PARTITIONS}
+
+
+@functools.cache
 def known_sns_hosts() -> frozenset[str]:
     """``sns.<region>.<suffix>`` for every region botocore's bundled endpoint data lists SNS in,
-    in ``SNS_PARTITIONS``. Read once per process, without a boto3 session (so neither AWS
-    credentials nor a profile are needed, and a bad ``AWS_PROFILE`` does not matter)."""
-    from botocore.loaders import create_loader
+    in ``SNS_PARTITIONS``."""
     from botocore.regions import EndpointResolver
 
-    data = create_loader().load_data("endpoints")
-    resolver = EndpointResolver(data)
-    hosts = set()
-    for partition in data["partitions"]:
-        name = partition["partition"]
-        if name in SNS_PARTITIONS:
-            suffix = partition["dnsSuffix"]
-            hosts.update(f"sns.{region}.{suffix}"
-                         for region in resolver.get_available_endpoints("sns", name))
-    return frozenset(hosts)
+    resolver = EndpointResolver(_endpoint_data())
+    return frozenset(f"sns.{region}.{suffix}"
+                     for name, suffix in _dns_suffixes().items()
+                     for region in resolver.get_available_endpoints("sns", name))
 
 
 def _topic_hosts() -> set[str]:
     """The SNS hosts of the regions of the allowed topics (``SEACUCUMBER_EVENT_TOPIC_ARNS``):
     a region the operator created a topic in is real even when the installed botocore is
     older than the region."""
-    suffixes = {"aws": "amazonaws.com", "aws-us-gov": "amazonaws.com", "aws-cn": "amazonaws.com.cn"}
+    suffixes = _dns_suffixes()
     allowed = conf.SEACUCUMBER_EVENT_TOPIC_ARNS or ()
     hosts = set()
     for arn in (allowed,) if isinstance(allowed, str) else allowed:
