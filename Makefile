@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
+# the slow kinds: real celery workers, chaos (SIGKILLs), the demo end to end
+SLOW := worker or chaos or demo
 
-.PHONY: test demo lint bench clean
+.PHONY: test test-fast demo lint bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
@@ -12,15 +14,22 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
-	$(VENV)/bin/ruff check .
+# the whole suite, after the lint: what CI runs
+test: lint
 	$(VENV)/bin/python -m pytest
+
+# everything but the slow kinds: the loop to run while working
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -m "not ($(SLOW))"
 
 demo: $(STAMP)
 	$(VENV)/bin/python -m demo
 
+# style, the package's layer contracts (import-linter) and its types (mypy)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .import_linter_cache

@@ -9,8 +9,7 @@ class SeaCucumberConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, dkim, quota, status  # noqa: F401 - checks, quota: system checks
-        from .events import checks as event_checks  # noqa: F401 - registers system checks
+        from . import checks, dkim, status  # noqa: F401 - checks: registers the system checks
 
         dkim.check_settings()  # a bad DKIM key stops start-up, not every message
         status.connect()

@@ -6,7 +6,7 @@
 raises ``InvalidMessage`` for anything SES would refuse), so a bad message in a batch is refused
 before any of the batch is queued; then it enqueues one ``seacucumber.send_email`` task per
 send of at most 50 recipients, its task id our message id. With a Redis broker each send is
-first recorded in the outbox (``outbox``), which queues again a task the broker loses. With
+first recorded in the outbox (``shared.outbox``), which queues again a task the broker loses. With
 ``fail_silently=True`` bad messages are skipped and a broker
 failure stops the batch; the return value is always the count of messages whose every send was
 queued. A send the broker did not take is marked failed in its status record (when tracking is
@@ -17,84 +17,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from itertools import chain
-from typing import Any
 
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
-from kombu.exceptions import KombuError
 
-from . import outbox, status
+from . import status
 from .conf import conf
 from .exceptions import EnqueueError, InvalidMessage
 from .payload import OutboundSend, build_sends
-from .tasks import send_email
+from .shared import outbox
+from .tasks import enqueue, routed_queue
 
 logger = logging.getLogger(__name__)
-
-
-class _DeadlinePassed(Exception):
-    """Raised from kombu's retry loop once another attempt would pass the enqueue timeout."""
-
-
-def _deadline_errback(deadline: float) -> Callable[[Exception, float], None]:
-    """An errback for kombu's retry loop (called before each sleep) that gives up once the
-    next attempt would start after ``deadline`` (``time.monotonic()``)."""
-
-    def errback(exc: Exception, interval: float) -> None:
-        if time.monotonic() + interval >= deadline:
-            raise _DeadlinePassed(exc)
-
-    return errback
-
-
-def publish(payload: dict[str, Any], task_id: str, queue: str | None,
-            retry_policy: dict[str, Any] | None = None) -> None:
-    """Put one send task on the broker (kombu's errors propagate). The task id is our message
-    id, so logs, Flower and the outbox all name a send the same way."""
-    options = {"queue": queue} if queue else {}
-    if retry_policy is not None:
-        options["retry_policy"] = retry_policy
-    send_email.apply_async(
-        args=[payload],
-        task_id=task_id,
-        # what logs and monitors (Flower) show of the task: our id, not the whole message
-        # (it saves Celery's saferepr of the payload, too)
-        argsrepr=f"[<message {task_id}>]",
-        kwargsrepr="{}",
-        serializer="json",
-        retry=True,
-        **options,
-    )
-
-
-def enqueue(payloads: Sequence[dict[str, Any]], deadline: float) -> None:
-    """Put one send task per payload (``OutboundSend.to_json``) on the broker;
-    ``EnqueueError`` if it can't by ``deadline`` (``time.monotonic()``; plus one connection
-    attempt: keep the broker's socket timeouts short, as ``celeryconfig.py`` does). The
-    error's ``sends_queued`` says how many of ``payloads`` the broker took before it failed."""
-    timeout = float(conf.SEACUCUMBER_ENQUEUE_TIMEOUT)
-    retry_policy = {
-        "max_retries": 3,
-        "interval_start": 0,
-        "interval_step": timeout / 6,
-        "interval_max": timeout / 3,
-        "errback": _deadline_errback(deadline),
-    }
-    queue = conf.SEACUCUMBER_QUEUE or None
-    for done, payload in enumerate(payloads):
-        try:
-            publish(payload, payload["id"], queue, retry_policy)
-        except (KombuError, OSError, _DeadlinePassed) as exc:
-            cause = exc.args[0] if isinstance(exc, _DeadlinePassed) else exc
-            error = EnqueueError(
-                f"could not queue message {payload['id']} on the Celery broker: {cause}"
-            )
-            error.sends_queued = done
-            raise error from cause
 
 
 class SESBackend(BaseEmailBackend):
@@ -130,8 +68,9 @@ class SESBackend(BaseEmailBackend):
         timeout = float(conf.SEACUCUMBER_ENQUEUE_TIMEOUT)
         deadline = time.monotonic() + timeout  # the outbox's record counts in it
         payloads = [[outbound.to_json() for outbound in sends] for sends in checked]
-        recorded = outbox.record(list(chain.from_iterable(payloads)),
-                                 conf.SEACUCUMBER_QUEUE or None, timeout / 4)
+        queue = conf.SEACUCUMBER_QUEUE or None
+        recorded = outbox.record(list(chain.from_iterable(payloads)), queue,
+                                 queue or routed_queue(), timeout / 4)
         queued = 0
         for sends, message_payloads in zip(checked, payloads, strict=True):
             try:

@@ -1,24 +1,33 @@
-"""System checks for the Celery broker as the backend uses it."""
+"""Every system check of Sea Cucumber (``manage.py check``, and at ``runserver``/``migrate``):
+settings that would fail sends, or lose them, are reported before any message is queued.
+
+    W001-W003  the SNS event webhook        W004  Redis broker without socket timeouts
+    W005-W006  SES v2 global endpoint       W007  outbox on, no shared-state Redis
+    E010-E011  the rate settings
+"""
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from typing import Any
 
-from django.core.checks import Warning, register
+from celery import current_app
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+from django.urls import NoReverseMatch, reverse
+
+from .conf import conf
+from .shared import quota, store
 
 BROKER_TIMEOUTS = ("socket_connect_timeout", "socket_timeout")
 
 
 @register()
-def check_broker_timeouts(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+def check_broker_timeouts(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Warn when a Redis broker has no socket timeouts: kombu then waits on a broker host
     that does not answer for as long as the operating system lets it (minutes), and
     ``send_messages`` with it, whatever ``SEACUCUMBER_ENQUEUE_TIMEOUT`` says."""
-    from celery import current_app
-
-    from .shared_state import broker_is_redis
-
-    if not broker_is_redis():
+    if not store.broker_is_redis():
         return []
     options = current_app.conf.broker_transport_options or {}
     missing = [name for name in BROKER_TIMEOUTS if options.get(name) is None]
@@ -35,16 +44,12 @@ def check_broker_timeouts(app_configs: Any = None, **kwargs: Any) -> list[Warnin
 
 
 @register()
-def check_global_endpoint(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+def check_global_endpoint(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Warn when ``AWS_SES_GLOBAL_ENDPOINT_ID`` cannot work: it is a v2 parameter, and
     multi-region endpoints are signed with SigV4a, which botocore does only with awscrt."""
-    from importlib.util import find_spec
-
-    from .conf import conf
-
     if not conf.AWS_SES_GLOBAL_ENDPOINT_ID:
         return []
-    found = []
+    found: list[CheckMessage] = []
     if not conf.USE_SES_V2:
         found.append(Warning(
             "AWS_SES_GLOBAL_ENDPOINT_ID is set but USE_SES_V2 is not: SES v1 has no "
@@ -59,15 +64,61 @@ def check_global_endpoint(app_configs: Any = None, **kwargs: Any) -> list[Warnin
 
 
 @register()
-def check_outbox(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+def check_outbox(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Warn when ``SEACUCUMBER_OUTBOX = True`` cannot work: it lives in the shared-state
     Redis."""
-    from . import shared_state
-    from .conf import conf
-
-    if conf.SEACUCUMBER_OUTBOX is not True or shared_state.redis_url() is not None:
+    if conf.SEACUCUMBER_OUTBOX is not True or store.redis_url() is not None:
         return []
     return [Warning(
         "SEACUCUMBER_OUTBOX is True but there is no shared-state Redis: tasks the broker "
         "loses are not queued again.",
         hint="Set SEACUCUMBER_REDIS_URL.", id="seacucumber.W007")]
+
+
+@register()
+def check_rate_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The rate settings, checked before any send: a bad one would otherwise fail every send
+    task."""
+    found: list[CheckMessage] = []
+    for read, error_id in ((quota.configured_rate, "seacucumber.E010"),
+                           (quota.safety_factor, "seacucumber.E011")):
+        try:
+            read()
+        except ImproperlyConfigured as exc:
+            found.append(Error(str(exc), id=error_id))
+    return found
+
+
+def _webhook_installed() -> bool:
+    try:
+        reverse("seacucumber:events")
+    except (NoReverseMatch, ImproperlyConfigured, AttributeError, ImportError):
+        return False  # not routed, or no URLconf at all (a worker-only settings module)
+    return True
+
+
+@register()
+def check_webhook_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Warn when the webhook is routed but will refuse everything, or verifies nothing."""
+    if not _webhook_installed():
+        return []
+    found: list[CheckMessage] = []
+    if not conf.SEACUCUMBER_EVENT_TOPIC_ARNS:
+        found.append(Warning(
+            "SEACUCUMBER_EVENT_TOPIC_ARNS is empty: the SES event webhook refuses every post.",
+            hint="List the ARNs of the SNS topics your SES events are published to.",
+            id="seacucumber.W001",
+        ))
+    if not conf.SEACUCUMBER_VERIFY_EVENT_SIGNATURES:
+        found.append(Warning(
+            "SNS signature verification is off: anyone can post events to the webhook.",
+            hint="Set SEACUCUMBER_VERIFY_EVENT_SIGNATURES = True outside tests.",
+            id="seacucumber.W002",
+        ))
+    if conf.SEACUCUMBER_SNS_ENDPOINT_URL:
+        found.append(Warning(
+            f"SNS certificates are fetched from {conf.SEACUCUMBER_SNS_ENDPOINT_URL}, not SNS.",
+            hint="SEACUCUMBER_SNS_ENDPOINT_URL is for tests against an emulator only.",
+            id="seacucumber.W003",
+        ))
+    return found

@@ -31,7 +31,7 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import DomainNameValidator
 
 from .conf import conf
-from .exceptions import SeaCucumberError
+from .exceptions import SigningError
 
 #: Headers SES's manual-signing guide says not to sign: SES sets or rewrites them.
 SES_REWRITES = frozenset({"message-id", "date", "return-path", "bounces-to"})
@@ -42,10 +42,6 @@ _SELECTOR = re.compile(
 )
 _FIELD_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field name: printable ASCII, no colon
 _validate_domain = DomainNameValidator(accept_idna=False)
-
-
-class SigningError(SeaCucumberError):
-    """A message could not be signed (bad settings, or a message dkimpy cannot parse)."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,21 @@
-"""Exceptions Sea Cucumber raises to its callers."""
+"""Every exception Sea Cucumber raises, in one place; all derive from ``SeaCucumberError``.
+
+    SeaCucumberError
+    ├── InvalidMessage          send_messages refused a message (also ValueError)
+    ├── EnqueueError            the broker did not take a message
+    ├── MalformedPayload        a task payload our backend did not write
+    ├── SendError               SES's code and message
+    │   ├── PermanentSendError  the send failed for good
+    │   └── TransientSendError  the send is retried
+    ├── SendLogUnavailable      the shared-state Redis did not answer the send log
+    ├── SigningError            a message could not be DKIM-signed
+    ├── OperatorError           an operator command cannot go on (one line)
+    ├── InvalidIdentity         neither an address nor a domain (also ValueError)
+    ├── InvalidNotification     an SNS post the webhook refuses (400)
+    │   └── NotAuthentic        its signature, certificate or topic is not SNS's (403)
+    ├── SNSUnavailable          SNS's certificate host failed: SNS should retry (503)
+    └── AwaitingSend            an event arrived before its send was recorded
+"""
 
 from __future__ import annotations
 
@@ -18,6 +35,10 @@ class EnqueueError(SeaCucumberError):
 
     queued: int = 0
     sends_queued: int = 0
+
+
+class MalformedPayload(SeaCucumberError):
+    """A task payload that is not one Sea Cucumber's backend would have written."""
 
 
 class SendError(SeaCucumberError):
@@ -40,5 +61,38 @@ class TransientSendError(SendError):
     """SES throttled or failed for now: the task retries with it."""
 
 
-class MalformedPayload(SeaCucumberError):
-    """A task payload that is not one Sea Cucumber's backend would have written."""
+class SendLogUnavailable(SeaCucumberError):
+    """The shared-state Redis did not answer the send log: the send must wait (transient)."""
+
+
+class SigningError(SeaCucumberError):
+    """A message could not be DKIM-signed (bad settings, or a message dkimpy cannot parse)."""
+
+
+class OperatorError(SeaCucumberError):
+    """An operator command cannot go on; the message is one line for the operator."""
+
+
+class InvalidIdentity(SeaCucumberError, ValueError):
+    """Text that is neither an email address nor a domain name."""
+
+
+class InvalidNotification(SeaCucumberError):
+    """An SNS post the webhook refuses: answer ``status`` (4xx), change nothing."""
+
+    status = 400
+
+
+class NotAuthentic(InvalidNotification):
+    """Not signed by SNS, or from a topic or certificate host we do not trust."""
+
+    status = 403
+
+
+class SNSUnavailable(SeaCucumberError):
+    """SNS's certificate host failed or timed out: answered 503 so SNS delivers again."""
+
+
+class AwaitingSend(SeaCucumberError):
+    """An SES event arrived before the worker recorded the send it is about: answered 503
+    so SNS delivers it again later."""

@@ -34,7 +34,7 @@ STATUS_RANK = {
 def statuses_below(status: str) -> list[str]:
     """The statuses a record may leave for ``status``."""
     rank = STATUS_RANK[Status(status)]
-    return [s.value for s, r in STATUS_RANK.items() if r < rank]
+    return [str(s) for s, r in STATUS_RANK.items() if r < rank]  # TextChoices: str is the value
 
 
 class MessageStatus(models.Model):

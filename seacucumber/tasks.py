@@ -1,33 +1,53 @@
-"""The send task: one ``OutboundSend`` payload in, one SES send out.
+"""The send task, and the one place that puts it on the broker.
 
-Flow: read the JSON payload -> drop suppressed recipients -> claim the send in the send log
-(``sendlog``: return at once if SES has it already) -> take the message's recipients from
-the account's shared rate (``ratelimit.admit``) -> DKIM-sign -> send through
-``ses.send`` -> on error, ``ses.classify`` decides: throttling (which also slows the shared
-rate) and transient errors retry with backoff (``retry.backoff_delay``) until the message's
-lifetime ends (so do retries for a shared-state Redis outage and for a send another attempt
-holds); a spent daily quota holds every send, for at most one quota window (24 h) past the
-lifetime; permanent errors fail at once. The
-task's result is SES's MessageId. The task is acknowledged only once the send is settled
-(``acks_late``), so a worker killed mid-task loses nothing: the broker hands the task to
-another worker. ``SendTask`` keeps the outbox (``outbox``) in step with each attempt, for the
-one task a Redis broker can lose: the one a worker was taking off the queue as it died.
+Publishing: ``enqueue`` (from the backend) and ``publish`` (also the outbox's sweeper's way
+back onto the broker) put ``seacucumber.send_email`` tasks on the broker, each task id our
+message id; ``routed_queue`` names the queue Celery's routing gives them.
+
+The task: one ``OutboundSend`` payload in, one SES send out. Read the JSON payload -> drop
+suppressed recipients (``events.suppression``) -> claim the send in the send log
+(``shared.sendlog``: return at once if SES has it already) -> take the message's recipients
+from the account's shared rate (``shared.ratelimit.admit``) -> DKIM-sign -> send through
+``ses.send`` -> on error, ``ses.errors.classify`` decides: throttling (which also slows the
+shared rate) and transient errors retry with backoff (``retry.backoff_delay``) until the
+message's lifetime ends (so do retries for a shared-state Redis outage and for a send another
+attempt holds); a spent daily quota holds every send, for at most one quota window (24 h)
+past the lifetime; permanent errors fail at once. The task's result is SES's MessageId. The
+task is acknowledged only once the send is settled (``acks_late``), so a worker killed
+mid-task loses nothing: the broker hands the task to another worker. ``SendTask`` keeps the
+outbox (``shared.outbox``) in step with each attempt, for the one task a Redis broker can
+lose: the one a worker was taking off the queue as it died.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
-from celery import Task, shared_task
+from celery import Task, current_app, shared_task
 from celery.signals import worker_ready, worker_shutdown
+from kombu.exceptions import KombuError
 
-from . import dkim, outbox, ratelimit, retry, sendlog, ses, signals, suppression
-from .exceptions import MalformedPayload, PermanentSendError, TransientSendError
+from . import dkim, retry, signals
+from .conf import conf
+from .events import suppression
+from .exceptions import (
+    EnqueueError,
+    MalformedPayload,
+    PermanentSendError,
+    SendLogUnavailable,
+    SigningError,
+    TransientSendError,
+)
 from .payload import OutboundSend
+from .ses.errors import Outcome, classify
+from .ses.send import send
+from .shared import outbox, ratelimit, sendlog, sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +121,13 @@ class SendTask(Task):
         outbox.settled(task_id)  # failed for good (fail() said why; a bug: Celery's log)
 
 
+def _start_sweeper(sender: Any = None, **_: Any) -> None:
+    sweeper.start(sender.app if sender is not None else current_app, publish)
+
+
 # every worker that imports the send task sweeps for tasks the broker lost (outbox on)
-worker_ready.connect(outbox.start_sweeper, dispatch_uid="seacucumber.outbox.start")
-worker_shutdown.connect(outbox.stop_sweeper, dispatch_uid="seacucumber.outbox.stop")
+worker_ready.connect(_start_sweeper, dispatch_uid="seacucumber.outbox.start")
+worker_shutdown.connect(sweeper.stop, dispatch_uid="seacucumber.outbox.stop")
 
 
 @shared_task(
@@ -128,12 +152,13 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
         message_id = message_id if isinstance(message_id, str) else "?"
         fail(None, message_id, "MalformedPayload", str(exc))
         raise
-    outbound = suppression.screen(outbound)  # drops suppressed recipients (one query)
-    if outbound is None:  # every recipient suppressed: not sent, message_suppressed said so
+    screened = suppression.screen(outbound)  # drops suppressed recipients (one query)
+    if screened is None:  # every recipient suppressed: not sent, message_suppressed said so
         return None
+    outbound = screened
     try:  # the send log: a redelivery of a sent message stops here (see sendlog)
         claim = sendlog.claim(outbound.message_id, uuid.uuid4().hex)
-    except sendlog.SendLogUnavailable as exc:
+    except SendLogUnavailable as exc:
         raise _shared_state_retry(self, outbound, exc) from None
     if claim.sent_id is not None:
         logger.info("message %s was sent before as SES %s: not sending again",
@@ -156,22 +181,22 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
         raise
     try:  # DKIM here, not in send_messages: signing costs ms the caller must not wait for
         raw = dkim.sign(outbound.raw)
-    except dkim.SigningError as exc:
+    except SigningError as exc:
         claim.release()
         fail(outbound, outbound.message_id, "DKIMSigningError", str(exc))
         raise PermanentSendError("DKIMSigningError", str(exc)) from None
     try:
-        ses_message_id = ses.send(outbound, raw=raw)
+        ses_message_id = send(outbound, raw=raw)
     except Exception as exc:  # noqa: BLE001 - classify() re-raises what is not an SES error
         claim.release()  # nothing sent (or, for maybe_sent errors, the documented window)
-        classified = ses.classify(exc)
-        if classified.outcome is ses.Outcome.PERMANENT:
+        classified = classify(exc)
+        if classified.outcome is Outcome.PERMANENT:
             fail(outbound, outbound.message_id, classified.code, classified.message)
             raise PermanentSendError(classified.code, classified.message) from None
-        if classified.outcome is ses.Outcome.THROTTLED:
+        if classified.outcome is Outcome.THROTTLED:
             ratelimit.throttled()
         extra = 0.0
-        if classified.outcome is ses.Outcome.QUOTA_EXCEEDED:
+        if classified.outcome is Outcome.QUOTA_EXCEEDED:
             delay = ratelimit.quota_exhausted()  # held, not spun on: the quota frees slowly
             extra = retry.QUOTA_WINDOW  # waiting for the rolling 24 h: one window more
         else:
@@ -199,3 +224,72 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
         recipients=list(outbound.recipients),
     )
     return ses_message_id
+
+
+# --- publishing: the backend and the outbox's sweeper put send tasks on the broker -------
+
+def routed_queue() -> str:
+    """The queue Celery's routing gives the send task (``task_routes``, or the default)."""
+    queue = current_app.amqp.router.route({}, TASK_NAME, args=(), kwargs={}).get("queue")
+    return getattr(queue, "name", None) or current_app.conf.task_default_queue
+
+
+class _DeadlinePassed(Exception):
+    """Raised from kombu's retry loop once another attempt would pass the enqueue timeout."""
+
+
+def _deadline_errback(deadline: float) -> Callable[[Exception, float], None]:
+    """An errback for kombu's retry loop (called before each sleep) that gives up once the
+    next attempt would start after ``deadline`` (``time.monotonic()``)."""
+
+    def errback(exc: Exception, interval: float) -> None:
+        if time.monotonic() + interval >= deadline:
+            raise _DeadlinePassed(exc)
+
+    return errback
+
+
+def publish(payload: dict[str, Any], task_id: str, queue: str | None,
+            retry_policy: dict[str, Any] | None = None) -> None:
+    """Put one send task on the broker (kombu's errors propagate). The task id is our message
+    id, so logs, Flower and the outbox all name a send the same way."""
+    options: dict[str, Any] = {"queue": queue} if queue else {}
+    if retry_policy is not None:
+        options["retry_policy"] = retry_policy
+    send_email.apply_async(
+        args=[payload],
+        task_id=task_id,
+        # what logs and monitors (Flower) show of the task: our id, not the whole message
+        # (it saves Celery's saferepr of the payload, too)
+        argsrepr=f"[<message {task_id}>]",
+        kwargsrepr="{}",
+        serializer="json",
+        retry=True,
+        **options,
+    )
+
+
+def enqueue(payloads: Sequence[dict[str, Any]], deadline: float) -> None:
+    """Put one send task per payload (``OutboundSend.to_json``) on the broker;
+    ``EnqueueError`` if it can't by ``deadline`` (``time.monotonic()``; plus one connection
+    attempt: keep the broker's socket timeouts short, as ``celeryconfig.py`` does). The
+    error's ``sends_queued`` says how many of ``payloads`` the broker took before it failed."""
+    timeout = float(conf.SEACUCUMBER_ENQUEUE_TIMEOUT)
+    retry_policy = {
+        "max_retries": 3,
+        "interval_start": 0,
+        "interval_step": timeout / 6,
+        "interval_max": timeout / 3,
+        "errback": _deadline_errback(deadline),
+    }
+    queue = conf.SEACUCUMBER_QUEUE or None
+    for done, payload in enumerate(payloads):
+        try:
+            publish(payload, payload["id"], queue, retry_policy)
+        except (KombuError, OSError, _DeadlinePassed) as exc:
+            cause = exc.args[0] if isinstance(exc, _DeadlinePassed) else exc
+            error = EnqueueError(
+                f"could not queue message {payload['id']} on the Celery broker: {cause}"
+            )
+            error.sends_queued = done
+            raise error from cause

@@ -36,6 +36,14 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SENDER = "sender@example.com"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that starts real ``celery worker`` processes is marked ``worker`` (by its
+    use of ``start_worker``), so ``make test-fast`` leaves it out without a list to keep."""
+    for item in items:
+        if "start_worker" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.worker)
+
+
 def service_missing(what: str) -> None:
     """Fail under CI, skip elsewhere: a missing service never passes silently in CI."""
     if IN_CI:
@@ -61,7 +69,7 @@ def no_aws_credentials(monkeypatch, tmp_path):
     """No AWS credentials anywhere boto3 looks; SES clients made before or during the test
     are dropped on both sides of it (the client cache is keyed by settings, not by the
     environment, so a client without credentials must not outlive the test)."""
-    from seacucumber import ses
+    from seacucumber import clients
 
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                  "AWS_PROFILE"):
@@ -69,9 +77,9 @@ def no_aws_credentials(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    ses._clients.clear()
+    clients.clear()
     yield
-    ses._clients.clear()
+    clients.clear()
 
 
 # --- Redis, RabbitMQ -----------------------------------------------------------------------

@@ -9,8 +9,9 @@ import pytest
 from django.core import mail
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 
-from seacucumber import outbox, shared_state, signals
+from seacucumber import clients, signals
 from seacucumber.exceptions import EnqueueError, InvalidMessage, PermanentSendError
+from seacucumber.shared import outbox, store
 from seacucumber.testing.processes import free_port
 from tests.conftest import SENDER, point_app_at
 
@@ -269,7 +270,7 @@ def test_broker_failure_mid_batch_counts_and_records_exactly(settings, redis_url
     # the outbox recorded the whole batch first, then dropped what the broker did not take
     queued = set(MessageStatus.objects.filter(status="queued")
                  .values_list("message_id", flat=True))
-    held = {key.decode() for key in shared_state.redis_client().hkeys(outbox._keys()["task"])}
+    held = {key.decode() for key in store.redis_client().hkeys(outbox.key_names()["task"])}
     assert held == queued and len(held) == 2
 
 
@@ -318,14 +319,14 @@ def test_enqueue_on_commit_broker_down_is_recorded(settings, quiet):
 
 
 def test_one_boto3_client_serves_every_message(moto_ses, eager):
-    from seacucumber import ses
+    from seacucumber.ses.clients import client
 
-    ses._clients.clear()
+    clients.clear()
     mail.send_mass_mail([("Hi", "B", SENDER, [f"r{i}@example.com"]) for i in range(5)])
     moto_ses.wait_for(5)
-    assert len(ses._clients) == 1
-    first = ses.client()
-    assert ses.client() is first
+    assert [key[0] for key in clients._registry].count("boto3") == 1
+    first = client()
+    assert client() is first
 
 
 def test_check_warns_about_a_redis_broker_without_socket_timeouts():

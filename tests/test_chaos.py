@@ -12,10 +12,12 @@ import pytest
 from django.core import mail
 from django.core.mail import EmailMessage
 
-from seacucumber import outbox, shared_state
+from seacucumber.shared import outbox, store
 from seacucumber.testing.emulator import SESEmulator
 from seacucumber.testing.processes import RedisServer
 from tests.conftest import SENDER, point_app_at, service_missing
+
+pytestmark = pytest.mark.chaos
 
 
 def tagged_messages(count: int) -> list[EmailMessage]:
@@ -41,10 +43,10 @@ def outbox_state() -> str:
         return "outbox off"
     from django.conf import settings
 
-    client, keys = shared_state.redis_client(), outbox._keys()
+    client, keys = store.redis_client(), outbox.key_names()
     held = {name: client.zrange(keys[name], 0, -1, withscores=True)
             for name in ("queued", "running")}
-    published = outbox._published(settings.SEACUCUMBER_QUEUE)
+    published = outbox.published(settings.SEACUCUMBER_QUEUE)
     held["published"] = client.zrange(published, 0, -1, withscores=True)
     return f"outbox at {time.time():.2f}: {held}"
 

@@ -17,9 +17,9 @@ from botocore.exceptions import (
 )
 from django.core.mail import EmailMessage
 
-from seacucumber import ses
 from seacucumber.payload import build_sends
-from seacucumber.ses import Outcome, classify
+from seacucumber.ses.errors import Outcome, classify
+from seacucumber.ses.send import send
 from tests.conftest import SENDER
 
 
@@ -116,7 +116,7 @@ def send_error(settings, v2: bool, sends: int = 1) -> BaseException:
         EmailMessage("Hi", "Body", SENDER, ["to@example.com", "other@example.com"]))
     for _ in range(sends):
         try:
-            ses.send(outbound)
+            send(outbound)
         except Exception as exc:  # noqa: BLE001 - which one is the point
             return exc
     raise AssertionError(f"SES accepted {sends} send(s)")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.demo
+
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_RATE = 50  # the demo's default account: 50 recipients per second
 #: Redis: 200 messages are 300 recipients, six seconds of sending at the account's rate, so

@@ -16,8 +16,8 @@ import pytest
 from botocore.config import Config
 from django.core import mail
 
-from seacucumber import ses
 from seacucumber.models import MessageStatus, SuppressedAddress
+from seacucumber.ses import errors as ses
 from seacucumber.testing.emulator import EmulatorClient, SESEmulator
 from seacucumber.testing.processes import free_port
 from seacucumber.testing.sns_signing import DEFAULT_CERT_URL

@@ -9,7 +9,8 @@ from django.core import mail
 from django.core.mail import EmailMessage
 from django.db import transaction
 
-from seacucumber import status, suppression
+from seacucumber import status
+from seacucumber.events import suppression
 from seacucumber.exceptions import EnqueueError
 from seacucumber.models import MessageStatus, SuppressedAddress
 from seacucumber.testing.processes import free_port

@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from seacucumber.events import sns
 from seacucumber.events.parse import parse_event
+from seacucumber.exceptions import InvalidNotification, NotAuthentic, SNSUnavailable
 from tests.fixtures_events import CERT_URL, Signer, make_certificate, notification, ses_event
 
 CERT_PATH = "/" + CERT_URL.rsplit("/", 1)[1]
@@ -82,7 +83,7 @@ def test_a_region_newer_than_botocore_is_accepted_only_as_an_allowed_topics_regi
     future_cn = "https://sns.cn-future-9.amazonaws.com.cn/SimpleNotificationService-abc.pem"
     settings.SEACUCUMBER_EVENT_TOPIC_ARNS = ["arn:aws:sns:us-east-1:123456789012:ses-events"]
     for url in (future, future_cn):
-        with pytest.raises(sns.NotAuthentic):
+        with pytest.raises(NotAuthentic):
             sns.check_cert_url(url)
     settings.SEACUCUMBER_EVENT_TOPIC_ARNS = ["arn:aws:sns:xx-future-1:123456789012:ses-events",
                                              "arn:aws-cn:sns:cn-future-9:123456789012:ses-events",
@@ -92,13 +93,13 @@ def test_a_region_newer_than_botocore_is_accepted_only_as_an_allowed_topics_regi
     for url in ("https://sns.xx-future-1.amazonaws.com.cn/x.pem",  # not its partition's suffix
                 "https://sns.cn-future-9.amazonaws.com/x.pem",
                 "https://sns.zz-evil-1.amazonaws.com/x.pem"):
-        with pytest.raises(sns.NotAuthentic):
+        with pytest.raises(NotAuthentic):
             sns.check_cert_url(url)
 
 
 @pytest.mark.parametrize("url", BAD_URLS)
 def test_other_certificate_urls_are_refused_without_fetching(url, fake_sns):
-    with pytest.raises(sns.InvalidMessage):
+    with pytest.raises(InvalidNotification):
         sns.certificate(url)
     assert fake_sns.requests == []
 
@@ -134,20 +135,20 @@ def test_both_signature_versions_verify(signer, settings, version):
 def test_tampered_messages_fail_verification(signer, settings, change):
     settings.SEACUCUMBER_SNS_CERTIFICATES = {CERT_URL: signer.pem.decode()}
     message = signer.sign(notification({"eventType": "Send"}))
-    with pytest.raises(sns.NotAuthentic):
+    with pytest.raises(NotAuthentic):
         sns.verify({**message, **change})
 
 
 def test_version_1_signature_does_not_pass_as_version_2(signer, settings):
     settings.SEACUCUMBER_SNS_CERTIFICATES = {CERT_URL: signer.pem.decode()}
     message = signer.sign(notification({"eventType": "Send"}), version="1")
-    with pytest.raises(sns.NotAuthentic, match="does not match"):
+    with pytest.raises(NotAuthentic, match="does not match"):
         sns.verify({**message, "SignatureVersion": "2"})
 
 
 def test_another_keys_signature_is_refused(signer, settings):
     settings.SEACUCUMBER_SNS_CERTIFICATES = {CERT_URL: signer.pem.decode()}
-    with pytest.raises(sns.NotAuthentic, match="does not match"):
+    with pytest.raises(NotAuthentic, match="does not match"):
         sns.verify(Signer().sign(notification({"eventType": "Send"})))
 
 
@@ -155,7 +156,7 @@ def test_expired_certificate_is_refused(settings):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     expired = Signer(key=key, pem=make_certificate(key, days=-1))
     settings.SEACUCUMBER_SNS_CERTIFICATES = {CERT_URL: expired.pem.decode()}
-    with pytest.raises(sns.NotAuthentic, match="expired"):
+    with pytest.raises(NotAuthentic, match="expired"):
         sns.verify(expired.sign(notification({"eventType": "Send"})))
 
 
@@ -167,13 +168,13 @@ def test_certificate_is_fetched_once_then_cached(signer, fake_sns):
 
 
 def test_missing_or_bad_certificate_is_refused(fake_sns):
-    with pytest.raises(sns.InvalidMessage, match="HTTP 404"):
+    with pytest.raises(InvalidNotification, match="HTTP 404"):
         sns.certificate(CERT_URL)
     fake_sns.files[CERT_PATH] = b"-----BEGIN nonsense"
-    with pytest.raises(sns.NotAuthentic, match="not a PEM"):
+    with pytest.raises(NotAuthentic, match="not a PEM"):
         sns.certificate(CERT_URL)
     fake_sns.files[CERT_PATH] = b"x" * (sns.MAX_CERT_BYTES + 1)
-    with pytest.raises(sns.InvalidMessage, match="more than"):
+    with pytest.raises(InvalidNotification, match="more than"):
         sns.certificate(CERT_URL)
 
 
@@ -183,7 +184,7 @@ def test_sns_host_failing_is_unavailable_so_sns_retries(signer, fake_sns, code):
     webhook answers 503 and SNS retries), never InvalidMessage (a 4xx SNS does not retry)."""
     fake_sns.files[CERT_PATH] = signer.pem
     fake_sns.codes[CERT_PATH] = code
-    with pytest.raises(sns.SNSUnavailable):
+    with pytest.raises(SNSUnavailable):
         sns.certificate(CERT_URL)
     del fake_sns.codes[CERT_PATH]  # the host recovers: nothing bad was cached
     fetched = sns.certificate(CERT_URL).public_key().public_numbers()
@@ -194,7 +195,7 @@ def test_sns_host_failing_is_unavailable_so_sns_retries(signer, fake_sns, code):
 @pytest.mark.parametrize("code", [400, 403, 404, 410])
 def test_sns_host_refusing_the_url_is_invalid(fake_sns, code):
     fake_sns.codes[CERT_PATH] = code
-    with pytest.raises(sns.InvalidMessage, match=f"HTTP {code}"):
+    with pytest.raises(InvalidNotification, match=f"HTTP {code}"):
         sns.certificate(CERT_URL)
 
 
@@ -203,7 +204,7 @@ def test_sns_host_unreachable_is_unavailable(settings):
 
     sns.clear_cache()
     settings.SEACUCUMBER_SNS_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(sns.SNSUnavailable):
+    with pytest.raises(SNSUnavailable):
         sns.certificate(CERT_URL)
 
 
@@ -212,7 +213,7 @@ def test_certificate_fetch_times_out(signer, fake_sns, settings):
     fake_sns.files[CERT_PATH] = signer.pem
     fake_sns.delay = 2.0
     started = datetime.datetime.now()
-    with pytest.raises(sns.SNSUnavailable):
+    with pytest.raises(SNSUnavailable):
         sns.certificate(CERT_URL)
     assert (datetime.datetime.now() - started).total_seconds() < 1.9
 
@@ -220,7 +221,7 @@ def test_certificate_fetch_times_out(signer, fake_sns, settings):
 def test_pinned_certificate_url_must_still_be_an_sns_host(signer, settings):
     url = "https://bucket.s3.amazonaws.com/SimpleNotificationService-test.pem"
     settings.SEACUCUMBER_SNS_CERTIFICATES = {url: signer.pem.decode()}
-    with pytest.raises(sns.NotAuthentic):
+    with pytest.raises(NotAuthentic):
         sns.verify(signer.sign(notification({"eventType": "Send"}), cert_url=url))
 
 
@@ -244,7 +245,7 @@ def test_pinned_certificate_may_be_a_file_read_when_used(signer, settings, tmp_p
     pem_file = tmp_path / "emulator-cert.pem"
     settings.SEACUCUMBER_SNS_CERTIFICATES = {CERT_URL: pem_file}
     message = signer.sign(notification({"eventType": "Send"}))
-    with pytest.raises(sns.NotAuthentic, match="pinned certificate file"):
+    with pytest.raises(NotAuthentic, match="pinned certificate file"):
         sns.verify(message)  # not written yet
     pem_file.write_bytes(signer.pem)
     sns.verify(message)

@@ -10,6 +10,8 @@ import pytest
 
 from seacucumber.testing.processes import Worker
 
+pytestmark = pytest.mark.worker
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "example"
 SENDER = "example@example.com"
 

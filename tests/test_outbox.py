@@ -13,8 +13,10 @@ import redis
 from django.core import mail
 from django.core.mail import EmailMessage
 
-from seacucumber import outbox, shared_state
 from seacucumber.payload import build_sends
+from seacucumber.shared import outbox, store
+from seacucumber.shared.sweeper import Sweeper
+from seacucumber.tasks import publish, routed_queue
 from seacucumber.testing.emulator import SESEmulator
 from tests.conftest import SENDER, point_app_at
 
@@ -44,10 +46,10 @@ def redis_broker(redis_url, settings):
 def state(message_id: str) -> dict[str, float | bool | None]:
     from django.conf import settings
 
-    keys = outbox._keys()
-    client = shared_state.redis_client()
+    keys = outbox.key_names()
+    client = store.redis_client()
     return {"task": client.hexists(keys["task"], message_id),
-            "published": client.zscore(outbox._published(settings.SEACUCUMBER_QUEUE),
+            "published": client.zscore(outbox.published(settings.SEACUCUMBER_QUEUE),
                                        message_id),
             **{name: client.zscore(keys[name], message_id) for name in ("queued", "running")}}
 
@@ -82,7 +84,7 @@ def test_a_record_follows_its_task_and_never_comes_back(redis_broker):
     app, broker, queue = redis_broker
     [outbound] = build_sends(message())
     mid = outbound.message_id
-    assert outbox.record([outbound.to_json()], queue, timeout=1.0)
+    assert outbox.record([outbound.to_json()], queue, queue, timeout=1.0)
     now = time.time()
     first = state(mid)
     assert first["task"] and first["running"] is None
@@ -119,7 +121,7 @@ def test_a_task_taken_off_the_queue_and_never_started_is_queued_again(redis_brok
     mail.get_connection().send_messages([message()])
     [mid] = queued_ids(broker, queue)
     assert broker.brpop(queue, 5)  # a worker took it off the queue ... and was killed
-    sweeper = outbox.Sweeper(app)
+    sweeper = Sweeper(app, publish)
     time.sleep(GRACE + 0.1)
     assert sweeper.sweep() == []  # the first look only notes the queue is empty
     assert sweeper.sweep() == [mid]
@@ -131,7 +133,7 @@ def test_tasks_still_waiting_in_the_queue_are_left_alone(redis_broker):
     app, broker, queue = redis_broker
     mail.get_connection().send_messages([message(1), message(2)])
     time.sleep(GRACE + 0.1)
-    sweeper = outbox.Sweeper(app)
+    sweeper = Sweeper(app, publish)
     for _ in range(3):
         assert sweeper.sweep() == []
         time.sleep(0.1)
@@ -147,7 +149,7 @@ def test_a_lost_task_behind_a_busy_queue_is_found_by_the_head(redis_broker):
     mail.get_connection().send_messages([message(2)])
     broker.brpop(queue, 5)  # the older one is taken, and its worker killed
     [waiting] = queued_ids(broker, queue)
-    sweeper = outbox.Sweeper(app)
+    sweeper = Sweeper(app, publish)
     assert sweeper.sweep() == []
     assert sweeper.sweep() == [lost]
     assert queued_ids(broker, queue) == [lost, waiting]  # at the back, the waiting one first
@@ -162,7 +164,7 @@ def test_a_queue_nobody_takes_from_holds_back_only_its_own(redis_broker, setting
     [lost] = queued_ids(broker, queue)
     broker.brpop(queue, 5)
     time.sleep(GRACE + 0.1)
-    sweeper = outbox.Sweeper(app)
+    sweeper = Sweeper(app, publish)
     try:
         assert sweeper.sweep() == []
         assert sweeper.sweep() == [lost]
@@ -177,7 +179,7 @@ def test_a_head_of_other_tasks_tells_nothing(redis_broker):
     broker.brpop(queue, 5)
     broker.lpush(queue, json.dumps({"headers": {"id": "someone-else"}, "body": ""}))
     time.sleep(GRACE + 0.1)
-    sweeper = outbox.Sweeper(app)
+    sweeper = Sweeper(app, publish)
     assert sweeper.sweep() == [] and sweeper.sweep() == []  # cannot tell: waits
     broker.delete(queue)  # the other task was taken: an empty queue tells
     assert sweeper.sweep() == []
@@ -194,7 +196,7 @@ def test_an_attempt_that_never_ended_is_queued_again(redis_broker, settings):
     [mid] = queued_ids(broker, queue)
     broker.brpop(queue, 5)
     outbox.started(mid)
-    sweeper = outbox.Sweeper(app)
+    sweeper = Sweeper(app, publish)
     assert sweeper.sweep() == []  # still running by its clock
     time.sleep(0.1 + GRACE + 0.1)
     assert sweeper.sweep() == []  # past its end: counts as published now
@@ -249,11 +251,11 @@ def test_without_a_queue_setting_the_record_names_celerys_route(redis_broker, se
     reroute(app)
     try:
         [outbound] = build_sends(message())
-        assert outbox.record([outbound.to_json()], None, timeout=1.0)
-        client = shared_state.redis_client()
-        assert client.hget(outbox._keys()["queue"], outbound.message_id) == \
+        assert outbox.record([outbound.to_json()], None, routed_queue(), timeout=1.0)
+        client = store.redis_client()
+        assert client.hget(outbox.key_names()["queue"], outbound.message_id) == \
             f"{queue}-routed".encode()
-        assert f"{queue}-routed".encode() in client.smembers(outbox._keys()["queues"])
+        assert f"{queue}-routed".encode() in client.smembers(outbox.key_names()["queues"])
     finally:
         app.conf.task_routes = saved
         reroute(app)
@@ -278,9 +280,9 @@ def test_forced_on_with_rabbitmq_an_empty_queue_tells(redis_url, amqp_url, setti
         bound.declare()
         try:
             [outbound] = build_sends(message())  # recorded, never published: lost
-            assert outbox.record([outbound.to_json()], queue, timeout=1.0)
+            assert outbox.record([outbound.to_json()], queue, queue, timeout=1.0)
             time.sleep(GRACE + 0.1)
-            sweeper = outbox.Sweeper(app)
+            sweeper = Sweeper(app, publish)
             assert sweeper.sweep() == []
             assert sweeper.sweep() == [outbound.message_id]
             got = None

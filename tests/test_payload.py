@@ -143,6 +143,32 @@ def test_payload_is_plain_json_and_round_trips():
     assert OutboundSend.from_json(json.loads(wire)) == send
 
 
+#: A payload exactly as the release before the regrouped layout (commit 7825418) wrote it.
+#: During a rolling deploy old and new workers share one queue: the new code must read this,
+#: and write nothing an old worker would refuse (the same keys, types and version).
+WRITTEN_BY_THE_PREVIOUS_RELEASE = {
+    "v": 1,
+    "id": "5f0c2b9e8d7a4c3b9a1e2d3c4b5a6978-2",
+    "from": "bounces@example.com",
+    "to": ["a@example.com", "b@xn--bcher-kva.example"],
+    "raw": "U3ViamVjdDogSGkNCg0KQm9keQ0K",
+    "created": 1764500000.25,
+    "options": {"configuration_set": "transactional", "from_arn": "arn:aws:ses:x"},
+}
+
+
+def test_payloads_of_the_previous_release_are_read_and_written_alike():
+    read = OutboundSend.from_json(json.loads(json.dumps(WRITTEN_BY_THE_PREVIOUS_RELEASE)))
+    assert read.raw == b"Subject: Hi\r\n\r\nBody\r\n"
+    assert read.recipients == ("a@example.com", "b@xn--bcher-kva.example")
+    assert read.to_json() == WRITTEN_BY_THE_PREVIOUS_RELEASE  # what an old worker reads
+    [fresh] = build_sends(EmailMessage("S", "B", "s@example.com", ["a@example.com"]))
+    written = fresh.to_json()
+    assert {k: type(v) for k, v in written.items()} == {
+        k: type(v) for k, v in WRITTEN_BY_THE_PREVIOUS_RELEASE.items()}
+    assert written["v"] == WRITTEN_BY_THE_PREVIOUS_RELEASE["v"]
+
+
 @pytest.mark.parametrize(
     ("mutate", "words"),
     [

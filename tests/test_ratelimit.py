@@ -14,7 +14,8 @@ import pytest
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-from seacucumber import quota, ratelimit, shared_state, usage
+from seacucumber.checks import check_rate_settings
+from seacucumber.shared import quota, ratelimit, store, usage
 from seacucumber.testing.emulator import SESEmulator
 from tests.fixtures_ops import Answer, v1_error
 
@@ -114,7 +115,7 @@ def test_throttling_slows_the_shared_rate_and_it_recovers(shared_redis, monkeypa
 
 def test_daily_quota_hold(shared_redis, settings, caplog):
     settings.SEACUCUMBER_QUOTA_HOLD = 0.5
-    with caplog.at_level(logging.WARNING, logger="seacucumber.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="seacucumber.shared.ratelimit"):
         assert ratelimit.quota_exhausted() == 0.5
     assert "daily sending quota used up" in caplog.text
     held = ratelimit.limiter().reserve(1, 10)
@@ -171,7 +172,7 @@ def test_missing_permission_warns_once_and_uses_the_fallback(shared_redis, emula
                                                              settings, caplog):
     emulator.configure(forbid_quota=True)
     settings.SEACUCUMBER_RATE_FALLBACK = 2.5
-    with caplog.at_level(logging.WARNING, logger="seacucumber.quota"):
+    with caplog.at_level(logging.WARNING, logger="seacucumber.shared.quota"):
         rates = [quota.base_rate()]
         for _ in range(5):
             quota.forget()  # as other processes would, within the refresh interval
@@ -215,7 +216,7 @@ def closed_port_url() -> str:
 
 def age_shared_record(seconds: float) -> None:
     """Make the shared quota record look read ``seconds`` ago."""
-    shared_state.redis_client().hset(quota._key(), "at", repr(time.time() - seconds))
+    store.redis_client().hset(quota._key(), "at", repr(time.time() - seconds))
 
 
 FAILURES = {
@@ -237,7 +238,7 @@ def test_a_failed_read_keeps_the_learned_rate_and_is_retried_soon(
     else:
         fake_endpoint.routes["GetSendQuota"] = FAILURES[failure]
     quota.forget()
-    with caplog.at_level(logging.WARNING, logger="seacucumber.quota"):
+    with caplog.at_level(logging.WARNING, logger="seacucumber.shared.quota"):
         assert quota.base_rate() == 20.0  # not the 1/s fallback
     assert "keeping the rate learned before" in caplog.text
     record = quota.shared()
@@ -252,7 +253,7 @@ def test_a_failed_read_keeps_the_learned_rate_and_is_retried_soon(
     # the retry time comes and SES answers again: the new rate, and a normal record
     settings.SEACUCUMBER_ENDPOINT_URL = fake_endpoint.url
     fake_endpoint.routes["GetSendQuota"] = quota_xml(40.0)
-    shared_state.redis_client().hset(quota._key(), "retry_at", repr(time.time() - 1))
+    store.redis_client().hset(quota._key(), "retry_at", repr(time.time() - 1))
     quota.forget()
     assert quota.base_rate() == 40.0
     assert "retry_at" not in quota.shared()
@@ -267,7 +268,7 @@ def test_a_failed_first_read_uses_the_fallback_and_is_retried_soon(shared_redis,
     assert record["source"] == "fallback (Throttling)"
     assert float(record["retry_at"]) <= time.time() + quota.RETRY_SECONDS
     fake_endpoint.routes["GetSendQuota"] = quota_xml(20.0)
-    shared_state.redis_client().hset(quota._key(), "retry_at", repr(time.time() - 1))
+    store.redis_client().hset(quota._key(), "retry_at", repr(time.time() - 1))
     quota.forget()
     assert quota.base_rate() == pytest.approx(20.0 * 0.98)
 
@@ -290,8 +291,8 @@ def test_access_denied_after_a_learned_rate_stores_the_fallback_until_the_next_r
 def test_the_refresh_lock_outlives_the_slowest_quota_read(shared_redis, settings, monkeypatch):
     settings.SEACUCUMBER_CONNECT_TIMEOUT = 5.0
     settings.SEACUCUMBER_READ_TIMEOUT = 30.0
-    client = shared_state.redis_client()
-    lock = shared_state.key("quota", "lock")
+    client = store.redis_client()
+    lock = store.key("quota", "lock")
     seen = []
 
     def read() -> tuple[float, float, str]:
@@ -307,8 +308,8 @@ def test_the_refresh_lock_outlives_the_slowest_quota_read(shared_redis, settings
 
 
 def test_a_refresher_deletes_only_its_own_lock(shared_redis, monkeypatch):
-    client = shared_state.redis_client()
-    lock = shared_state.key("quota", "lock")
+    client = store.redis_client()
+    lock = store.key("quota", "lock")
 
     def read_outliving_the_lock() -> tuple[float, float, str]:
         client.set(lock, "another-process", ex=60)  # ours expired; another took the lock
@@ -329,7 +330,7 @@ def test_rate_limit_takes_numbers_and_celery_rate_strings(settings, value, expec
     del settings.SEACUCUMBER_RATE_LIMIT
     settings.CUCUMBER_RATE_LIMIT = value
     assert quota.base_rate() == pytest.approx(expected)
-    assert quota.check_rate_settings() == []
+    assert check_rate_settings() == []
 
 
 @pytest.mark.parametrize("value", [None, "", 0, "0/s"])
@@ -346,7 +347,7 @@ def test_a_bad_rate_limit_is_refused_naming_the_setting(settings, name, value):
     setattr(settings, name, value)
     with pytest.raises(ImproperlyConfigured, match=f"^{name} = "):
         quota.base_rate()
-    [error] = quota.check_rate_settings()
+    [error] = check_rate_settings()
     assert error.id == "seacucumber.E010" and error.msg.startswith(f"{name} = ")
     assert "seacucumber.E010" in {found.id for found in checks.run_checks()}
 
@@ -362,7 +363,7 @@ def test_safety_factor_and_its_django_ses_name(shared_redis, emulator, settings,
                                                expected):
     setattr(settings, name, value)
     assert quota.base_rate() == pytest.approx(expected)
-    assert quota.check_rate_settings() == []
+    assert check_rate_settings() == []
 
 
 def test_the_new_safety_factor_name_wins_over_the_django_ses_one(shared_redis, emulator,
@@ -381,5 +382,5 @@ def test_a_bad_safety_factor_is_refused_naming_the_setting(settings, name, value
     setattr(settings, name, value)
     with pytest.raises(ImproperlyConfigured, match=f"^{name} = "):
         quota.rate_from({"max_send_rate": "20.0", "source": "GetSendQuota", "at": "0"})
-    [error] = quota.check_rate_settings()
+    [error] = check_rate_settings()
     assert error.id == "seacucumber.E011" and error.msg.startswith(f"{name} = ")

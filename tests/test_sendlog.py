@@ -8,8 +8,8 @@ import uuid
 import pytest
 from django.core.mail import EmailMessage
 
-from seacucumber import sendlog
 from seacucumber.payload import build_sends
+from seacucumber.shared import sendlog
 from seacucumber.tasks import send_email
 from tests.conftest import SENDER
 

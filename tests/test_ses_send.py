@@ -17,8 +17,10 @@ import pytest
 from botocore.exceptions import ClientError
 from django.core.mail import EmailMessage
 
-from seacucumber import ses
 from seacucumber.payload import build_sends
+from seacucumber.ses import clients
+from seacucumber.ses import errors as ses
+from seacucumber.ses import send as ses_send
 from tests.conftest import SENDER
 
 FROM_ARN = "arn:aws:ses:us-east-1:123456789012:identity/from.example.com"
@@ -40,7 +42,7 @@ def requests_sent(ses_emulator, settings) -> Iterator[list[dict]]:
     registered = []
     for service, event in (("ses", "before-call.ses.SendRawEmail"),
                            ("sesv2", "before-call.sesv2.SendEmail")):
-        events = ses.client(service).meta.events
+        events = clients.client(service).meta.events
         events.register(event, observe)
         registered.append((events, event))
     try:
@@ -52,14 +54,14 @@ def requests_sent(ses_emulator, settings) -> Iterator[list[dict]]:
 
 def send_one(**message) -> str:
     [outbound] = build_sends(EmailMessage("Hi", "Body", SENDER, ["to@example.com"], **message))
-    return ses.send(outbound)
+    return ses_send.send(outbound)
 
 
 # --- boto3's retries --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("service", ["ses", "sesv2"])
 def test_boto3_retries_are_off(ses_emulator, service):
-    retries = ses.client(service).meta.config.retries
+    retries = clients.client(service).meta.config.retries
     assert retries["total_max_attempts"] == 1
 
 
@@ -175,5 +177,5 @@ def test_v2_configuration_set_from_a_callable(ses_emulator, settings, requests_s
     settings.AWS_SES_CONFIGURATION_SET = (
         lambda message, **_: "bulk" if "list" in message.subject else "transactional")
     [outbound] = build_sends(EmailMessage("A list mail", "Body", SENDER, ["to@example.com"]))
-    ses.send(outbound)
+    ses_send.send(outbound)
     assert requests_sent[0]["ConfigurationSetName"] == "bulk"

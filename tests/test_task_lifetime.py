@@ -20,9 +20,10 @@ from celery.exceptions import Retry
 from celery.signals import task_retry
 from django.core.mail import EmailMessage
 
-from seacucumber import retry, sendlog, shared_state, signals
+from seacucumber import retry, signals
 from seacucumber.exceptions import PermanentSendError, TransientSendError
 from seacucumber.payload import build_sends
+from seacucumber.shared import sendlog, store
 from seacucumber.tasks import send_email
 from seacucumber.testing.processes import free_port
 from tests.conftest import SENDER
@@ -53,7 +54,7 @@ def lifetime(settings):
     settings.SEACUCUMBER_MESSAGE_LIFETIME = LIFETIME
     settings.SEACUCUMBER_REDIS_URL = None  # no shared state unless a test sets one
     settings.SEACUCUMBER_RETRY_BASE_DELAY = 2.0
-    assert shared_state.redis_url() is None
+    assert store.redis_url() is None
     return settings
 
 

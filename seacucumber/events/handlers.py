@@ -25,10 +25,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .. import signals, status, suppression
+from .. import signals, status
 from ..conf import conf
+from ..exceptions import AwaitingSend, InvalidNotification, NotAuthentic
 from ..models import MessageStatus, SeenNotification, Status, SuppressedAddress, statuses_below
-from . import sns
+from . import sns, suppression
 from .parse import SESEvent, addresses, parse_event
 
 logger = logging.getLogger(__name__)
@@ -54,18 +55,13 @@ _DJANGO_SES_NAMES = {"bounce", "complaint", "delivery", "send", "open", "click"}
 AWAIT_SEND_SECONDS = 15.0
 
 
-class AwaitingSend(Exception):
-    """The event is for a send whose SES MessageId the worker has not stored yet: answer 503
-    (nothing recorded), SNS delivers it again."""
-
-
 def handle_notification(message: dict[str, Any]) -> str:
     """Apply one verified Notification; returns what happened ("applied", "duplicate",
     "ignored"). Exceptions from handlers propagate (the view answers 500: SNS retries), and
     ``AwaitingSend`` (503) when the event's send has no SES MessageId on its record yet."""
     try:
         event = parse_event(message["Message"])
-    except sns.InvalidMessage as exc:
+    except InvalidNotification as exc:
         logger.warning("SNS notification %s ignored: %s", message["MessageId"], exc)
         return "ignored"
     with transaction.atomic():
@@ -198,7 +194,10 @@ def apply_suppression(event: SESEvent) -> None:
 
 
 def send_signal(event: SESEvent, message: dict[str, Any]) -> None:
-    """Send the event's signal with the parsed objects and the whole SNS message."""
+    """Send the event's signal with the parsed objects and the whole SNS message (events of
+    a known kind only)."""
+    if event.kind is None:
+        return
     extra = {f"{event.kind}_obj": event.detail} if event.kind in _DJANGO_SES_NAMES else {}
     SIGNALS[event.kind].send(
         sender=SESEvent,
@@ -212,13 +211,13 @@ def send_signal(event: SESEvent, message: dict[str, Any]) -> None:
 
 def confirm_subscription(message: dict[str, Any]) -> str:
     """Confirm a verified SubscriptionConfirmation by GETting its SubscribeURL, once that is
-    an SNS URL confirming this very topic. Raises ``sns.InvalidMessage`` / ``SNSUnavailable``."""
+    an SNS URL confirming this very topic. Raises ``InvalidNotification`` / ``SNSUnavailable``."""
     url = sns.check_sns_url(message["SubscribeURL"], "SubscribeURL")
     query = parse_qs(urlsplit(url).query)
     if query.get("Action") != ["ConfirmSubscription"] or query.get("TopicArn") != [
         message["TopicArn"]
     ]:
-        raise sns.NotAuthentic("SubscribeURL does not confirm this message's topic")
+        raise NotAuthentic("SubscribeURL does not confirm this message's topic")
     if not conf.SEACUCUMBER_CONFIRM_SUBSCRIPTIONS:
         logger.warning("SNS subscription to %s not confirmed (SEACUCUMBER_CONFIRM_SUBSCRIPTIONS"
                        " is off): confirm it with %s", message["TopicArn"], url)

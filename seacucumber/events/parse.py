@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .sns import InvalidMessage
+from ..exceptions import InvalidNotification
 
 TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
 _REQUIRED = {
@@ -40,22 +40,22 @@ EVENT_KINDS: dict[str, tuple[str, str]] = {
 
 
 def parse_envelope(body: bytes) -> dict[str, Any]:
-    """The SNS message in ``body``; ``InvalidMessage`` for anything that is not one."""
+    """The SNS message in ``body``; ``InvalidNotification`` for anything that is not one."""
     try:
         message = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        raise InvalidMessage("body is not JSON") from None
+        raise InvalidNotification("body is not JSON") from None
     if not isinstance(message, dict):
-        raise InvalidMessage("body is not a JSON object")
+        raise InvalidNotification("body is not a JSON object")
     kind = message.get("Type")
     if kind not in TYPES:
-        raise InvalidMessage(f"Type {kind!r} is not an SNS message type")
+        raise InvalidNotification(f"Type {kind!r} is not an SNS message type")
     for key in _REQUIRED[kind]:
         value = message.get(key)
         if not isinstance(value, str) or (not value and key != "Message"):
-            raise InvalidMessage(f"{key} is missing or not a string")
+            raise InvalidNotification(f"{key} is missing or not a string")
     if "Subject" in message and not isinstance(message["Subject"], str):
-        raise InvalidMessage("Subject is not a string")
+        raise InvalidNotification("Subject is not a string")
     return message
 
 
@@ -77,16 +77,16 @@ class SESEvent:
 
 
 def parse_event(text: str) -> SESEvent:
-    """The SES event in a Notification's ``Message``; ``InvalidMessage`` when it is not one."""
+    """The SES event in a Notification's ``Message``; ``InvalidNotification`` when it is not one."""
     try:
         data = json.loads(text)
     except ValueError:
-        raise InvalidMessage("Message is not JSON") from None
+        raise InvalidNotification("Message is not JSON") from None
     if not isinstance(data, dict):
-        raise InvalidMessage("Message is not a JSON object")
+        raise InvalidNotification("Message is not a JSON object")
     event_type = data.get("eventType", data.get("notificationType"))
     if not isinstance(event_type, str) or not event_type:
-        raise InvalidMessage("Message has no eventType or notificationType")
+        raise InvalidNotification("Message has no eventType or notificationType")
     kind, key = EVENT_KINDS.get(event_type, (None, ""))
     mail = data.get("mail")
     detail = data.get(key)

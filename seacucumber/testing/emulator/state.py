@@ -207,7 +207,7 @@ class Account:
 
     def statistics(self) -> list[dict[str, object]]:
         """GetSendStatistics' data points: accepted recipients per 15 minutes (two weeks)."""
-        points: dict[int, dict[str, object]] = {}
+        points: dict[int, dict[str, Any]] = {}
         with self.lock:
             for message in self.messages:
                 slot = int(message.time // 900 * 900)

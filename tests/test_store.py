@@ -1,6 +1,6 @@
 """Which Redis holds shared state."""
 
-from seacucumber import shared_state
+from seacucumber.shared import store
 from tests.conftest import point_app_at
 
 
@@ -8,7 +8,7 @@ def test_explicit_setting_wins(settings):
     settings.SEACUCUMBER_REDIS_URL = "redis://127.0.0.1:9/3"
     point_app_at("redis://127.0.0.1:8/0", None)
     try:
-        assert shared_state.redis_url() == "redis://127.0.0.1:9/3"
+        assert store.redis_url() == "redis://127.0.0.1:9/3"
     finally:
         point_app_at("memory://", None)
 
@@ -17,7 +17,7 @@ def test_redis_broker_is_used_when_no_setting(settings):
     settings.SEACUCUMBER_REDIS_URL = None
     point_app_at("redis://127.0.0.1:8/0", None)
     try:
-        assert shared_state.redis_url() == "redis://127.0.0.1:8/0"
+        assert store.redis_url() == "redis://127.0.0.1:8/0"
     finally:
         point_app_at("memory://", None)
 
@@ -26,14 +26,14 @@ def test_amqp_broker_without_setting_has_no_shared_state(settings, amqp_url):
     settings.SEACUCUMBER_REDIS_URL = None
     point_app_at(amqp_url, None)
     try:
-        assert shared_state.redis_url() is None
+        assert store.redis_url() is None
     finally:
         point_app_at("memory://", None)
 
 
 def test_client_talks_to_real_redis(settings, redis_url):
     settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/5"
-    client = shared_state.redis_client()
-    client.set(shared_state.key("probe"), "1")
+    client = store.redis_client()
+    client.set(store.key("probe"), "1")
     assert client.get("seacucumber:probe") == b"1"
-    assert shared_state.redis_client() is client
+    assert store.redis_client() is client

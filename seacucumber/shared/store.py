@@ -8,17 +8,12 @@ and fall back (see each feature's docstring).
 
 from __future__ import annotations
 
-import os
-import threading
 from typing import Any
 
 import redis
 
-from .conf import conf
-
-_clients: dict[tuple[int, str, float], redis.Redis] = {}
-_lock = threading.Lock()
-
+from .. import clients
+from ..conf import conf
 
 #: Broker URL schemes of kombu's Redis transport; the first two are redis-py URLs too.
 REDIS_BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
@@ -59,18 +54,10 @@ def redis_client(timeout: float = 10.0) -> redis.Redis:
         raise RuntimeError(
             "no shared-state Redis: set SEACUCUMBER_REDIS_URL (or use a Redis broker)"
         )
-    lookup = (os.getpid(), url, timeout)
-    client = _clients.get(lookup)
-    if client is None:
-        with _lock:
-            client = _clients.get(lookup)
-            if client is None:
-                client = redis.Redis.from_url(
-                    url, socket_connect_timeout=min(5.0, timeout), socket_timeout=timeout,
-                    health_check_interval=30,
-                )
-                _clients[lookup] = client
-    return client
+    return clients.shared(("redis", url, timeout), lambda: redis.Redis.from_url(
+        url, socket_connect_timeout=min(5.0, timeout), socket_timeout=timeout,
+        health_check_interval=30,
+    ))
 
 
 #: Compare-and-delete, atomically: drop a key (a claim, a lock) only while it is still ours.

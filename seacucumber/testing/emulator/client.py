@@ -13,7 +13,7 @@ import time
 import urllib.request
 from typing import Any
 
-from .emulator_state import Accepted
+from .state import Accepted
 
 
 class EmulatorBase:

@@ -16,7 +16,7 @@ so. The next attempt (once the claim has expired) sends again: at most one dupli
 such crash, the price of at-least-once delivery. An error that may hide a send (a read
 timeout, a connection dropped after the request went out) is in the same window.
 
-Without a shared-state Redis (``shared_state.redis_url()`` is None) there is no send log and
+Without a shared-state Redis (``store.redis_url()`` is None) there is no send log and
 delivery is at-least-once without this guard.
 """
 
@@ -26,16 +26,13 @@ from dataclasses import dataclass
 
 import redis
 
-from . import shared_state
-from .conf import conf
-
-
-class SendLogUnavailable(Exception):
-    """The shared-state Redis did not answer: the send must wait (a transient error)."""
+from ..conf import conf
+from ..exceptions import SendLogUnavailable
+from . import store
 
 
 def enabled() -> bool:
-    return shared_state.redis_url() is not None
+    return store.redis_url() is not None
 
 
 def claim_seconds() -> float:
@@ -44,7 +41,7 @@ def claim_seconds() -> float:
 
 
 def _key(message_id: str) -> str:
-    return shared_state.key("sent", message_id)
+    return store.key("sent", message_id)
 
 
 @dataclass
@@ -61,7 +58,7 @@ class Claim:
         if self.token is None or not enabled():
             return
         try:
-            shared_state.delete_if_equal(_key(self.message_id), self.token)
+            store.delete_if_equal(_key(self.message_id), self.token)
         except redis.RedisError:
             pass  # the claim expires by itself
 
@@ -71,7 +68,7 @@ class Claim:
             return
         keep = int(float(conf.SEACUCUMBER_MESSAGE_LIFETIME) + 24 * 3600)
         try:
-            shared_state.redis_client().set(
+            store.redis_client().set(
                 _key(self.message_id), f"sent:{ses_message_id}", ex=keep)
         except redis.RedisError:
             pass  # sent all the same; only a later redelivery could send it again
@@ -83,7 +80,7 @@ def claim(message_id: str, attempt: str) -> Claim:
     token = f"claim:{attempt}"
     if not enabled():
         return Claim(message_id, token=token)
-    client = shared_state.redis_client()
+    client = store.redis_client()
     try:
         if client.set(_key(message_id), token, nx=True, px=int(claim_seconds() * 1000)):
             return Claim(message_id, token=token)

@@ -26,8 +26,8 @@ expired and was taken by another.
 
 Each process re-reads the shared hash at most every ``LOCAL_SECONDS``: no quota call and no
 extra Redis round trip per send. Bad rate settings raise ``ImproperlyConfigured`` naming the
-setting at the first send; the system check ``check_rate_settings`` (registered when this
-module is imported) reports them before.
+setting at the first send; the system check ``checks.check_rate_settings`` reports them
+before.
 """
 
 from __future__ import annotations
@@ -41,12 +41,12 @@ import uuid
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-from . import ses, shared_state
-from .conf import conf
-from .sescalls import ACCESS_DENIED_CODES
+from ..conf import conf
+from ..ses.clients import client as ses_client
+from ..ses.errors import error_info
+from . import store
 
 logger = logging.getLogger(__name__)
 
@@ -112,28 +112,14 @@ def safety_factor() -> float:
     return factor
 
 
-@checks.register()
-def check_rate_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """The rate settings, checked before any send (``manage.py check``, ``runserver``,
-    ``migrate``): a bad one would otherwise fail every send task."""
-    found: list[checks.CheckMessage] = []
-    for read, error_id in ((configured_rate, "seacucumber.E010"),
-                           (safety_factor, "seacucumber.E011")):
-        try:
-            read()
-        except ImproperlyConfigured as exc:
-            found.append(checks.Error(str(exc), id=error_id))
-    return found
-
-
 # --- the shared quota record -----------------------------------------------------------------
 
 def _key() -> str:
-    return shared_state.key("quota")
+    return store.key("quota")
 
 
 def _lock_key() -> str:
-    return shared_state.key("quota", "lock")
+    return store.key("quota", "lock")
 
 
 def lock_seconds() -> int:
@@ -153,11 +139,11 @@ def read_from_ses() -> tuple[float, float, str]:
     """(MaxSendRate, Max24HourSend, source) from SES; raises botocore errors."""
     if conf.USE_SES_V2:
         try:
-            found = ses.client("sesv2").get_account()["SendQuota"]
+            found = ses_client("sesv2").get_account()["SendQuota"]
             return float(found["MaxSendRate"]), float(found["Max24HourSend"]), "GetAccount"
         except (ClientError, KeyError) as exc:
             logger.info("SES v2 GetAccount unavailable (%s); asking v1 GetSendQuota", exc)
-    found = ses.client("ses").get_send_quota()
+    found = ses_client("ses").get_send_quota()
     return float(found["MaxSendRate"]), float(found["Max24HourSend"]), "GetSendQuota"
 
 
@@ -186,7 +172,7 @@ def refresh(previous: dict[str, str] | None = None) -> dict[str, str]:
     shared record before (read from Redis when not given), kept when the read fails for
     another reason than a missing permission."""
     global _warned_denied
-    client = shared_state.redis_client()
+    client = store.redis_client()
     if previous is None:
         previous = _read_record(client)
     now = time.time()
@@ -195,8 +181,9 @@ def refresh(previous: dict[str, str] | None = None) -> dict[str, str]:
         stored = {"max_send_rate": repr(max_rate), "max_24_hour_send": repr(max_day),
                   "source": source, "at": repr(now)}
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "") or "error"
-        if code in ACCESS_DENIED_CODES:  # only a missing permission means "SES will not say"
+        info = error_info(exc)
+        code = info.code
+        if info.access_denied:  # only a missing permission means "SES will not say"
             if not _warned_denied:
                 _warned_denied = True
                 logger.warning(
@@ -210,7 +197,7 @@ def refresh(previous: dict[str, str] | None = None) -> dict[str, str]:
         stored = _kept_or_fallback(previous, "unreachable", f"{type(exc).__name__}: {exc}", now)
     pipe = client.pipeline()
     pipe.delete(_key())
-    pipe.hset(_key(), mapping=stored)
+    pipe.hset(_key(), mapping=stored)  # type: ignore[arg-type]  # redis-py: invariant key
     pipe.execute()
     return stored
 
@@ -227,7 +214,7 @@ def shared() -> dict[str, str]:
     """The shared quota record, refreshed (by this process, if it wins the lock) when it is
     missing or older than ``SEACUCUMBER_QUOTA_REFRESH`` (``retry_seconds()`` after a read
     that failed)."""
-    client = shared_state.redis_client()
+    client = store.redis_client()
     record = _read_record(client)
     if _fresh(record, time.time()):
         return record
@@ -236,7 +223,7 @@ def shared() -> dict[str, str]:
         try:
             return refresh(record)
         finally:  # only our own lock: it may have expired and been taken by another
-            shared_state.delete_if_equal(_lock_key(), token)
+            store.delete_if_equal(_lock_key(), token)
     if record:
         return record  # someone else is refreshing: the old value serves meanwhile
     deadline = time.monotonic() + WAIT_FIRST
@@ -260,7 +247,7 @@ def base_rate() -> float:
     manual = configured_rate()
     if manual is not None:
         return manual
-    url = shared_state.redis_url() or ""
+    url = store.redis_url() or ""
     cached = _cache.get(url)
     now = time.monotonic()
     if cached is not None and now - cached[1] < LOCAL_SECONDS:

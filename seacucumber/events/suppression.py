@@ -15,9 +15,9 @@ from collections.abc import Iterable
 
 from django.db import DatabaseError
 
-from . import signals
-from .conf import conf
-from .payload import OutboundSend
+from .. import signals
+from ..conf import conf
+from ..payload import OutboundSend
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def screen(outbound: OutboundSend) -> OutboundSend | None:
     """
     if not active():
         return outbound
-    from .models import SuppressedAddress  # not at import: tasks.py imports this module
+    from ..models import SuppressedAddress  # not at import: tasks.py imports this module
 
     try:
         found = set(
@@ -73,7 +73,7 @@ def screen(outbound: OutboundSend) -> OutboundSend | None:
 
 def add(addresses: Iterable[str], reason: str, detail: str = "") -> int:
     """Add ``addresses`` (already listed ones are left as they are); returns how many are new."""
-    from .models import SuppressedAddress
+    from ..models import SuppressedAddress
 
     wanted = {normalize(a) for a in addresses if "@" in a}
     if not wanted:
@@ -91,7 +91,7 @@ def add(addresses: Iterable[str], reason: str, detail: str = "") -> int:
 
 def remove(addresses: Iterable[str]) -> int:
     """Take ``addresses`` off the list; returns how many were on it."""
-    from .models import SuppressedAddress
+    from ..models import SuppressedAddress
 
     deleted, _ = SuppressedAddress.objects.filter(
         address__in={normalize(a) for a in addresses}

@@ -16,7 +16,7 @@ from email.utils import getaddresses
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
-from .emulator_state import Answer, Verdict
+from .state import Answer, Verdict
 
 V1_NS = "http://ses.amazonaws.com/doc/2010-12-01/"
 V2_SEND_PATH = "/v2/email/outbound-emails"

@@ -6,7 +6,7 @@ hold in force.
 The logic behind ``manage.py ses_usage``. The quota comes from v1 ``GetSendQuota`` or, with
 ``USE_SES_V2``, v2 ``GetAccount``; the statistics from v1 ``GetSendStatistics`` (SES v2 has no
 equivalent; the v1 API serves every account). SES errors come out as
-``sescalls.OperatorError``, naming the IAM action to allow when permission is missing.
+``OperatorError``, naming the IAM action to allow when permission is missing.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import ses
-from .conf import conf
-from .sescalls import ses_call
+from ..conf import conf
+from ..ses.clients import client as ses_client
+from ..ses.errors import ses_call
+from . import outbox, ratelimit, store
 
 #: SES's published levels (Developer Guide, "Reputation metrics messages"): at a bounce rate
 #: of 5% SES puts the account under review, at 10% it may pause sending; for complaints
@@ -147,12 +148,10 @@ class SharedRate:
 def shared_rate() -> SharedRate:
     """The rate the workers hold now, why there is none, and a daily-quota hold in force.
     Never raises: a report must not fail on the shared state."""
-    from . import ratelimit, shared_state
-
     if not conf.SEACUCUMBER_SHARED_RATE:
         return SharedRate(None, SHARED_RATE_OFF)
     try:
-        if shared_state.redis_url() is None:
+        if store.redis_url() is None:
             return SharedRate(None, NO_REDIS)
         hold = ratelimit.quota_hold_remaining()
         rate = ratelimit.rate_in_force()
@@ -164,8 +163,6 @@ def shared_rate() -> SharedRate:
 def outbox_counts() -> dict[str, int] | None:
     """Sends the outbox holds (queued, running), or None when it is off or unreadable.
     Never raises."""
-    from . import outbox
-
     try:
         return outbox.counts() if outbox.enabled() else None
     except Exception:  # noqa: BLE001 - a report must not fail on the shared state
@@ -182,7 +179,7 @@ def fetch_quota() -> Quota:
     """The account's quota: v2 ``GetAccount`` with ``USE_SES_V2``, else v1 ``GetSendQuota``."""
     with ses_call():
         if conf.USE_SES_V2:
-            account = ses.client("sesv2").get_account()
+            account = ses_client("sesv2").get_account()
             quota = account.get("SendQuota", {})
             return Quota(
                 float(quota.get("Max24HourSend", 0)),
@@ -191,7 +188,7 @@ def fetch_quota() -> Quota:
                 account.get("EnforcementStatus"),
                 account.get("SendingEnabled"),
             )
-        quota = ses.client("ses").get_send_quota()
+        quota = ses_client("ses").get_send_quota()
         return Quota(float(quota["Max24HourSend"]), float(quota["MaxSendRate"]),
                      float(quota["SentLast24Hours"]))
 
@@ -200,7 +197,7 @@ def fetch_days(today: dt.date | None = None) -> list[Day]:
     """v1 ``GetSendStatistics`` (15-minute data points over two weeks) summed per UTC day,
     one entry per day of the last ``STATISTICS_DAYS`` days, oldest first."""
     with ses_call():
-        points = ses.client("ses").get_send_statistics().get("SendDataPoints", [])
+        points = ses_client("ses").get_send_statistics().get("SendDataPoints", [])
     today = today or dt.datetime.now(dt.UTC).date()
     days = {
         (today - dt.timedelta(days=n)).isoformat(): Day((today - dt.timedelta(days=n)).isoformat())
@@ -223,7 +220,7 @@ def fetch() -> Usage:
     quota = fetch_quota()
     days = fetch_days()
     rate = shared_rate()
-    return Usage(ses.client().meta.region_name, "v2" if conf.USE_SES_V2 else "v1", quota,
+    return Usage(ses_client().meta.region_name, "v2" if conf.USE_SES_V2 else "v1", quota,
                  days, rate.rate_in_force, rate.note, rate.quota_hold_seconds, outbox_counts())
 
 

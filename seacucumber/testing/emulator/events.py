@@ -21,8 +21,8 @@ from collections.abc import Callable
 from email import message_from_bytes
 from typing import Any
 
-from .emulator_state import Accepted, is_simulator
-from .sns_signing import DEFAULT_CERT_URL, Signer
+from ..sns_signing import DEFAULT_CERT_URL, Signer
+from .state import Accepted, is_simulator
 
 logger = logging.getLogger(__name__)
 

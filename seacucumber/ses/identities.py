@@ -1,8 +1,8 @@
 """SES identities (addresses and domains): verify, list, delete, with SES v1 or v2.
 
-The logic behind ``manage.py ses_address``. Clients come from ``ses.client``, so the
+The logic behind ``manage.py ses_address``. Clients come from ``clients.client``, so the
 credentials, region and endpoint are the backend's. SES errors come out as
-``sescalls.OperatorError``; input that is neither an address nor a domain as
+``OperatorError``; input that is neither an address nor a domain as
 ``InvalidIdentity``.
 """
 
@@ -15,19 +15,15 @@ from botocore.exceptions import ClientError
 from django.core.exceptions import ValidationError
 from django.core.validators import DomainNameValidator, validate_email
 
-from . import ses
-from .conf import conf
-from .exceptions import SeaCucumberError
-from .sescalls import OperatorError, ses_call
+from ..conf import conf
+from ..exceptions import InvalidIdentity, OperatorError
+from .clients import client as ses_client
+from .errors import error_code, ses_call
 
 ADDRESS = "address"
 DOMAIN = "domain"
 _V1_ATTRIBUTES_BATCH = 100  # GetIdentityVerificationAttributes takes at most 100 identities
 _validate_domain = DomainNameValidator(accept_idna=True)
-
-
-class InvalidIdentity(SeaCucumberError, ValueError):
-    """Text that is neither an email address nor a domain name."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +116,7 @@ def verify(text: str) -> Verification:
     with ses_call():
         if conf.USE_SES_V2:
             return _verify_v2(kind, name)
-        client = ses.client("ses")
+        client = ses_client("ses")
         if kind == ADDRESS:
             client.verify_email_identity(EmailAddress=name)
             return Verification(name, kind, "pending")
@@ -131,11 +127,11 @@ def verify(text: str) -> Verification:
 
 
 def _verify_v2(kind: str, name: str) -> Verification:
-    client = ses.client("sesv2")
+    client = ses_client("sesv2")
     try:
         answer = client.create_email_identity(EmailIdentity=name)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "AlreadyExistsException":
+        if error_code(exc) != "AlreadyExistsException":
             raise
         answer = client.get_email_identity(EmailIdentity=name)
     status = answer.get("VerificationStatus")
@@ -150,7 +146,7 @@ def list_identities() -> list[Identity]:
     with ses_call():
         if conf.USE_SES_V2:
             return _list_v2()
-        client = ses.client("ses")
+        client = ses_client("ses")
         names: list[str] = []
         for page in client.get_paginator("list_identities").paginate():
             names.extend(page.get("Identities", []))
@@ -167,7 +163,7 @@ def list_identities() -> list[Identity]:
 
 
 def _list_v2() -> list[Identity]:
-    client = ses.client("sesv2")
+    client = ses_client("sesv2")
     found: list[Identity] = []
     kwargs: dict[str, Any] = {"PageSize": 1000}
     while True:
@@ -191,16 +187,16 @@ def delete(text: str) -> str:
     _, name = parse_identity(text)
     with ses_call():
         if conf.USE_SES_V2:
-            client = ses.client("sesv2")
+            client = ses_client("sesv2")
             try:
                 client.get_email_identity(EmailIdentity=name)
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") == "NotFoundException":
+                if error_code(exc) == "NotFoundException":
                     raise OperatorError(f"no SES identity {name!r} in this region") from None
                 raise
             client.delete_email_identity(EmailIdentity=name)
             return name
-        client = ses.client("ses")
+        client = ses_client("ses")
         known = client.get_identity_verification_attributes(Identities=[name])
         if name not in known.get("VerificationAttributes", {}):
             raise OperatorError(f"no SES identity {name!r} in this region")
@@ -210,4 +206,4 @@ def delete(text: str) -> str:
 
 def region() -> str:
     """The region the commands talk to."""
-    return ses.client().meta.region_name
+    return ses_client().meta.region_name

@@ -26,15 +26,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .emulator_client import EmulatorBase
-from .emulator_events import DEFAULT_TOPIC_ARN, EventPoster
-from .emulator_http import Handler, Server
-from .emulator_state import Accepted, Account, Config
-from .sns_signing import DEFAULT_CERT_URL, Signer
+from ..sns_signing import DEFAULT_CERT_URL, Signer
+from .client import EmulatorBase
+from .events import DEFAULT_TOPIC_ARN, EventPoster
+from .http import Handler, Server
+from .state import Accepted, Account, Config
 
 __all__ = ["SESEmulator", "EmulatorClient", "main"]
 
-from .emulator_client import EmulatorClient  # noqa: E402 - re-exported
+from .client import EmulatorClient  # noqa: E402 - re-exported
 
 
 class SESEmulator(EmulatorBase):
@@ -187,6 +187,3 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         emulator.stop()
 
-
-if __name__ == "__main__":
-    main()

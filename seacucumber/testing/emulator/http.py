@@ -16,11 +16,11 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import emulator_protocol as protocol
-from .emulator_state import Verdict
+from . import protocol
+from .state import Verdict
 
 if TYPE_CHECKING:
-    from .emulator import SESEmulator
+    from . import SESEmulator
 
 _APP_TOKEN = re.compile(r"(?:^|\s)app/(\S+)")
 

@@ -1,0 +1,62 @@
+"""boto3 clients for SES, one per process and client settings (``seacucumber.clients``).
+
+boto3's own retries are off (``total_max_attempts=1``): the send task retries with backoff
+through Celery, and two retry layers would multiply each other.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from .. import clients
+from ..conf import conf
+
+logger = logging.getLogger(__name__)
+
+
+def endpoint_url() -> str | None:
+    """The SES endpoint from settings, or ``None`` to let boto3 resolve it."""
+    url = conf.SEACUCUMBER_ENDPOINT_URL or conf.AWS_SES_REGION_ENDPOINT
+    if url and "://" not in url:
+        url = f"https://{url}"
+    return url or None
+
+
+def client(service: str | None = None) -> Any:
+    """The shared boto3 client for ``service`` ("ses" or "sesv2"; default: per USE_SES_V2)."""
+    service = service or ("sesv2" if conf.USE_SES_V2 else "ses")
+    key = (
+        "boto3",
+        service,
+        conf.AWS_SES_REGION_NAME,
+        endpoint_url(),
+        conf.AWS_SES_ACCESS_KEY_ID,
+        conf.AWS_SES_SECRET_ACCESS_KEY,
+        conf.AWS_SES_SESSION_TOKEN,
+        conf.SEACUCUMBER_CONNECT_TIMEOUT,
+        conf.SEACUCUMBER_READ_TIMEOUT,
+    )
+    return clients.shared(key, lambda: _make_client(service))
+
+
+def _make_client(service: str) -> Any:
+    session = boto3.session.Session(
+        aws_access_key_id=conf.AWS_SES_ACCESS_KEY_ID,
+        aws_secret_access_key=conf.AWS_SES_SECRET_ACCESS_KEY,
+        aws_session_token=conf.AWS_SES_SESSION_TOKEN,
+        region_name=conf.AWS_SES_REGION_NAME,
+    )
+    config = Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=conf.SEACUCUMBER_CONNECT_TIMEOUT,
+        read_timeout=conf.SEACUCUMBER_READ_TIMEOUT,
+        max_pool_connections=64,
+    )
+    made = session.client(service, endpoint_url=endpoint_url(), config=config)
+    logger.info("SES client made: %s in %s at %s", service, made.meta.region_name,
+                made.meta.endpoint_url)
+    return made

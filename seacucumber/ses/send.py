@@ -1,0 +1,75 @@
+"""The send call: one ``OutboundSend`` to SES v1 ``SendRawEmail`` or v2 ``SendEmail`` (raw).
+
+Errors are botocore's, unchanged: the send task hands them to ``errors.classify``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..conf import conf
+from ..payload import OutboundSend
+from .clients import client
+
+
+def send(outbound: OutboundSend, raw: bytes | None = None) -> str:
+    """Send one message through SES; returns SES's MessageId. ``raw`` replaces the payload's
+    MIME (a DKIM-signed copy, say). Raises botocore errors: classify them with ``classify``."""
+    data = outbound.raw if raw is None else raw
+    if conf.USE_SES_V2:
+        return client("sesv2").send_email(**v2_arguments(outbound, data))["MessageId"]
+    return client("ses").send_raw_email(**v1_arguments(outbound, data))["MessageId"]
+
+
+def v1_arguments(outbound: OutboundSend, data: bytes) -> dict[str, Any]:
+    """``SendRawEmail``'s arguments: ``Source`` is the envelope sender (``AWS_SES_RETURN_PATH``
+    or the From address); each sending-authorization ARN goes to its own parameter."""
+    options = outbound.options
+    kwargs: dict[str, Any] = {
+        "Source": outbound.sender,
+        "Destinations": list(outbound.recipients),
+        "RawMessage": {"Data": data},
+    }
+    for option, argument in (
+        ("configuration_set", "ConfigurationSetName"),
+        ("source_arn", "SourceArn"),
+        ("from_arn", "FromArn"),
+        ("return_path_arn", "ReturnPathArn"),
+    ):
+        if option in options:
+            kwargs[argument] = options[option]
+    return kwargs
+
+
+def v2_arguments(outbound: OutboundSend, data: bytes) -> dict[str, Any]:
+    """``SendEmail``'s arguments (raw content), mapped as django-ses maps them:
+
+    - ``FromEmailAddress``: the envelope sender, as v1's ``Source`` (``AWS_SES_RETURN_PATH``,
+      else the From address; the raw message keeps its own From header).
+    - ``FeedbackForwardingEmailAddress``: the envelope sender again, when
+      ``AWS_SES_RETURN_PATH`` or ``AWS_SES_RETURN_PATH_ARN`` is set: bounces and complaints
+      go to the return path, and the ARN authorizes this address.
+    - ``FromEmailAddressIdentityArn``: ``AWS_SES_FROM_ARN``, else ``AWS_SES_SOURCE_ARN``
+      (v2 has one ARN for the sender where v1 had two).
+    - ``FeedbackForwardingEmailAddressIdentityArn``: ``AWS_SES_RETURN_PATH_ARN``.
+    - ``ConfigurationSetName``, ``EndpointId`` (``AWS_SES_GLOBAL_ENDPOINT_ID``: SigV4a, which
+      needs the ``awscrt`` package).
+    """
+    options = outbound.options
+    kwargs: dict[str, Any] = {
+        "FromEmailAddress": outbound.sender,
+        "Destination": {"ToAddresses": list(outbound.recipients)},
+        "Content": {"Raw": {"Data": data}},
+    }
+    from_arn = options.get("from_arn") or options.get("source_arn")
+    if from_arn:
+        kwargs["FromEmailAddressIdentityArn"] = from_arn
+    if conf.AWS_SES_RETURN_PATH or "return_path_arn" in options:
+        kwargs["FeedbackForwardingEmailAddress"] = outbound.sender
+    if "return_path_arn" in options:
+        kwargs["FeedbackForwardingEmailAddressIdentityArn"] = options["return_path_arn"]
+    if "configuration_set" in options:
+        kwargs["ConfigurationSetName"] = options["configuration_set"]
+    if "endpoint_id" in options:
+        kwargs["EndpointId"] = options["endpoint_id"]
+    return kwargs

@@ -1,0 +1,199 @@
+"""The outbox: a record of every send the backend queued that no worker has settled yet, so
+a task the broker lost is queued again.
+
+Why: kombu's Redis transport takes a task off the queue (BRPOP) before it records the task
+as unacknowledged; a worker killed between the two loses the task (kombu #305, celery
+#7950). RabbitMQ loses nothing there, so the outbox is on by default only with a Redis broker
+(``SEACUCUMBER_OUTBOX``). It lives in the shared-state Redis, keyed by task id, which is our
+message id.
+
+Keys, under ``<prefix>:outbox:``:
+
+- ``task``: hash, task id -> the task to publish again (payload and queue).
+- ``queue``: hash, task id -> the broker queue it went to; ``queues``: set of those queues.
+- ``published:<queue>``: sorted set, task id -> when the task was last published to that
+  queue. Queued records only.
+- ``queued``: sorted set, task id -> when a worker that took the task off the queue should
+  have started it: publish time (plus a retry's countdown) plus ``SEACUCUMBER_OUTBOX_GRACE``.
+- ``running``: sorted set, task id -> when an attempt that started should have ended.
+
+A record moves: ``record`` (the backend, before publishing) -> queued; ``started`` (the task
+begins) -> running; ``requeued`` (a retry, before it is published) -> queued;
+``settled`` (sent, failed for good, or suppressed) -> gone. Each step is one Redis call, and
+none brings back a record that is gone.
+
+The sweeper (``sweeper``) finds the records whose task the broker lost and publishes
+them again. A task published again while its first copy still lives (a slow prefetch, a
+clock far out) sends nothing twice: the send log (``sendlog``) lets one copy send and the
+other return.
+
+The Lua scripts name the ``published:<queue>`` key they touch from the record, so the outbox
+needs a standalone (or Sentinel) Redis, as kombu's Redis transport does, not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import redis
+
+from ..conf import conf
+from . import sendlog, store
+from .store import run_script
+
+logger = logging.getLogger(__name__)
+
+
+def enabled() -> bool:
+    """Whether sends are recorded: ``SEACUCUMBER_OUTBOX``, or by default with a Redis broker;
+    always needs the shared-state Redis."""
+    setting = conf.SEACUCUMBER_OUTBOX
+    if setting is None:
+        setting = store.broker_is_redis()
+    return bool(setting) and store.redis_url() is not None
+
+
+def key_names() -> dict[str, str]:
+    return {name: store.key("outbox", name)
+            for name in ("task", "queue", "queues", "queued", "running")}
+
+
+def published_prefix() -> str:
+    return store.key("outbox", "published", "")
+
+
+def published(queue: str) -> str:
+    return published_prefix() + queue
+
+
+def grace() -> float:
+    return float(conf.SEACUCUMBER_OUTBOX_GRACE)
+
+
+def _attempt_seconds() -> float:
+    """The longest one started attempt should take: its rate wait and one SES call."""
+    return float(conf.SEACUCUMBER_RATE_MAX_WAIT) + sendlog.claim_seconds()
+
+
+# --- the record's steps --------------------------------------------------------------------
+
+#: KEYS: task, queue, queues, queued, published:<queue>; ARGV: now, not before, the queue,
+#: then a task id and its record for each send.
+_RECORD = """
+redis.call('SADD', KEYS[3], ARGV[3])
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[3])
+  redis.call('ZADD', KEYS[5], ARGV[1], ARGV[i])
+  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[i])
+end
+return 1
+"""
+
+
+def record(payloads: Sequence[dict[str, Any]], queue: str | None, broker_queue: str,
+           timeout: float) -> bool:
+    """Record the sends of ``payloads`` (``OutboundSend.to_json``) as queued, before they are
+    published with ``queue`` (the publish option; None: Celery's routing) to the broker
+    queue ``broker_queue`` (its name, which the sweeper watches): one Redis call, given up
+    after ``timeout`` seconds. Whether they were."""
+    if not payloads or not enabled():
+        return False
+    keys, now = key_names(), time.time()
+    args: list[Any] = [now, now + grace(), broker_queue]
+    for payload in payloads:
+        args += [payload["id"], json.dumps({"payload": payload, "queue": queue})]
+    try:
+        run_script(_RECORD, [keys["task"], keys["queue"], keys["queues"], keys["queued"],
+                             published(broker_queue)], args, timeout)
+    except redis.RedisError as exc:  # sent all the same; only a lost task would not return
+        logger.warning("outbox: could not record %d send(s): %s", len(payloads), exc)
+        return False
+    return True
+
+
+def discard(message_ids: Iterable[str], timeout: float) -> None:
+    """Drop the records of sends the broker did not take (``send_messages`` reported them)."""
+    ids = list(message_ids)
+    if ids and enabled():
+        _drop(ids, timeout)
+
+
+def settled(task_id: str | None) -> None:
+    """The task settled (sent, failed for good, suppressed): forget it."""
+    if task_id and enabled():
+        _drop([task_id])
+
+
+# The scripts' keys: KEYS[1] task, KEYS[2] queue, KEYS[3] queued, KEYS[4] running;
+# ARGV[1] the published:<queue> prefix (the queue is read from the record), ARGV[2] the id.
+
+_SETTLED = """
+for i = 2, #ARGV do
+  local queue = redis.call('HGET', KEYS[2], ARGV[i])
+  if queue then redis.call('ZREM', ARGV[1] .. queue, ARGV[i]) end
+  redis.call('HDEL', KEYS[1], ARGV[i])
+  redis.call('HDEL', KEYS[2], ARGV[i])
+  redis.call('ZREM', KEYS[3], ARGV[i])
+  redis.call('ZREM', KEYS[4], ARGV[i])
+end
+return 1
+"""
+
+_STARTED = """
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return 0 end
+local queue = redis.call('HGET', KEYS[2], ARGV[2])
+if queue then redis.call('ZREM', ARGV[1] .. queue, ARGV[2]) end
+redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2])
+return 1
+"""
+
+_REQUEUED = """
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return 0 end
+local queue = redis.call('HGET', KEYS[2], ARGV[2])
+if queue then redis.call('ZADD', ARGV[1] .. queue, ARGV[3], ARGV[2]) end
+redis.call('ZREM', KEYS[4], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+return 1
+"""
+
+
+def _script(script: str, *args: Any, timeout: float = 10.0) -> None:
+    keys = key_names()
+    try:
+        run_script(script, [keys["task"], keys["queue"], keys["queued"], keys["running"]],
+                   [published_prefix(), *args], timeout)
+    except redis.RedisError as exc:  # a record left behind is swept; the send log guards
+        logger.warning("outbox: could not update %s: %s", args[0], exc)
+
+
+def _drop(ids: list[str], timeout: float = 10.0) -> None:
+    _script(_SETTLED, *ids, timeout=timeout)
+
+
+def started(task_id: str | None) -> None:
+    """An attempt began: the record is running until the attempt should have ended."""
+    if task_id and enabled():
+        _script(_STARTED, task_id, time.time() + _attempt_seconds() + grace())
+
+
+def requeued(task_id: str | None, countdown: float) -> None:
+    """The task is about to be published again, to run ``countdown`` seconds from now."""
+    if task_id and enabled():
+        now = time.time()
+        _script(_REQUEUED, task_id, now, now + countdown + grace())
+
+
+def counts() -> dict[str, int]:
+    """How many records are queued and running (for ``ses_usage``)."""
+    keys = key_names()
+    pipe = store.redis_client().pipeline(transaction=False)
+    pipe.zcard(keys["queued"])
+    pipe.zcard(keys["running"])
+    queued, running = pipe.execute()
+    return {"queued": queued, "running": running}

@@ -1,0 +1,43 @@
+"""The package's shape: one exception hierarchy, listed in one module, no two alike."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+import seacucumber
+from seacucumber.exceptions import SeaCucumberError
+
+
+def package_modules() -> list[str]:
+    """Every module the package ships, but its test tools (``seacucumber.testing``: their
+    errors answer HTTP inside the emulator and never reach a caller)."""
+    return [info.name for info in pkgutil.walk_packages(seacucumber.__path__, "seacucumber.")
+            if not info.name.startswith(("seacucumber.testing", "seacucumber.migrations"))]
+
+
+def test_every_exception_the_package_raises_is_a_seacucumber_error_in_exceptions_py():
+    found: dict[str, list[str]] = {}
+    for name in package_modules():
+        module = importlib.import_module(name)
+        for cls_name, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, BaseException) and cls.__module__ == name:
+                found.setdefault(cls_name, []).append(name)
+    # a private class (``tasks._DeadlinePassed``) is control flow caught in its own module
+    public = {cls_name: where for cls_name, where in found.items()
+              if not cls_name.startswith("_")}
+    assert public, "no exception classes found: the walk is broken"
+    assert {cls_name: where for cls_name, where in public.items()
+            if where != ["seacucumber.exceptions"]} == {}
+    for cls_name in public:
+        assert issubclass(getattr(seacucumber.exceptions, cls_name), SeaCucumberError), cls_name
+
+
+def test_the_exceptions_module_lists_every_class_it_defines():
+    doc = seacucumber.exceptions.__doc__ or ""
+    defined = [cls_name for cls_name, cls in inspect.getmembers(seacucumber.exceptions,
+                                                                  inspect.isclass)
+               if issubclass(cls, BaseException) and cls.__module__ == "seacucumber.exceptions"]
+    assert len(defined) >= 10
+    assert [cls_name for cls_name in defined if cls_name not in doc] == []
