@@ -1,6 +1,9 @@
 # `make test` and `make demo` each set up .venv first (Python 3.11+).
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
+# one leg of the support matrix: a pip requirement pinning Django (.ci/run sets it), e.g.
+#   make test PYTHON=python3.12 VENV=.venv-3.12 DJANGO='Django>=6.1,<6.2'
+DJANGO ?=
 STAMP := $(VENV)/.installed-stamp
 # the slow kinds: real celery workers, chaos (SIGKILLs), the demo end to end
 SLOW := worker or chaos or demo
@@ -11,7 +14,8 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	$(VENV)/bin/python -m pip install -q -e '.[dev]' $(if $(DJANGO),'$(DJANGO)')
+	$(VENV)/bin/python -c 'import django, sys; print("Python", sys.version.split()[0], "Django", django.get_version())'
 	touch $(STAMP)
 
 # the whole suite, after the lint: what CI runs
@@ -32,4 +36,4 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .import_linter_cache
+	rm -rf .venv .venv-* .pytest_cache .mypy_cache .import_linter_cache

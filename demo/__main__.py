@@ -54,7 +54,7 @@ def main() -> int:
         import django
 
         django.setup()
-        from django.core.mail import get_connection
+        from django.core import mail
         from django.core.management import call_command
 
         from . import mailing, report
@@ -93,7 +93,9 @@ def main() -> int:
 
         batch = mailing.messages(MESSAGES)
         started = time.monotonic()
-        queued = get_connection().send_messages(batch)
+        # Django 6.1's mailers, or get_connection() before it
+        connection = mail.mailers.default if hasattr(mail, "mailers") else mail.get_connection()
+        queued = connection.send_messages(batch)
         print(f"queued:   {queued} messages in {(time.monotonic() - started) * 1000:.0f} ms "
               "(send_messages returned; the workers take it from here)")
         if not report.progress(queued, started, emulator, timeout=120):

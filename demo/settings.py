@@ -4,6 +4,8 @@ feedback (status records, the event webhook) so the summary can show bounces and
 import os
 from pathlib import Path
 
+import django
+
 STATE = Path(os.environ.get("SEACUCUMBER_DEMO_DIR", ".demo")).resolve()
 
 SECRET_KEY = "demo-only"  # noqa: S105
@@ -20,7 +22,11 @@ DATABASES = {"default": {
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
 }}
 
-EMAIL_BACKEND = "seacucumber.backend.SESBackend"
+if django.VERSION >= (6, 1):  # MAILERS replaces EMAIL_BACKEND
+    MAILERS = {"default": {"BACKEND": "seacucumber.backend.SESBackend"}}
+else:
+    EMAIL_BACKEND = "seacucumber.backend.SESBackend"
+SERVER_EMAIL = "errors@example.com"  # error reports: an address SES takes
 DEFAULT_FROM_EMAIL = "Sea Cucumber Demo <demo@example.com>"
 AWS_SES_REGION_NAME = "us-east-1"
 SEACUCUMBER_ENDPOINT_URL = os.environ.get("SEACUCUMBER_ENDPOINT_URL")

@@ -1,6 +1,13 @@
 """The Django email backend: check each message, serialise it, enqueue a Celery task.
 
-    EMAIL_BACKEND = "seacucumber.backend.SESBackend"
+    EMAIL_BACKEND = "seacucumber.backend.SESBackend"                   # Django 5.2 and 6.0
+    MAILERS = {"default": {"BACKEND": "seacucumber.backend.SESBackend",  # Django 6.1
+                           "OPTIONS": {"configuration_set": "transactional"}}}
+
+Options (``payload.MailerOptions``) are keyword arguments, so the same ones work through
+``MAILERS`` ``OPTIONS`` and ``get_connection(**options)``; they are checked when the backend
+is made, and an unknown one is refused (``TypeError``; on Django 6.1 under ``MAILERS``,
+Django's own ``InvalidMailer``), never ignored.
 
 ``send_messages`` never talks to SES. It checks every message first (``payload.build_sends``
 raises ``InvalidMessage`` for anything SES would refuse), so a bad message in a batch is refused
@@ -17,10 +24,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from functools import partial
 from itertools import chain
+from typing import Any
 
+from django.core import mail as django_mail
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
@@ -28,23 +37,46 @@ from django.db import transaction
 from . import status
 from .conf import conf
 from .exceptions import EnqueueError, InvalidMessage
-from .payload import OutboundSend, build_sends
+from .payload import OPTION_NAMES, MailerOptions, OutboundSend, build_sends
 from .shared import outbox
 from .tasks import enqueue, routed_queue
 
 logger = logging.getLogger(__name__)
 
 
+#: Django 6.1's ``MAILERS`` (``mail.mailers``, and ``InvalidMailer`` for a bad entry).
+_INVALID_MAILER = getattr(django_mail, "InvalidMailer", None)
+
+
 class SESBackend(BaseEmailBackend):
     """Queues each message for a Celery worker to send through Amazon SES."""
 
-    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+    def __init__(self, fail_silently: bool = False, *, alias: str | None = None,
+                 **options: Any) -> None:
+        # Django 6.1 passes this when get_connection(**kwargs) meets MAILERS: the kwargs are
+        # ours to check like any other option, so it changes nothing here
+        options.pop("_ignore_unknown_kwargs", None)
+        for name in ("username", "password"):  # send_mail() passes them, None unless given
+            if name in options and options[name] is None:
+                del options[name]
+        unknown = MailerOptions.unknown(options)
+        if unknown:
+            names = ", ".join(repr(name) for name in unknown)
+            if alias is not None and _INVALID_MAILER is not None:
+                raise _INVALID_MAILER(f"Unknown options {names}.", alias=alias)
+            raise TypeError(f"SESBackend got unknown option(s) {names}; it takes fail_silently "
+                            f"and {', '.join(sorted(OPTION_NAMES))}")
+        super().__init__(**({"alias": alias} if _INVALID_MAILER is not None else {}))
+        self.fail_silently = fail_silently  # our own attribute, as Django 6.1 asks
+        self.options = MailerOptions.parse(options)
+
+    def send_messages(self, email_messages: Iterable[EmailMessage] | None) -> int:
         """Queue ``email_messages``; returns how many were queued (messages, not sends)."""
         checked: list[list[OutboundSend]] = []
         accepted: list[EmailMessage] = []
         for message in email_messages or ():
             try:
-                sends = build_sends(message)
+                sends = build_sends(message, self.options)
             except InvalidMessage as exc:
                 if not self.fail_silently:
                     raise
@@ -68,13 +100,13 @@ class SESBackend(BaseEmailBackend):
         timeout = float(conf.SEACUCUMBER_ENQUEUE_TIMEOUT)
         deadline = time.monotonic() + timeout  # the outbox's record counts in it
         payloads = [[outbound.to_json() for outbound in sends] for sends in checked]
-        queue = conf.SEACUCUMBER_QUEUE or None
+        queue = self.options.queue
         recorded = outbox.record(list(chain.from_iterable(payloads)), queue,
                                  queue or routed_queue(), timeout / 4)
         queued = 0
         for sends, message_payloads in zip(checked, payloads, strict=True):
             try:
-                enqueue(message_payloads, deadline)
+                enqueue(message_payloads, deadline, queue)
             except EnqueueError as exc:
                 unqueued = list(chain(sends[exc.sends_queued:],
                                       chain.from_iterable(checked[queued + 1:])))

@@ -3,6 +3,7 @@ settings that would fail sends, or lose them, are reported before any message is
 
     W001-W003  the SNS event webhook        W004  Redis broker without socket timeouts
     W005-W006  SES v2 global endpoint       W007  outbox on, no shared-state Redis
+    W008       a default or domainless DEFAULT_FROM_EMAIL / SERVER_EMAIL
     E010-E011  the rate settings
 """
 
@@ -12,11 +13,14 @@ from importlib.util import find_spec
 from typing import Any
 
 from celery import current_app
+from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
 
 from .conf import conf
+from .exceptions import InvalidMessage
+from .payload import bare_address
 from .shared import quota, store
 
 BROKER_TIMEOUTS = ("socket_connect_timeout", "socket_timeout")
@@ -73,6 +77,32 @@ def check_outbox(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         "SEACUCUMBER_OUTBOX is True but there is no shared-state Redis: tasks the broker "
         "loses are not queued again.",
         hint="Set SEACUCUMBER_REDIS_URL.", id="seacucumber.W007")]
+
+
+#: Django's defaults: SES refuses them (no verified identity can be ``localhost``).
+_DJANGO_DEFAULT_SENDERS = {"DEFAULT_FROM_EMAIL": "webmaster@localhost",
+                           "SERVER_EMAIL": "root@localhost"}
+
+
+@register()
+def check_sender_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Warn when ``DEFAULT_FROM_EMAIL`` or ``SERVER_EMAIL`` is Django's default or no full
+    address: SES refuses every message from it, and error reports (``mail_admins``, sent
+    from ``SERVER_EMAIL``) would vanish with no one told."""
+    found: list[CheckMessage] = []
+    for name, default in _DJANGO_DEFAULT_SENDERS.items():
+        value = str(getattr(settings, name, "") or "")
+        try:
+            bare = bare_address(value, name) if value else ""
+        except InvalidMessage:
+            bare = ""
+        if value == default or "." not in bare.rpartition("@")[2]:
+            found.append(Warning(
+                f"{name} is {value!r}: SES refuses mail from an address that is Django's "
+                "default or has no domain, so every message sent from it fails.",
+                hint=f"Set {name} to an address of a domain verified in SES.",
+                id="seacucumber.W008"))
+    return found
 
 
 @register()

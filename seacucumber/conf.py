@@ -46,6 +46,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("USE_SES_V2", False,
             "Send with the SES v2 API (SendEmail, raw content; 40 MB) instead of v1 "
             "SendRawEmail (10 MB)."),
+    Setting("AWS_SESSION_PROFILE", None,
+            "django-ses name: the AWS credentials profile (~/.aws) SES clients use. Unset: "
+            "boto3's credential chain."),
+    Setting("AWS_SES_CONFIG", None,
+            "django-ses name: a botocore.config.Config merged over Sea Cucumber's own for SES "
+            "clients (proxies, timeouts, pool size); what it sets wins, retries included."),
     Setting("SEACUCUMBER_CONNECT_TIMEOUT", 5.0, "Seconds to connect to SES."),
     Setting("SEACUCUMBER_READ_TIMEOUT", 30.0, "Seconds to wait for an SES answer."),
     # --- per-message options ------------------------------------------------------------
@@ -165,12 +171,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SEACUCUMBER_STATUS_RETENTION_DAYS", 30,
             "Days ses_cleanup keeps status records and seen SNS message ids by default."),
     Setting("SEACUCUMBER_SUPPRESS_ON_BOUNCE", False,
-            "Add permanently bounced addresses to the suppression list."),
+            "Add permanently bounced addresses to the suppression list.",
+            ("AWS_SES_ADD_BOUNCE_TO_BLACKLIST",)),
     Setting("SEACUCUMBER_SUPPRESS_ON_COMPLAINT", False,
-            "Add complaining addresses to the suppression list."),
+            "Add complaining addresses to the suppression list.",
+            ("AWS_SES_ADD_COMPLAINT_TO_BLACKLIST",)),
     Setting("SEACUCUMBER_SUPPRESSION_LIST", None,
             "Drop suppressed recipients in the worker before each send. Unset: on when "
-            "SEACUCUMBER_SUPPRESS_ON_BOUNCE or SEACUCUMBER_SUPPRESS_ON_COMPLAINT is on."),
+            "SEACUCUMBER_SUPPRESS_ON_BOUNCE or SEACUCUMBER_SUPPRESS_ON_COMPLAINT is on.",
+            ("AWS_SES_USE_BLACKLIST",)),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -2,6 +2,8 @@
 
     SeaCucumberError
     ├── InvalidMessage          send_messages refused a message (also ValueError)
+    │   └── HeaderInjection     a line break in a header (also Django's BadHeaderError)
+    ├── InvalidOption           a backend option with a bad value (also ValueError)
     ├── EnqueueError            the broker did not take a message
     ├── MalformedPayload        a task payload our backend did not write
     ├── SendError               SES's code and message
@@ -19,6 +21,8 @@
 
 from __future__ import annotations
 
+from django.core.mail.message import BadHeaderError
+
 
 class SeaCucumberError(Exception):
     """Base class of every Sea Cucumber error."""
@@ -26,6 +30,16 @@ class SeaCucumberError(Exception):
 
 class InvalidMessage(SeaCucumberError, ValueError):
     """A message that SES would refuse, caught at ``send_messages`` (size, addresses, headers)."""
+
+
+class HeaderInjection(InvalidMessage, BadHeaderError):
+    """A line break in a header or address: header injection, refused. Views written for
+    Django's own backends catch it as ``django.core.mail.BadHeaderError``."""
+
+
+class InvalidOption(SeaCucumberError, ValueError):
+    """A backend option (``SESBackend(**options)``, a ``MAILERS`` entry's ``OPTIONS``) with a
+    value SES or the worker could not use; the message names the option."""
 
 
 class EnqueueError(SeaCucumberError):

@@ -269,8 +269,9 @@ def publish(payload: dict[str, Any], task_id: str, queue: str | None,
     )
 
 
-def enqueue(payloads: Sequence[dict[str, Any]], deadline: float) -> None:
-    """Put one send task per payload (``OutboundSend.to_json``) on the broker;
+def enqueue(payloads: Sequence[dict[str, Any]], deadline: float, queue: str | None) -> None:
+    """Put one send task per payload (``OutboundSend.to_json``) on the broker, to ``queue``
+    (None: Celery's routing);
     ``EnqueueError`` if it can't by ``deadline`` (``time.monotonic()``; plus one connection
     attempt: keep the broker's socket timeouts short, as ``celeryconfig.py`` does). The
     error's ``sends_queued`` says how many of ``payloads`` the broker took before it failed."""
@@ -282,7 +283,6 @@ def enqueue(payloads: Sequence[dict[str, Any]], deadline: float) -> None:
         "interval_max": timeout / 3,
         "errback": _deadline_errback(deadline),
     }
-    queue = conf.SEACUCUMBER_QUEUE or None
     for done, payload in enumerate(payloads):
         try:
             publish(payload, payload["id"], queue, retry_policy)

@@ -55,6 +55,7 @@ TEMPLATES = [{
     ]},
 }]
 DEFAULT_FROM_EMAIL = "sender@example.com"
+SERVER_EMAIL = "errors@example.com"
 EMAIL_BACKEND = "seacucumber.backend.SESBackend"
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://")

@@ -9,6 +9,7 @@ import string
 from email import message_from_bytes
 from email.header import decode_header, make_header
 
+import django
 import pytest
 from django.core.mail import EmailMessage, get_connection
 from hypothesis import HealthCheck, event, given
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from seacucumber.exceptions import InvalidMessage
 from tests.conftest import SENDER
 
+MODERN_EMAIL = django.VERSION >= (6, 0)
 LOCAL = st.text(string.ascii_letters + string.digits + "._+-'=", min_size=1, max_size=20)
 DOMAIN = st.sampled_from(["example.com", "mail.example.org", "sub.domain.example.net",
                           "x-y.example.io"])
@@ -101,7 +103,10 @@ def test_refused_clearly_or_delivered_identically(case, ses_emulator, eager):
     texts = [p for p in parts if p.get_content_type() == "text/plain"
              and p.get_content_disposition() is None]
     if expected["body"] or not expected["attachments"]:  # Django omits an empty body part
-        assert text_of(texts[0]).replace("\r\n", "\n") == expected["body"]
+        got = text_of(texts[0]).replace("\r\n", "\n")
+        # Django 6 builds bodies with the email package's set_content, which ends text with
+        # a newline when it has none (Django's own backends send the same)
+        assert got == expected["body"] or (MODERN_EMAIL and got == expected["body"] + "\n")
     else:
         assert texts == []
     found = [((p.get_filename() or "").strip(), p.get_payload(decode=True)) for p in parts

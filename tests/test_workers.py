@@ -36,3 +36,30 @@ def test_permanent_failure_is_logged_with_ses_code(pipeline, start_worker, moto_
     assert "failed: MessageRejected" in log
     assert "PermanentSendError" in log
     assert [m.destinations[0] for m in moto_ses.sent()] == ["b@example.com"]
+
+
+def test_two_mailers_send_through_real_workers_each_with_its_options(
+        pipeline, start_worker, moto_ses, settings):
+    """A project configured as README shows (Django 6.1: MAILERS; before: EMAIL_BACKEND and
+    get_connection(**options)): the bulk mailer's mail goes to its own queue, which only the
+    second worker consumes, with its own envelope sender."""
+    bulk_queue = f"{pipeline.queue}-bulk"
+    bulk_options = {"queue": bulk_queue, "return_path": "bounces@example.com"}
+    moto_ses.verify("bounces@example.com")
+    if hasattr(mail, "mailers"):
+        settings.MAILERS = {
+            "default": {"BACKEND": "seacucumber.backend.SESBackend"},
+            "bulk": {"BACKEND": "seacucumber.backend.SESBackend", "OPTIONS": bulk_options},
+        }
+        send_bulk = lambda message: message.send(using="bulk")  # noqa: E731
+    else:
+        send_bulk = lambda message: mail.get_connection(  # noqa: E731
+            "seacucumber.backend.SESBackend", **bulk_options).send_messages([message])
+    start_worker(pipeline.worker_env(), queues=pipeline.queue)
+    assert send_bulk(EmailMessage("News", "B", SENDER, ["reader@example.com"])) == 1
+    mail.send_mail("Reset", "B", SENDER, ["user@example.com"])
+    [reset] = moto_ses.wait_for(1)
+    assert (reset.source, reset.destinations[0]) == (SENDER, "user@example.com")
+    start_worker(pipeline.worker_env(), queues=bulk_queue)
+    news = moto_ses.wait_for(2)[1]
+    assert (news.source, news.destinations[0]) == ("bounces@example.com", "reader@example.com")

@@ -4,6 +4,8 @@ docker-compose.yml."""
 import os
 from pathlib import Path
 
+import django
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret")
@@ -52,7 +54,11 @@ DATABASES = {
 STATIC_URL = "static/"
 
 # --- Sea Cucumber, as README.rst says ---
-EMAIL_BACKEND = "seacucumber.backend.SESBackend"
+if django.VERSION >= (6, 1):  # MAILERS replaces EMAIL_BACKEND
+    MAILERS = {"default": {"BACKEND": "seacucumber.backend.SESBackend"}}
+else:
+    EMAIL_BACKEND = "seacucumber.backend.SESBackend"
+SERVER_EMAIL = "errors@example.com"  # error reports: an address SES takes
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "example@example.com")
 # Celery: the repository's celeryconfig.py under Django's names, every setting of it (with
 # CELERY_CONFIG_MODULE=celeryconfig, as in docker-compose.yml, the app reads that module

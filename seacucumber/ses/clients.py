@@ -1,7 +1,9 @@
 """boto3 clients for SES, one per process and client settings (``seacucumber.clients``).
 
 boto3's own retries are off (``total_max_attempts=1``): the send task retries with backoff
-through Celery, and two retry layers would multiply each other.
+through Celery, and two retry layers would multiply each other. ``AWS_SES_CONFIG`` (a botocore
+``Config``, as in django-ses: proxies, timeouts, pool size) is merged over these defaults, so
+what it sets wins, retries included. The User-Agent names this package and its version.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from .. import clients
+from .. import __version__, clients
 from ..conf import conf
 
 logger = logging.getLogger(__name__)
@@ -26,37 +28,54 @@ def endpoint_url() -> str | None:
     return url or None
 
 
-def client(service: str | None = None) -> Any:
-    """The shared boto3 client for ``service`` ("ses" or "sesv2"; default: per USE_SES_V2)."""
+def client(service: str | None = None, *, region: str | None = None,
+           endpoint: str | None = None, profile: str | None = None) -> Any:
+    """The shared boto3 client for ``service`` ("ses" or "sesv2"; default: per USE_SES_V2).
+    ``region``, ``endpoint`` and ``profile`` override the settings (a mailer's options)."""
     service = service or ("sesv2" if conf.USE_SES_V2 else "ses")
+    region = region or conf.AWS_SES_REGION_NAME
+    endpoint = endpoint or endpoint_url()
+    profile = profile or conf.AWS_SESSION_PROFILE
     key = (
         "boto3",
         service,
-        conf.AWS_SES_REGION_NAME,
-        endpoint_url(),
+        region,
+        endpoint,
+        profile,
         conf.AWS_SES_ACCESS_KEY_ID,
         conf.AWS_SES_SECRET_ACCESS_KEY,
         conf.AWS_SES_SESSION_TOKEN,
         conf.SEACUCUMBER_CONNECT_TIMEOUT,
         conf.SEACUCUMBER_READ_TIMEOUT,
+        id(conf.AWS_SES_CONFIG),
     )
-    return clients.shared(key, lambda: _make_client(service))
+    return clients.shared(key, lambda: _make_client(service, region, endpoint, profile))
 
 
-def _make_client(service: str) -> Any:
-    session = boto3.session.Session(
-        aws_access_key_id=conf.AWS_SES_ACCESS_KEY_ID,
-        aws_secret_access_key=conf.AWS_SES_SECRET_ACCESS_KEY,
-        aws_session_token=conf.AWS_SES_SESSION_TOKEN,
-        region_name=conf.AWS_SES_REGION_NAME,
-    )
+def client_config() -> Config:
+    """The botocore ``Config`` of every SES client: no boto3 retries, the timeouts, a pool
+    for a threads worker, this package in the User-Agent; ``AWS_SES_CONFIG`` merged over."""
     config = Config(
         retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=conf.SEACUCUMBER_CONNECT_TIMEOUT,
         read_timeout=conf.SEACUCUMBER_READ_TIMEOUT,
         max_pool_connections=64,
+        user_agent_extra=f"seacucumber/{__version__}",
     )
-    made = session.client(service, endpoint_url=endpoint_url(), config=config)
+    extra = conf.AWS_SES_CONFIG
+    return config if extra is None else config.merge(extra)
+
+
+def _make_client(service: str, region: str | None, endpoint: str | None,
+                 profile: str | None) -> Any:
+    session = boto3.session.Session(
+        aws_access_key_id=conf.AWS_SES_ACCESS_KEY_ID,
+        aws_secret_access_key=conf.AWS_SES_SECRET_ACCESS_KEY,
+        aws_session_token=conf.AWS_SES_SESSION_TOKEN,
+        region_name=region,
+        profile_name=profile,
+    )
+    made = session.client(service, endpoint_url=endpoint, config=client_config())
     logger.info("SES client made: %s in %s at %s", service, made.meta.region_name,
                 made.meta.endpoint_url)
     return made

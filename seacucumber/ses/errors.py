@@ -25,6 +25,7 @@ from botocore.exceptions import (
     NoRegionError,
     ParamValidationError,
     PartialCredentialsError,
+    ProfileNotFound,
     ReadTimeoutError,
 )
 
@@ -107,6 +108,7 @@ _CONFIGURATION_ERRORS = (
     NoRegionError,
     InvalidRegionError,
     PartialCredentialsError,
+    ProfileNotFound,  # AWS_SESSION_PROFILE, or a mailer's profile, not in the worker's ~/.aws
     EndpointResolutionError,  # e.g. an EndpointId that is not a host label
 )
 

@@ -16,9 +16,13 @@ def send(outbound: OutboundSend, raw: bytes | None = None) -> str:
     """Send one message through SES; returns SES's MessageId. ``raw`` replaces the payload's
     MIME (a DKIM-signed copy, say). Raises botocore errors: classify them with ``classify``."""
     data = outbound.raw if raw is None else raw
+    options = outbound.options
+    service = "sesv2" if conf.USE_SES_V2 else "ses"
+    ses = client(service, region=options.get("region"), endpoint=options.get("endpoint_url"),
+                 profile=options.get("profile"))
     if conf.USE_SES_V2:
-        return client("sesv2").send_email(**v2_arguments(outbound, data))["MessageId"]
-    return client("ses").send_raw_email(**v1_arguments(outbound, data))["MessageId"]
+        return str(ses.send_email(**v2_arguments(outbound, data))["MessageId"])
+    return str(ses.send_raw_email(**v1_arguments(outbound, data))["MessageId"])
 
 
 def v1_arguments(outbound: OutboundSend, data: bytes) -> dict[str, Any]:
