@@ -132,7 +132,7 @@ def _addresses(message: Message, name: str) -> list[str]:
 def _decode(payload: bytes, charset: str | None) -> str:
     try:
         codec = codecs.lookup(charset or "us-ascii").name
-    except LookupError:  # a charset Python does not know: read it as UTF-8
+    except (LookupError, ValueError, TypeError):  # a charset Python does not know: UTF-8
         codec = "utf-8"
     if codec == "ascii":  # mislabelled 8-bit mail is common; UTF-8 is ASCII's superset
         codec = "utf-8"
@@ -166,26 +166,16 @@ def _attachment(part: Message) -> Attachment:
     return Attachment(part.get_filename(), part.get_content_type(), content)
 
 
-def _root_factory() -> Any:
-    """A message factory for the parser: the top part is an ``InboundMessage``, its sub-parts
-    plain ``EmailMessage``s (they have no envelope of their own)."""
-    made = []
-
-    def factory(policy: Any = None) -> EmailMessage:
-        cls = EmailMessage if made else InboundMessage
-        made.append(True)
-        return cls(policy=policy)
-
-    return factory
-
-
 def parse_stream(chunks: Iterable[bytes]) -> InboundMessage:
     """An ``InboundMessage`` parsed from ``chunks`` of the raw mail, fed one at a time."""
-    parser = BytesFeedParser(_factory=_root_factory(), policy=email_policy.default)
+    parser = BytesFeedParser(policy=email_policy.default)
     for chunk in chunks:
         parser.feed(chunk)
-    message = parser.close()
-    assert isinstance(message, InboundMessage)
+    parsed = parser.close()
+    # The top part becomes an InboundMessage; its parts stay EmailMessages (they have no
+    # envelope of their own). The parsed state moves over by reference, nothing is copied.
+    message = InboundMessage(policy=parsed.policy)
+    message.__dict__.update(parsed.__dict__)
     return message
 
 
@@ -271,7 +261,7 @@ def parse_received(data: dict[str, Any], sns_message: dict[str, Any]) -> Receive
     event = ReceivedEvent(mail=mail, receipt=receipt,
                           sns_message_id=str(sns_message.get("MessageId", "")),
                           topic_arn=str(sns_message.get("TopicArn", "")),
-                          content=data.get("content") if "content" in data else None)
+                          content=data.get("content"))
     if event.action_type not in ("SNS", "S3"):
         raise InvalidNotification(
             f"receipt action {event.action_type or '(none)'!r} carries no mail: use an SNS "
