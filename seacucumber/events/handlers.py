@@ -251,6 +251,7 @@ def handle_received(message: dict[str, Any], data: dict[str, Any]) -> str:
     if SeenNotification.objects.filter(sns_message_id=message["MessageId"]).exists():
         logger.info("SNS notification %s already taken in", message["MessageId"])
         return "duplicate"
+    mail: inbound.InboundMessage | None
     try:
         if event.action_type == "S3":
             mail = s3.fetch_message(*event.s3_location)

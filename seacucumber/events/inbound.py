@@ -69,7 +69,7 @@ class InboundMessage(EmailMessage):
 
     @property
     def from_email(self) -> str:
-        """The From header as written (``"Ann <ann@example.com>"``); "" when absent."""
+        """The first From address, formatted ``"Ann <ann@example.com>"``; "" when none."""
         addresses = _addresses(self, "From")
         return addresses[0] if addresses else ""
 
