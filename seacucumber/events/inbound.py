@@ -123,8 +123,9 @@ def _addresses(message: Message, name: str) -> list[str]:
     """Each address of header ``name`` as ``"Name <addr>"`` (or the bare address); a header
     too broken to parse as addresses is given as written."""
     try:
+        # policy.default parses address headers into objects with ``.addresses``
         return [str(address) for value in message.get_all(name) or []
-                for address in value.addresses]
+                for address in getattr(value, "addresses", ())]
     except (IndexError, ValueError, TypeError, AttributeError):  # the parser gave up
         return [v.strip() for v in _raw_values(message, name) if v.strip()]
 
@@ -139,12 +140,26 @@ def _decode(payload: bytes, charset: str | None) -> str:
     return payload.decode(codec, errors="replace")
 
 
+def _payload_bytes(part: Message) -> bytes:
+    """A leaf part's content, transfer encoding undone. Base64 (nearly every attachment) is
+    decoded by ``binascii`` straight from the parsed text: ``get_payload(decode=True)`` makes
+    four passing copies of it on the way (BENCHMARKS.md, "Receiving a large mail"), and is
+    kept for everything else, and for base64 that ``binascii`` finds broken (it repairs
+    what it can, recording defects)."""
+    payload = part.get_payload()
+    if isinstance(payload, str) and str(
+            part.get("Content-Transfer-Encoding", "")).strip().lower() == "base64":
+        try:
+            return binascii.a2b_base64(payload)
+        except (binascii.Error, ValueError):  # bad padding, non-ASCII text
+            pass
+    decoded = part.get_payload(decode=True)
+    return decoded if isinstance(decoded, bytes) else b""
+
+
 def _body_text(message: EmailMessage, subtype: str) -> str:
     part = message.get_body((subtype,))
-    if part is None:
-        return ""
-    payload = part.get_payload(decode=True)
-    return _decode(payload, part.get_content_charset()) if isinstance(payload, bytes) else ""
+    return "" if part is None else _decode(_payload_bytes(part), part.get_content_charset())
 
 
 def _leaves(part: Message) -> Iterable[Message]:
@@ -153,16 +168,17 @@ def _leaves(part: Message) -> Iterable[Message]:
         yield part
         return
     for child in part.get_payload():
-        yield from _leaves(child)
+        if isinstance(child, Message):
+            yield from _leaves(child)
 
 
 def _attachment(part: Message) -> Attachment:
     if part.get_content_type() == "message/rfc822":
         inner = part.get_payload()
-        content = inner[0].as_bytes() if isinstance(inner, list) and inner else b""
+        content = (inner[0].as_bytes() if isinstance(inner, list) and inner
+                   and isinstance(inner[0], Message) else b"")
     else:
-        payload = part.get_payload(decode=True)
-        content = payload if isinstance(payload, bytes) else b""
+        content = _payload_bytes(part)
     return Attachment(part.get_filename(), part.get_content_type(), content)
 
 
