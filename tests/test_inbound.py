@@ -90,7 +90,8 @@ def emulator(settings, moto_server):
 def post(notification: dict | str | bytes):
     """POST to the real webhook view as SNS does (Django's test client)."""
     body = notification if isinstance(notification, str | bytes) else json.dumps(notification)
-    return Client().post(WEBHOOK, data=body, content_type="text/plain; charset=UTF-8")
+    content_type = "text/plain" if isinstance(body, bytes) else "text/plain; charset=UTF-8"
+    return Client().post(WEBHOOK, data=body, content_type=content_type)
 
 
 def answer(response) -> tuple[int, str]:
@@ -199,6 +200,49 @@ def test_a_forwarded_mail_is_one_attachment():
     assert message.text == "see below\n"
     # only the top part is an InboundMessage: sub-parts have no envelope of their own
     assert all(type(part) is EmailMessage for part in message.iter_parts())
+
+
+@pytest.mark.django_db
+def test_a_failing_receiver_gets_the_mail_again_on_redelivery(emulator, received):
+    """A receiver that raises rolls the take-in back (500, nothing recorded): SNS's
+    redelivery of the same message reaches the receivers again, and then only once."""
+    calls = []
+
+    def flaky(sender, message, event, **kwargs):
+        calls.append(event.sns_message_id)
+        if len(calls) == 1:
+            raise RuntimeError("database hiccup in the app")
+
+    inbound_received.connect(flaky)
+    try:
+        result = emulator.receive(reply_mail(), post=False)
+        assert answer(post(result.notification)) == (500, "error")
+        assert not SeenNotification.objects.exists()
+        assert answer(post(result.notification)) == (200, "received")
+        assert answer(post(result.notification)) == (200, "duplicate")
+    finally:
+        inbound_received.disconnect(flaky)
+    assert calls == [result.sns_message_id] * 2
+    # every receiver ran for the rolled-back delivery and for the redelivery, never after
+    assert [event.sns_message_id for _, event in received] == calls
+
+
+@pytest.mark.django_db
+def test_a_post_that_is_not_utf8_is_refused(emulator, received):
+    assert answer(post(b'{"Type": "Notification", "Message": "caf\xe9"}')) == (400, "refused")
+    assert received == []
+
+
+@pytest.mark.django_db
+def test_inline_content_with_a_lone_surrogate_is_taken_in(emulator, received):
+    """JSON may carry a lone UTF-16 surrogate (``\\ud800``), which no UTF-8 encodes: it
+    becomes '?', the rest of the mail is read."""
+    notification = receipt_notification(reply_mail(), topic_arn=DEFAULT_TOPIC_ARN)
+    notification["content"] = "Subject: odd\r\n\r\nbefore \ud800 after\r\n"
+    assert "\\ud800" in json.dumps(notification)
+    assert answer(post(_signed(emulator, notification))) == (200, "received")
+    [(message, _)] = received
+    assert message.subject == "odd" and message.text == "before ? after\r\n"
 
 
 # --- what is dropped, skipped, refused -----------------------------------------------------------
