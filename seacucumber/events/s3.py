@@ -19,13 +19,13 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import clients
 from ..conf import conf
 from ..exceptions import InboundTooLarge, MailObjectGone, MailStoreUnavailable
+from ..ses import clients as ses_clients
 from ..ses.errors import error_info
 from .inbound import CHUNK, InboundMessage, parse_stream
 
@@ -48,12 +48,6 @@ def client() -> Any:
 
 
 def _make_client() -> Any:
-    session = boto3.session.Session(
-        aws_access_key_id=conf.AWS_SES_ACCESS_KEY_ID,
-        aws_secret_access_key=conf.AWS_SES_SECRET_ACCESS_KEY,
-        aws_session_token=conf.AWS_SES_SESSION_TOKEN,
-        region_name=region_name(),
-    )
     endpoint = conf.SEACUCUMBER_S3_ENDPOINT_URL or None
     config = Config(
         retries={"total_max_attempts": 1, "mode": "standard"},
@@ -62,7 +56,7 @@ def _make_client() -> Any:
         # an endpoint of our own (moto, MinIO) serves buckets by path, not by host name
         s3={"addressing_style": "path"} if endpoint else None,
     )
-    return session.client("s3", endpoint_url=endpoint, config=config)
+    return ses_clients.session(region_name()).client("s3", endpoint_url=endpoint, config=config)
 
 
 def fetch_message(bucket: str, key: str) -> InboundMessage:

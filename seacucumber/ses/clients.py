@@ -43,20 +43,26 @@ def client(service: str | None = None) -> Any:
     return clients.shared(key, lambda: _make_client(service))
 
 
-def _make_client(service: str) -> Any:
-    session = boto3.session.Session(
+def session(region_name: str | None = None) -> boto3.session.Session:
+    """A boto3 session with the SES credentials (``AWS_SES_ACCESS_KEY_ID`` ..., else boto3's
+    chain) in ``region_name`` (default: ``AWS_SES_REGION_NAME``). The S3 client that fetches
+    received mail is made from one too: one set of credentials for the account's SES work."""
+    return boto3.session.Session(
         aws_access_key_id=conf.AWS_SES_ACCESS_KEY_ID,
         aws_secret_access_key=conf.AWS_SES_SECRET_ACCESS_KEY,
         aws_session_token=conf.AWS_SES_SESSION_TOKEN,
-        region_name=conf.AWS_SES_REGION_NAME,
+        region_name=region_name or conf.AWS_SES_REGION_NAME,
     )
+
+
+def _make_client(service: str) -> Any:
     config = Config(
         retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=conf.SEACUCUMBER_CONNECT_TIMEOUT,
         read_timeout=conf.SEACUCUMBER_READ_TIMEOUT,
         max_pool_connections=64,
     )
-    made = session.client(service, endpoint_url=endpoint_url(), config=config)
+    made = session().client(service, endpoint_url=endpoint_url(), config=config)
     logger.info("SES client made: %s in %s at %s", service, made.meta.region_name,
                 made.meta.endpoint_url)
     return made

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:ses-events"
 
 
-def _now() -> str:
+def timestamp() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
@@ -66,7 +66,7 @@ def ses_notifications(message: Accepted) -> list[dict[str, Any]]:
     notes: list[dict[str, Any]] = []
     if delivered:
         notes.append({"notificationType": "Delivery", "mail": mail, "delivery": {
-            "timestamp": _now(), "processingTimeMillis": 500, "recipients": delivered,
+            "timestamp": timestamp(), "processingTimeMillis": 500, "recipients": delivered,
             "smtpResponse": "250 2.6.0 Message received", "reportingMTA": "emulator",
         }})
     if bounced:
@@ -78,13 +78,13 @@ def ses_notifications(message: Accepted) -> list[dict[str, Any]]:
                 "emailAddress": address, "action": "failed", "status": "5.1.1",
                 "diagnosticCode": "smtp; 550 5.1.1 user unknown",
             } for address, _ in bounced],
-            "timestamp": _now(), "feedbackId": f"{uuid.uuid4().hex}-000000",
+            "timestamp": timestamp(), "feedbackId": f"{uuid.uuid4().hex}-000000",
             "reportingMTA": "dsn; emulator",
         }})
     if complained:
         notes.append({"notificationType": "Complaint", "mail": mail, "complaint": {
             "complainedRecipients": [{"emailAddress": a} for a in complained],
-            "timestamp": _now(), "feedbackId": f"{uuid.uuid4().hex}-000000",
+            "timestamp": timestamp(), "feedbackId": f"{uuid.uuid4().hex}-000000",
             "complaintFeedbackType": "abuse",
         }})
     return notes
@@ -96,7 +96,7 @@ def sns_notification(event: dict[str, Any], topic_arn: str) -> dict[str, Any]:
         "MessageId": str(uuid.uuid4()),
         "TopicArn": topic_arn,
         "Message": json.dumps(event),
-        "Timestamp": _now(),
+        "Timestamp": timestamp(),
         "UnsubscribeURL": f"https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&"
                           f"SubscriptionArn={topic_arn}:emulator",
     }

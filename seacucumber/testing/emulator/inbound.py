@@ -14,7 +14,6 @@ emulator's key and posted to the webhook, as a receipt rule does with either act
 from __future__ import annotations
 
 import base64
-import datetime
 import secrets
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
@@ -22,14 +21,10 @@ from email.utils import getaddresses, parseaddr
 from typing import Any
 
 from ..sns_signing import Signer
-from .events import post_sns, sns_notification
+from .events import post_sns, sns_notification, timestamp
 
 DEFAULT_BUCKET = "inbound-mail"
 VERDICT_NAMES = ("spam", "virus", "spf", "dkim", "dmarc")
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def new_message_id() -> str:
@@ -68,13 +63,13 @@ def receipt_notification(raw: bytes, *, sender: str = "", recipients: list[str] 
     notification: dict[str, Any] = {
         "notificationType": "Received",
         "mail": {
-            "timestamp": _now(), "source": sender, "messageId": ses_message_id,
+            "timestamp": timestamp(), "source": sender, "messageId": ses_message_id,
             "destination": destination or list(recipients or []), "headersTruncated": False,
             "headers": [{"name": k, "value": str(v)} for k, v in headers.items()],
             "commonHeaders": common,
         },
         "receipt": {
-            "timestamp": _now(), "processingTimeMillis": 120,
+            "timestamp": timestamp(), "processingTimeMillis": 120,
             "recipients": list(recipients or destination),
             **{f"{name}Verdict": {"status": verdicts[name]} for name in VERDICT_NAMES},
             "action": action_obj,
