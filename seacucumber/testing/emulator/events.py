@@ -31,6 +31,7 @@ DEFAULT_TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:ses-events"
 
 
 def timestamp() -> str:
+    """Now, as SES and SNS write times (ISO 8601 with milliseconds, UTC)."""
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
