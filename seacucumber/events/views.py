@@ -21,6 +21,7 @@ from django.views.decorators.http import require_POST
 from ..conf import conf
 from ..exceptions import (
     AwaitingSend,
+    InboundTooLarge,
     InvalidNotification,
     MailStoreUnavailable,
     NotAuthentic,
@@ -96,9 +97,10 @@ def events(request: HttpRequest) -> HttpResponse:
         logger.info("SNS notification %s deferred (SNS will deliver it again): %s",
                     message["MessageId"], exc)
         return _answer(503, "not yet")
-    except InvalidNotification as exc:
-        logger.warning("SNS notification %s refused (%d): %s", message["MessageId"],
-                       exc.status, exc)
+    except InvalidNotification as exc:  # a verified notification with no mail we can take
+        level = logging.ERROR if isinstance(exc, InboundTooLarge) else logging.WARNING
+        logger.log(level, "SNS notification %s refused (%d): %s", message["MessageId"],
+                   exc.status, exc)
         return _answer(exc.status, "too large" if exc.status == 413 else "refused")
     except MailStoreUnavailable as exc:
         logger.error("SNS notification %s not taken in, S3 failed (SNS will deliver it "
