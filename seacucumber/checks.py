@@ -4,6 +4,7 @@ settings that would fail sends, or lose them, are reported before any message is
     W001-W003  the SNS event webhook        W004  Redis broker without socket timeouts
     W005-W006  SES v2 global endpoint       W007  outbox on, no shared-state Redis
     W008       a default or domainless DEFAULT_FROM_EMAIL / SERVER_EMAIL
+    W020       django-ses's inbound settings
     E010-E011  the rate settings
 """
 
@@ -152,3 +153,32 @@ def check_webhook_settings(app_configs: Any = None, **kwargs: Any) -> list[Check
             id="seacucumber.W003",
         ))
     return found
+
+
+#: django-ses's settings for received mail, which Sea Cucumber does not read.
+DJANGO_SES_INBOUND_SETTINGS = (
+    "AWS_SES_INBOUND_HANDLER", "AWS_SES_INBOUND_ACCESS_KEY_ID",
+    "AWS_SES_INBOUND_SECRET_ACCESS_KEY", "AWS_SES_INBOUND_SESSION_TOKEN",
+)
+
+
+@register()
+def check_django_ses_inbound(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Warn when django-ses's inbound settings are set: ``AWS_SES_INBOUND_HANDLER`` names a
+    class built on ``django_ses.inbound.BaseHandler`` (``SnsHandler`` / ``S3Handler``, called
+    with ``mail_obj``, ``receipt``, ``raw_message``, then ``handle(content)`` and its
+    ``process()`` reading a dict ``self.email``). Calling it would tie this package to
+    django-ses's classes; the same job is a receiver of ``inbound_received``, which gets the
+    mail already fetched (S3 too), verified, deduplicated and parsed."""
+    found = [name for name in DJANGO_SES_INBOUND_SETTINGS
+             if getattr(settings, name, None) not in (None, "")]
+    if not found:
+        return []
+    return [Warning(
+        f"{', '.join(found)} {'is' if len(found) == 1 else 'are'} django-ses's and not read by "
+        "Sea Cucumber: received mail does not reach that handler.",
+        hint="Connect a receiver to seacucumber.signals.inbound_received(sender, message, "
+             "event); S3 objects are fetched with the SES credentials (AWS_SES_ACCESS_KEY_ID "
+             "...). See docs/inbound.rst.",
+        id="seacucumber.W020",
+    )]

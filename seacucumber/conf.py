@@ -180,6 +180,22 @@ SETTINGS: tuple[Setting, ...] = (
             "Drop suppressed recipients in the worker before each send. Unset: on when "
             "SEACUCUMBER_SUPPRESS_ON_BOUNCE or SEACUCUMBER_SUPPRESS_ON_COMPLAINT is on.",
             ("AWS_SES_USE_BLACKLIST",)),
+    # --- inbound mail (SES receipt rules; docs/inbound.rst) ---------------------------------
+    Setting("SEACUCUMBER_INBOUND_DROP_SPAM", False,
+            "Drop received mail whose SES spam verdict is FAIL: answered 200, no "
+            "inbound_received signal."),
+    Setting("SEACUCUMBER_INBOUND_DROP_VIRUS", True,
+            "Drop received mail whose SES virus verdict is FAIL: answered 200, no "
+            "inbound_received signal."),
+    Setting("SEACUCUMBER_INBOUND_MAX_BYTES", 40 * 1024 * 1024,
+            "Largest received mail, in bytes, fetched from S3; a larger one is refused (413) "
+            "and left in the bucket."),
+    Setting("SEACUCUMBER_S3_ENDPOINT_URL", None,
+            "S3 endpoint URL for fetching received mail (tests: moto's server). Unset: "
+            "boto3's own (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL environment)."),
+    Setting("SEACUCUMBER_S3_REGION_NAME", None,
+            "Region of the bucket SES stores received mail in, when it is not the SES "
+            "region. Unset: AWS_SES_REGION_NAME."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

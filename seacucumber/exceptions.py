@@ -14,9 +14,12 @@
     ├── OperatorError           an operator command cannot go on (one line)
     ├── InvalidIdentity         neither an address nor a domain (also ValueError)
     ├── InvalidNotification     an SNS post the webhook refuses (400)
-    │   └── NotAuthentic        its signature, certificate or topic is not SNS's (403)
+    │   ├── NotAuthentic        its signature, certificate or topic is not SNS's (403)
+    │   └── InboundTooLarge     a received mail over SEACUCUMBER_INBOUND_MAX_BYTES (413)
     ├── SNSUnavailable          SNS's certificate host failed: SNS should retry (503)
-    └── AwaitingSend            an event arrived before its send was recorded
+    ├── AwaitingSend            an event arrived before its send was recorded
+    ├── MailStoreUnavailable    S3 failed to give a received mail: SNS should retry (503)
+    └── MailObjectGone          the S3 object of a received mail is not there (logged, 200)
 """
 
 from __future__ import annotations
@@ -110,3 +113,20 @@ class SNSUnavailable(SeaCucumberError):
 class AwaitingSend(SeaCucumberError):
     """An SES event arrived before the worker recorded the send it is about: answered 503
     so SNS delivers it again later."""
+
+
+class InboundTooLarge(InvalidNotification):
+    """A received mail larger than ``SEACUCUMBER_INBOUND_MAX_BYTES``: refused (413), left
+    where SES stored it."""
+
+    status = 413
+
+
+class MailStoreUnavailable(SeaCucumberError):
+    """S3 could not be reached, failed (5xx, throttling, a broken answer) or refused access
+    while fetching a received mail: answered 503 so SNS delivers the notification again."""
+
+
+class MailObjectGone(SeaCucumberError):
+    """The S3 object (or bucket) a receipt notification names does not exist: recorded and
+    answered 200, since no retry can bring it back."""

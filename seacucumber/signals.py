@@ -34,3 +34,10 @@ delivery_delay_received = Signal()
 reject_received = Signal()
 rendering_failure_received = Signal()
 subscription_received = Signal()
+
+#: A mail was received through an SES receipt rule (seacucumber.events.inbound), sent once
+#: per SNS message in the web process that serves the webhook. Arguments: ``message`` (an
+#: ``InboundMessage``, an ``email.message.EmailMessage``) and ``event`` (a ``ReceivedEvent``:
+#: SES's mail and receipt objects, the SNS MessageId). Receivers run inside the webhook's
+#: transaction: an exception rolls it back and SNS delivers the mail again.
+inbound_received = Signal()

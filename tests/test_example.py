@@ -1,9 +1,10 @@
 """The example project works as README.rst says: a page sends a test message through a real
-worker, and lists it with its status."""
+worker, and lists it with its status; replies received through SES show under it."""
 
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,89 @@ def test_example_page_sends_through_a_worker_and_shows_status(
     [sent] = moto_server.sent()
     assert sent.destinations[0] == "reader@example.com"
     assert sent.id in done.stdout
+
+
+SEND_ONE = """
+import time
+from django.test import Client
+from seacucumber.models import MessageStatus
+Client().post("/", {"to": "reader@example.com"})
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    record = MessageStatus.objects.first()
+    if record is not None and record.ses_message_id:
+        print("SES-ID", record.ses_message_id)
+        break
+    time.sleep(0.2)
+"""
+
+
+def test_example_page_shows_replies_received_through_ses(tmp_path, redis_url, moto_server):
+    """Reply by email, end to end: the page sends a message (real worker, moto's SES); the
+    reader's reply comes back through the SES emulator's receipt notifications, once with
+    the S3 action (the mail put into moto's S3) and once inline (SNS action), signed and
+    posted to the example served by ``runserver``; the page shows both under the message."""
+    import urllib.request
+
+    from seacucumber.testing.emulator import SESEmulator
+    from seacucumber.testing.emulator.events import DEFAULT_TOPIC_ARN
+    from seacucumber.testing.processes import free_port, port_open
+
+    moto_server.reset()
+    moto_server.verify(SENDER)
+    port = free_port()
+    emulator = SESEmulator(rate=0, webhook_url=f"http://127.0.0.1:{port}/ses/events/",
+                           s3_endpoint_url=moto_server.url).start()
+    cert = tmp_path / "emulator-cert.pem"
+    cert.write_bytes(emulator.cert_pem())
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "exampleproject.settings",
+        "DJANGO_ALLOWED_HOSTS": "testserver,127.0.0.1",
+        "EXAMPLE_DB_PATH": str(tmp_path / "example.sqlite3"),
+        "CELERY_BROKER_URL": f"{redis_url}/10",
+        "CELERY_CONFIG_MODULE": "",
+        "SEACUCUMBER_ENDPOINT_URL": moto_server.url,
+        "SEACUCUMBER_S3_ENDPOINT_URL": moto_server.url,
+        "SEACUCUMBER_EVENT_TOPIC_ARNS": DEFAULT_TOPIC_ARN,
+        "EXAMPLE_SNS_CERT_FILE": str(cert),
+    }
+    manage = [sys.executable, "manage.py"]
+    done = subprocess.run(manage + ["migrate", "--noinput"], cwd=EXAMPLE, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    worker = Worker(app="exampleproject", env=env, queues="mail", cwd=EXAMPLE)
+    worker.start()
+    try:
+        done = subprocess.run(manage + ["shell", "-c", SEND_ONE], cwd=EXAMPLE, env=env,
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        worker.stop()
+    assert "SES-ID" in done.stdout, done.stdout + done.stderr + worker.log()
+    ses_id = done.stdout.split("SES-ID", 1)[1].split()[0]
+    server = subprocess.Popen(manage + ["runserver", f"127.0.0.1:{port}", "--noreload"],
+                              cwd=EXAMPLE, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not port_open("127.0.0.1", port):
+            assert time.monotonic() < deadline and server.poll() is None, "runserver did not start"
+            time.sleep(0.1)
+        statuses = []
+        for action, words in (("S3", "Got it, thanks!"), ("SNS", "One more thing.")):
+            reply = (f"From: Reader <reader@example.com>\r\nTo: replies@example.com\r\n"
+                     f"Subject: Re: Sea Cucumber test message\r\n"
+                     f"In-Reply-To: <{ses_id}@email.amazonses.com>\r\n"
+                     f"References: <{ses_id}@email.amazonses.com>\r\n"
+                     f"Content-Type: text/plain; charset=utf-8\r\n\r\n{words}\r\n").encode()
+            statuses.append(emulator.receive(reply, action=action, encoding="BASE64").status)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as answer:
+            page = answer.read().decode()
+    finally:
+        server.terminate()
+        log = server.communicate(timeout=30)[0]
+        emulator.stop()
+    assert statuses == [200, 200], log
+    assert page.count("Reply from Reader &lt;reader@example.com&gt;") == 2, page
+    assert "Got it, thanks!" in page and "One more thing." in page
+    assert "Other mail received" not in page  # both matched to the message they answer

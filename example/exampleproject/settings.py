@@ -99,3 +99,9 @@ if os.environ.get("EXAMPLE_SNS_CERT_FILE"):
         "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-emulator.pem":
             Path(os.environ["EXAMPLE_SNS_CERT_FILE"]),
     }
+
+# Reply by email (docs/inbound.rst): the test message's Reply-To, where an SES receipt rule
+# takes mail in (its SNS topic listed in SEACUCUMBER_EVENT_TOPIC_ARNS); with the S3 action
+# the mail is fetched from S3 (SEACUCUMBER_S3_ENDPOINT_URL: a local S3 such as moto's).
+EXAMPLE_REPLY_TO = os.environ.get("EXAMPLE_REPLY_TO", "replies@example.com")
+SEACUCUMBER_S3_ENDPOINT_URL = os.environ.get("SEACUCUMBER_S3_ENDPOINT_URL") or None

@@ -27,9 +27,9 @@ from django.utils import timezone
 
 from .. import signals, status
 from ..conf import conf
-from ..exceptions import AwaitingSend, InvalidNotification, NotAuthentic
+from ..exceptions import AwaitingSend, InvalidNotification, MailObjectGone, NotAuthentic
 from ..models import MessageStatus, SeenNotification, Status, SuppressedAddress, statuses_below
-from . import sns, suppression
+from . import inbound, s3, sns, suppression
 from .parse import SESEvent, addresses, parse_event
 
 logger = logging.getLogger(__name__)
@@ -64,6 +64,8 @@ def handle_notification(message: dict[str, Any]) -> str:
     except InvalidNotification as exc:
         logger.warning("SNS notification %s ignored: %s", message["MessageId"], exc)
         return "ignored"
+    if event.event_type == "Received":
+        return handle_received(message, event.data)
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -225,3 +227,65 @@ def confirm_subscription(message: dict[str, Any]) -> str:
     sns.fetch_url(url, 64 * 1024)
     logger.info("SNS subscription to %s confirmed", message["TopicArn"])
     return "confirmed"
+
+
+def handle_received(message: dict[str, Any], data: dict[str, Any]) -> str:
+    """Take in one verified receipt notification; returns what happened ("received",
+    "duplicate", "dropped", "gone", "setup notification").
+
+    ``InvalidNotification`` (400; ``InboundTooLarge``, 413) when it carries no readable mail,
+    ``MailStoreUnavailable`` (503) when S3 failed; an exception from a receiver propagates
+    (500). Each retry is answered the same until the mail is taken in."""
+    event = inbound.parse_received(data, message)
+    where = _whereabouts(event)
+    if event.is_setup_notification:
+        logger.info("SES receipt rule setup notification on %s: nothing to do",
+                    message["TopicArn"])
+        return "setup notification"
+    failed = [name for name in ("spam", "virus")
+              if event.verdict(name) == "FAIL" and _drops(name)]
+    if failed:
+        logger.warning("received mail %s from %s dropped: %s verdict FAIL",
+                       where, event.mail.get("source"), " and ".join(failed))
+        return "dropped"
+    if SeenNotification.objects.filter(sns_message_id=message["MessageId"]).exists():
+        logger.info("SNS notification %s already taken in", message["MessageId"])
+        return "duplicate"
+    mail: inbound.InboundMessage | None
+    try:
+        if event.action_type == "S3":
+            mail = s3.fetch_message(*event.s3_location)
+        else:
+            mail = inbound.parse_bytes(event.inline_content())
+    except MailObjectGone as exc:
+        logger.error("received mail %s (SNS %s) not taken in, its object is gone: %s",
+                     where, message["MessageId"], exc)
+        mail = None
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                SeenNotification.objects.create(
+                    sns_message_id=message["MessageId"], topic_arn=message["TopicArn"][:256])
+        except IntegrityError:
+            return "duplicate"
+        if mail is None:
+            return "gone"
+        signals.inbound_received.send(sender=inbound.InboundMessage,
+                                      message=inbound.annotate(mail, event),
+                                      event=event.without_content())
+    logger.info("received mail %s from %s taken in", where, event.mail.get("source"))
+    return "received"
+
+
+def _drops(verdict: str) -> bool:
+    return bool(conf.SEACUCUMBER_INBOUND_DROP_SPAM if verdict == "spam"
+                else conf.SEACUCUMBER_INBOUND_DROP_VIRUS)
+
+
+def _whereabouts(event: inbound.ReceivedEvent) -> str:
+    """How logs name a received mail: its SES id, and its S3 object for an S3 action."""
+    action = event.action
+    if event.action_type == "S3":
+        return (f"{event.ses_message_id} (s3://{action.get('bucketName')}/"
+                f"{action.get('objectKey')})")
+    return event.ses_message_id or "(no SES messageId)"

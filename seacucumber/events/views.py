@@ -4,8 +4,10 @@ Answers: 200 applied, duplicate or tolerated (unknown event types); 400 malforme
 authentic (signature, certificate host, topic not allowed); 405 not a POST; 413 too big — none
 of these changes anything. 503 when SNS itself could not be reached (or answered 5xx) to fetch a
 certificate or confirm a subscription, or when a verified event's send has no SES MessageId on
-its status record yet (``AwaitingSend``); 500 when applying a verified event raised:
-SNS retries all three.
+its status record yet (``AwaitingSend``), or when S3 failed to give a received mail
+(``MailStoreUnavailable``); 500 when applying a verified event raised: SNS retries all three.
+A verified receipt notification that carries no readable mail is refused like a malformed
+post (400; 413 for a mail over ``SEACUCUMBER_INBOUND_MAX_BYTES``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from ..conf import conf
-from ..exceptions import AwaitingSend, InvalidNotification, NotAuthentic, SNSUnavailable
+from ..exceptions import (
+    AwaitingSend,
+    InboundTooLarge,
+    InvalidNotification,
+    MailStoreUnavailable,
+    NotAuthentic,
+    SNSUnavailable,
+)
 from . import handlers, sns
 from .parse import parse_envelope
 
@@ -88,6 +97,15 @@ def events(request: HttpRequest) -> HttpResponse:
         logger.info("SNS notification %s deferred (SNS will deliver it again): %s",
                     message["MessageId"], exc)
         return _answer(503, "not yet")
+    except InvalidNotification as exc:  # a verified notification with no mail we can take
+        level = logging.ERROR if isinstance(exc, InboundTooLarge) else logging.WARNING
+        logger.log(level, "SNS notification %s refused (%d): %s", message["MessageId"],
+                   exc.status, exc)
+        return _answer(exc.status, "too large" if exc.status == 413 else "refused")
+    except MailStoreUnavailable as exc:
+        logger.error("SNS notification %s not taken in, S3 failed (SNS will deliver it "
+                     "again): %s", message["MessageId"], exc)
+        return _answer(503, "try again")
     except Exception:  # noqa: BLE001 - any handler error: log it, let SNS retry
         logger.exception("SNS notification %s failed; SNS will deliver it again",
                          message["MessageId"])

@@ -66,16 +66,24 @@ def client_config() -> Config:
     return config if extra is None else config.merge(extra)
 
 
-def _make_client(service: str, region: str | None, endpoint: str | None,
-                 profile: str | None) -> Any:
-    session = boto3.session.Session(
+def session(region_name: str | None = None, profile: str | None = None) -> boto3.session.Session:
+    """A boto3 session with the SES credentials (``AWS_SES_ACCESS_KEY_ID`` ..., else the
+    ``AWS_SESSION_PROFILE`` profile, else boto3's chain) in ``region_name`` (default:
+    ``AWS_SES_REGION_NAME``). The S3 client that fetches received mail is made from one too:
+    one set of credentials for the account's SES work."""
+    return boto3.session.Session(
         aws_access_key_id=conf.AWS_SES_ACCESS_KEY_ID,
         aws_secret_access_key=conf.AWS_SES_SECRET_ACCESS_KEY,
         aws_session_token=conf.AWS_SES_SESSION_TOKEN,
-        region_name=region,
-        profile_name=profile,
+        region_name=region_name or conf.AWS_SES_REGION_NAME,
+        profile_name=profile or conf.AWS_SESSION_PROFILE,
     )
-    made = session.client(service, endpoint_url=endpoint, config=client_config())
+
+
+def _make_client(service: str, region: str | None, endpoint: str | None,
+                 profile: str | None) -> Any:
+    made = session(region, profile).client(service, endpoint_url=endpoint,
+                                           config=client_config())
     logger.info("SES client made: %s in %s at %s", service, made.meta.region_name,
                 made.meta.endpoint_url)
     return made

@@ -6,7 +6,9 @@ rates or faults. This emulator speaks the SES wire protocol for the calls a send
 ``GetAccount``) and adds what a real account does: a per-recipient send rate enforced with
 real ``Throttling`` errors, a rolling 24-hour quota, latency, 5xx answers, dropped
 connections, and the mailbox simulator's bounce/complaint/delivery events posted, signed, to
-a webhook. Identity management (``ses_address``) is moto's job.
+a webhook. It also receives mail as a receipt rule does (``receive``: a signed ``Received``
+notification, the mail inline or put into S3 first; ``inbound.py``). Identity management
+(``ses_address``) is moto's job.
 
 In a process::
 
@@ -30,6 +32,7 @@ from ..sns_signing import DEFAULT_CERT_URL, Signer
 from .client import EmulatorBase
 from .events import DEFAULT_TOPIC_ARN, EventPoster
 from .http import Handler, Server
+from .inbound import Received, Receiver
 from .state import Accepted, Account, Config
 
 __all__ = ["SESEmulator", "EmulatorClient", "main"]
@@ -43,7 +46,7 @@ class SESEmulator(EmulatorBase):
     def __init__(self, port: int = 0, host: str = "127.0.0.1", region: str = "us-east-1",
                  webhook_url: str | None = None, topic_arn: str = DEFAULT_TOPIC_ARN,
                  signing_cert_url: str = DEFAULT_CERT_URL, notification_delay: float = 0.2,
-                 **config: Any) -> None:
+                 s3_endpoint_url: str | None = None, **config: Any) -> None:
         self.host = host
         self.port = port
         self.region = region
@@ -53,6 +56,7 @@ class SESEmulator(EmulatorBase):
         self.topic_arn = topic_arn
         self.signing_cert_url = signing_cert_url
         self.notification_delay = notification_delay
+        self.s3_endpoint_url = s3_endpoint_url
         self.signer: Signer | None = None
         self.poster: EventPoster | None = None
         self.server: Server | None = None
@@ -110,6 +114,16 @@ class SESEmulator(EmulatorBase):
         ``SEACUCUMBER_SNS_CERTIFICATES`` under ``signing_cert_url``)."""
         return self.signing_signer().pem
 
+    def receive(self, raw: bytes, **options: Any) -> Received:
+        """Receive ``raw`` as a receipt rule would and post the signed ``Received``
+        notification to the webhook (``action="SNS"`` or ``"S3"``, ``encoding``, ``sender``,
+        ``recipients``, ``bucket``, ``verdicts={"spam": "FAIL"}``, ``webhook_url``,
+        ``post=False`` to only build it). Returns the webhook's status and the ids."""
+        receiver = Receiver(self.signing_signer(), self.topic_arn, self.signing_cert_url,
+                            webhook_url=self.webhook_url, s3_endpoint_url=self.s3_endpoint_url,
+                            region=self.region)
+        return receiver.receive(raw, **options)
+
     # --- the EmulatorBase interface ----------------------------------------------------------
     def configure(self, **changes: Any) -> None:
         self.account.configure(**changes)
@@ -159,6 +173,8 @@ def command_line() -> argparse.ArgumentParser:
     parser.add_argument("--cert-file", default=None,
                         help="write the events' signing certificate (PEM) to this file")
     parser.add_argument("--notification-delay", type=float, default=0.2)
+    parser.add_argument("--s3-endpoint-url", default=None,
+                        help="S3 endpoint the receipt rule's S3 action stores mail in")
     parser.add_argument("--seed", type=int, default=None)
     return parser
 
@@ -168,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     emulator = SESEmulator(
         port=args.port, host=args.host, region=args.region, webhook_url=args.webhook_url,
         topic_arn=args.topic_arn, signing_cert_url=args.signing_cert_url,
-        notification_delay=args.notification_delay,
+        notification_delay=args.notification_delay, s3_endpoint_url=args.s3_endpoint_url,
         rate=args.rate, burst_seconds=args.burst_seconds, daily_quota=args.daily_quota,
         latency=args.latency, fail_5xx=args.fail_5xx, drop=args.drop,
         drop_after_accept=args.drop_after_accept,

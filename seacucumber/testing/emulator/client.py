@@ -75,6 +75,12 @@ class EmulatorClient(EmulatorBase):
     def cert_pem(self) -> bytes:
         return self._call("GET", "cert.pem")
 
+    def receive(self, raw: bytes, **options: Any) -> dict[str, Any]:
+        """``SESEmulator.receive`` over HTTP: the webhook's ``status``, ``ses_message_id``,
+        ``sns_message_id`` and the signed ``notification``."""
+        return self._call("POST", "receive",
+                          {"raw": base64.b64encode(raw).decode("ascii"), **options})
+
     def ready(self, timeout: float = 10.0) -> EmulatorClient:
         """Wait until the emulator answers (just started, say); returns self."""
         deadline = time.monotonic() + timeout

@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -29,7 +30,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:ses-events"
 
 
-def _now() -> str:
+def timestamp() -> str:
+    """Now, as SES and SNS write times (ISO 8601 with milliseconds, UTC)."""
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
@@ -65,7 +67,7 @@ def ses_notifications(message: Accepted) -> list[dict[str, Any]]:
     notes: list[dict[str, Any]] = []
     if delivered:
         notes.append({"notificationType": "Delivery", "mail": mail, "delivery": {
-            "timestamp": _now(), "processingTimeMillis": 500, "recipients": delivered,
+            "timestamp": timestamp(), "processingTimeMillis": 500, "recipients": delivered,
             "smtpResponse": "250 2.6.0 Message received", "reportingMTA": "emulator",
         }})
     if bounced:
@@ -77,13 +79,13 @@ def ses_notifications(message: Accepted) -> list[dict[str, Any]]:
                 "emailAddress": address, "action": "failed", "status": "5.1.1",
                 "diagnosticCode": "smtp; 550 5.1.1 user unknown",
             } for address, _ in bounced],
-            "timestamp": _now(), "feedbackId": f"{uuid.uuid4().hex}-000000",
+            "timestamp": timestamp(), "feedbackId": f"{uuid.uuid4().hex}-000000",
             "reportingMTA": "dsn; emulator",
         }})
     if complained:
         notes.append({"notificationType": "Complaint", "mail": mail, "complaint": {
             "complainedRecipients": [{"emailAddress": a} for a in complained],
-            "timestamp": _now(), "feedbackId": f"{uuid.uuid4().hex}-000000",
+            "timestamp": timestamp(), "feedbackId": f"{uuid.uuid4().hex}-000000",
             "complaintFeedbackType": "abuse",
         }})
     return notes
@@ -95,10 +97,29 @@ def sns_notification(event: dict[str, Any], topic_arn: str) -> dict[str, Any]:
         "MessageId": str(uuid.uuid4()),
         "TopicArn": topic_arn,
         "Message": json.dumps(event),
-        "Timestamp": _now(),
+        "Timestamp": timestamp(),
         "UnsubscribeURL": f"https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&"
                           f"SubscriptionArn={topic_arn}:emulator",
     }
+
+
+def post_sns(url: str, message: dict[str, Any], timeout: float = 10.0) -> int:
+    """POST a (signed) SNS message as SNS does; the HTTP status, 0 when nothing answered."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"webhook URL must be http(s): {url!r}")
+    request = urllib.request.Request(  # noqa: S310 - http(s) checked above
+        url, data=json.dumps(message).encode(), method="POST", headers={
+            "Content-Type": "text/plain; charset=UTF-8",
+            "x-amz-sns-message-type": message.get("Type", "Notification"),
+            "x-amz-sns-topic-arn": message.get("TopicArn", ""),
+        })
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return 0
 
 
 class EventPoster:
@@ -148,20 +169,11 @@ class EventPoster:
     def _post(self, event: dict[str, Any]) -> bool:
         message = self.signer.sign(sns_notification(event, self.topic_arn),
                                    version="1", cert_url=self.cert_url)
-        body = json.dumps(message).encode()
         for attempt in range(self.attempts):
-            request = urllib.request.Request(  # noqa: S310 - http(s) checked in __init__
-                self.webhook_url, data=body, method="POST", headers={
-                    "Content-Type": "text/plain; charset=UTF-8",
-                    "x-amz-sns-message-type": "Notification",
-                    "x-amz-sns-topic-arn": self.topic_arn,
-                })
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310
-                    if answer.status < 300:
-                        return True
-            except OSError as exc:  # URLError and HTTPError are OSErrors
-                logger.info("emulator: event post to %s failed (%s), attempt %d",
-                            self.webhook_url, exc, attempt + 1)
+            status = post_sns(self.webhook_url, message, timeout=self.timeout)
+            if 0 < status < 300:
+                return True
+            logger.info("emulator: event post to %s failed (HTTP %s), attempt %d",
+                        self.webhook_url, status or "no answer", attempt + 1)
             time.sleep(0.2 * 2 ** attempt)
         return False

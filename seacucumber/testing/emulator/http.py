@@ -3,11 +3,15 @@
 HTTP/1.1 with keep-alive (boto3 reuses connections), a thread per connection. SES calls:
 v1 ``SendRawEmail``, ``GetSendQuota``, ``GetSendStatistics``; v2 ``SendEmail`` and
 ``GetAccount``. Control: ``GET /_emulator/stats``, ``GET /_emulator/messages?since=N``,
-``POST /_emulator/config`` (JSON), ``POST /_emulator/reset``, ``GET /_emulator/cert.pem``.
+``POST /_emulator/config`` (JSON), ``POST /_emulator/reset``, ``GET /_emulator/cert.pem``,
+``POST /_emulator/receive`` (JSON: ``raw`` as base64 and ``SESEmulator.receive``'s options;
+answers the webhook's status and the ids).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import http.server
 import json
 import re
@@ -155,7 +159,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             except (ValueError, TypeError) as exc:
                 return self._json({"error": str(exc)}, status=400)
             return self._json(emulator.stats()["config"])
+        if method == "POST" and name == "receive":
+            return self._receive(body)
         if method == "POST" and name == "reset":
             emulator.reset()
             return self._json({"reset": True})
         self._json({"error": f"no control route {method} {path}"}, status=404)
+
+    def _receive(self, body: bytes) -> None:
+        try:
+            options = json.loads(body or b"{}")
+            raw = base64.b64decode(options.pop("raw"), validate=True)
+            received = self.server.emulator.receive(raw, **options)
+        except (KeyError, ValueError, TypeError, binascii.Error) as exc:
+            return self._json({"error": f"receive: {exc!r}"}, status=400)
+        self._json(received.as_json())
