@@ -171,6 +171,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SEACUCUMBER_SUPPRESSION_LIST", None,
             "Drop suppressed recipients in the worker before each send. Unset: on when "
             "SEACUCUMBER_SUPPRESS_ON_BOUNCE or SEACUCUMBER_SUPPRESS_ON_COMPLAINT is on."),
+    # --- dashboard and metrics -------------------------------------------------------------------
+    Setting("SEACUCUMBER_METRICS_TOKEN", None,
+            "Bearer token Prometheus must send to ses/metrics/ (Authorization: Bearer ...). "
+            "Unset: the endpoint answers 403 to everyone."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
