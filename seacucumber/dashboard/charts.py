@@ -99,6 +99,7 @@ def rate_line(label: str, points: Sequence[tuple[str, float | None]], review: fl
                     f'<text x="{WIDTH - 10}" y="{y - 3:.1f}" text-anchor="end" '
                     f'fill="{colour}">SES {name} {100 * level:g}%</text>')
     line: list[str] = []
+    dots: list[str] = []
     for index, (day, value) in enumerate(points):
         x = LEFT + 4 + index * step
         if index % max(1, len(points) // 8) == 0:
@@ -108,9 +109,10 @@ def rate_line(label: str, points: Sequence[tuple[str, float | None]], review: fl
             continue
         y = HEIGHT - BOTTOM - plot_h * min(value, maximum) / maximum
         line.append(f"{x:.1f},{y:.1f}")
-        body.append(f'<circle class="sc-point" cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#0072B2">'
+        dots.append(f'<circle class="sc-point" cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#0072B2">'
                     f"<title>{escape(day)}: {100 * value:.3f}%</title></circle>")
     if len(line) > 1:
-        body.insert(len(body) - len(line), f'<polyline points="{" ".join(line)}" fill="none" '
-                    'stroke="#0072B2" stroke-width="1.5"/>')
+        body.append(f'<polyline points="{" ".join(line)}" fill="none" stroke="#0072B2" '
+                    'stroke-width="1.5"/>')
+    body += dots
     return _svg(label, body, "sc-rate")
