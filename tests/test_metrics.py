@@ -12,6 +12,7 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from seacucumber.events import suppression
+from seacucumber.exceptions import PermanentSendError
 from seacucumber.payload import build_sends
 from seacucumber.shared import metrics, ratelimit
 from seacucumber.tasks import send_email
@@ -72,8 +73,9 @@ def test_sends_by_outcome_and_lane_from_the_signals(shared, moto_ses, eager):
     connection = mail.get_connection()
     connection.send_messages([EmailMessage("ok", "B", SENDER, [f"{n}@example.com"])
                               for n in "ab"])
-    connection.send_messages([EmailMessage("bad", "B", "unverified@example.org",
-                                           ["c@example.com"])])
+    with pytest.raises(PermanentSendError):  # eager: the task's error reaches the caller
+        connection.send_messages([EmailMessage("bad", "B", "unverified@example.org",
+                                               ["c@example.com"])])
     connection.send_messages([EmailMessage("none", "B", SENDER, ["gone@example.com"])])
     moto_ses.wait_for(2)
     found = samples()
