@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from seacucumber.dashboard import data
 from seacucumber.models import DailyStatistics, MessageStatus, SendEvent, SuppressedAddress
-from seacucumber.shared import ratelimit
+from seacucumber.shared import quota, ratelimit
 from tests.fixtures_events import bounce, notification, ses_event
 
 URL = "/admin/seacucumber/dashboard/"
@@ -33,7 +33,7 @@ def account(settings, redis_url, ses_emulator):
     settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/8"
     settings.SEACUCUMBER_REDIS_PREFIX = f"d-{uuid.uuid4().hex[:8]}"
     settings.SEACUCUMBER_TRACK_STATUS = True
-    ratelimit.forget()
+    quota.forget()
     return ses_emulator
 
 
@@ -82,7 +82,7 @@ def test_the_dashboard_shows_the_account(staff, account):
     assert "sent 2" in page and "bounced 1" in page and "failed 1" in page  # 48 h only
     assert page.count('class="sc-bar ') == 4  # one bar segment per (hour, outcome) with sends
     assert "1,000 <small>recipients/s in force</small>" in page
-    hourly, bounces, complaints = re.findall(r"<svg .*?</svg>", page, re.S)
+    hourly, bounces, complaints = re.findall(r'<svg class="sc-chart.*?</svg>', page, re.S)
     assert "SES review 5%" in bounces and "SES pause 10%" in bounces
     assert "SES review 0.1%" in complaints and "SES pause 0.5%" in complaints
     assert bounces.count('class="sc-point"') == 2 and "6.000%" in bounces

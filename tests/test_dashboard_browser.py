@@ -115,13 +115,17 @@ def test_dashboard_and_timeline_in_chromium(chromium, pipeline, start_worker, mo
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
             page.goto(f"{live_server.url}/admin/seacucumber/dashboard/")
             assert "/admin/login/" in page.url  # not logged in: the admin's login
             page.fill("#id_username", "ops")
             page.fill("#id_password", "ops-password")
+            # from here on, our pages: any console error, page error or failed request counts
+            # (the admin's own login page asks for a /favicon.ico the test server lacks)
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+            page.on("response", lambda r: problems.append(f"{r.status} {r.url}")
+                    if r.status >= 400 else None)
             page.click("input[type=submit]")
             page.wait_for_url("**/admin/seacucumber/dashboard/")
 

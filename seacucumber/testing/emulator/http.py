@@ -103,7 +103,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._control("POST", path, body)
         if path == protocol.V2_SEND_PATH:
             return self._send(body, v2=True)
-        if path.startswith(identities.V2_PATH):
+        if path.startswith((identities.V2_PATH, identities.V2_LIST_PATH)):
             return self._identities_v2("POST", path, body)
         if path in ("", "/"):
             return self._v1(body)

@@ -25,6 +25,7 @@ from xml.sax.saxutils import escape
 from . import protocol
 
 V2_PATH = "/v2/email/identities"
+V2_LIST_PATH = "/v2/email/list-identities"  #: ListEmailIdentities: a POST with a JSON body
 V1_ACTIONS = ("VerifyEmailIdentity", "VerifyDomainIdentity", "VerifyDomainDkim",
               "ListIdentities", "GetIdentityVerificationAttributes", "DeleteIdentity")
 
@@ -138,7 +139,15 @@ class Identities:
 
     # --- v2 ------------------------------------------------------------------------------------
     def v2(self, method: str, path: str, query: str, body: bytes) -> protocol.Response:
-        name = unquote(path[len(V2_PATH):].strip("/"))
+        name = "" if path == V2_LIST_PATH else unquote(path[len(V2_PATH):].strip("/"))
+        if path == V2_LIST_PATH or (method == "GET" and not name):  # older botocore: a GET
+            params = {k: v[0] for k, v in parse_qs(query).items()}
+            if body:
+                try:
+                    params.update(json.loads(body))
+                except ValueError:
+                    return protocol.v2_error(400, "BadRequestException", "body is not JSON")
+            return self._v2_list(params)
         if method == "POST" and not name:
             try:
                 name = str(json.loads(body or b"{}")["EmailIdentity"])
@@ -152,8 +161,6 @@ class Identities:
             return protocol.v2_result({"IdentityType": identity.v2_type(),
                                        "VerifiedForSendingStatus": True,
                                        "DkimAttributes": identity.v2_dkim()})
-        if method == "GET" and not name:
-            return self._v2_list(query)
         identity = self.get(name)
         if identity is None:
             return protocol.v2_error(404, "NotFoundException",
@@ -168,11 +175,10 @@ class Identities:
             return protocol.v2_result({})
         return protocol.v2_error(405, "BadRequestException", f"{method} {path}")
 
-    def _v2_list(self, query: str) -> protocol.Response:
-        params = {k: v[0] for k, v in parse_qs(query).items()}
+    def _v2_list(self, params: dict[str, object]) -> protocol.Response:
         names = self.names()
-        start = int(params.get("NextToken") or 0)
-        size = max(1, min(1000, int(params.get("PageSize") or 1000)))
+        start = int(str(params.get("NextToken") or 0))
+        size = max(1, min(1000, int(str(params.get("PageSize") or 1000))))
         page = names[start:start + size]
         answer: dict[str, object] = {"EmailIdentities": [
             {"IdentityType": "DOMAIN" if "@" not in n else "EMAIL_ADDRESS",
