@@ -60,7 +60,7 @@ def hourly_sends(hours: Sequence[Hour]) -> SafeString:
     body = _axis(maximum)
     for index, hour in enumerate(hours):
         x = LEFT + 1 + index * slot
-        y = HEIGHT - BOTTOM
+        y = float(HEIGHT - BOTTOM)
         figures = ", ".join(f"{n} {name}" for name, n in hour.counts.items() if n) or "none"
         title = escape(f"{hour.start:%Y-%m-%d %H}:00 UTC: {figures}")
         bars = []

@@ -119,13 +119,17 @@ def connect() -> None:
             getattr(signals, name).connect(_on_event, dispatch_uid=f"seacucumber.metrics.{name}")
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def read_counters() -> dict[str, dict[tuple[str, ...], float]]:
     """The shared counters: {counter: {label values: count}}; empty without a Redis."""
     found: dict[str, dict[tuple[str, ...], float]] = {name: {} for name in COUNTERS}
     if store.redis_url() is None:
         return found
     for raw_field, value in store.redis_client().hgetall(counters_key()).items():
-        name, *labels = raw_field.decode().split(SEP)
+        name, *labels = _text(raw_field).split(SEP)
         if name in COUNTERS and len(labels) == len(COUNTERS[name][1]):
             found[name][tuple(labels)] = float(value)
     return found
@@ -178,7 +182,7 @@ def queue_names() -> list[str]:
     for lanes in read_counters()["sends"]:
         names.add(lanes[1])
     if outbox.enabled():
-        names.update(q.decode() for q in store.redis_client().smembers(
+        names.update(_text(q) for q in store.redis_client().smembers(
             outbox.key_names()["queues"]))
     return sorted(names)
 

@@ -123,11 +123,11 @@ class Identities:
             asked = [v for k, v in params.items() if k.startswith("Identities.member.")]
             entries = []
             for name in asked:
-                identity = self.get(name)
-                if identity is None:
+                known = self.get(name)
+                if known is None:
                     continue  # SES leaves out names it does not know
-                token = (f"<VerificationToken>{identity.verification_token}</VerificationToken>"
-                         if identity.is_domain else "")
+                token = (f"<VerificationToken>{known.verification_token}</VerificationToken>"
+                         if known.is_domain else "")
                 entries.append(f"<entry><key>{escape(name)}</key><value><VerificationStatus>"
                                f"Success</VerificationStatus>{token}</value></entry>")
             return protocol.v1_result(
@@ -141,7 +141,7 @@ class Identities:
     def v2(self, method: str, path: str, query: str, body: bytes) -> protocol.Response:
         name = "" if path == V2_LIST_PATH else unquote(path[len(V2_PATH):].strip("/"))
         if path == V2_LIST_PATH or (method == "GET" and not name):  # older botocore: a GET
-            params = {k: v[0] for k, v in parse_qs(query).items()}
+            params: dict[str, object] = {k: v[0] for k, v in parse_qs(query).items()}
             if body:
                 try:
                     params.update(json.loads(body))
@@ -161,15 +161,15 @@ class Identities:
             return protocol.v2_result({"IdentityType": identity.v2_type(),
                                        "VerifiedForSendingStatus": True,
                                        "DkimAttributes": identity.v2_dkim()})
-        identity = self.get(name)
-        if identity is None:
+        found = self.get(name)
+        if found is None:
             return protocol.v2_error(404, "NotFoundException",
                                      f"Email identity {name} does not exist.")
         if method == "GET":
             return protocol.v2_result({
-                "IdentityType": identity.v2_type(), "FeedbackForwardingStatus": True,
+                "IdentityType": found.v2_type(), "FeedbackForwardingStatus": True,
                 "VerifiedForSendingStatus": True, "VerificationStatus": "SUCCESS",
-                "DkimAttributes": identity.v2_dkim(), "Policies": {}, "Tags": []})
+                "DkimAttributes": found.v2_dkim(), "Policies": {}, "Tags": []})
         if method == "DELETE":
             self.delete(name)
             return protocol.v2_result({})
