@@ -188,8 +188,9 @@ def queue_names() -> list[str]:
 
 
 def queue_depths(names: list[str]) -> dict[str, int]:
-    """Tasks waiting in each broker queue (a passive declare: Redis and RabbitMQ alike); a
-    queue the broker does not know is left out."""
+    """Tasks waiting in each broker queue, by a passive declare (Redis and RabbitMQ alike). A
+    queue the broker does not have holds nothing: 0 (kombu's Redis transport drops a queue's
+    key once it is empty)."""
     from celery import current_app
 
     depths: dict[str, int] = {}
@@ -199,8 +200,8 @@ def queue_depths(names: list[str]) -> dict[str, int]:
             channel = connection.channel()
             try:
                 depths[name] = int(channel.queue_declare(queue=name, passive=True).message_count)
-            except Exception as exc:  # noqa: BLE001 - RabbitMQ: 404 NOT_FOUND closes the channel
-                logger.debug("queue %s not measured: %s", name, exc)
+            except connection.channel_errors:  # not found (RabbitMQ closes the channel)
+                depths[name] = 0
             finally:
                 try:
                     channel.close()
