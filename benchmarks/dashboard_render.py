@@ -1,6 +1,6 @@
 """How long the admin dashboard takes to render over 1,000,000 status records (PostgreSQL).
 
-Creates a database of its own (``seacucumber_dashboard_bench``, dropped and made again) on
+Creates a database of its own (``seacucumber_dashboard_bench``, dropped afterwards) on
 the PostgreSQL at ``--dsn`` (trust auth), migrates it, fills it with ``generate_series``
 (1,000,000 ``MessageStatus`` rows spread over 30 days, about 67,000 of them in the last 48
 hours, outcomes in a realistic mix; 90 stored days of statistics; 20,000 suppressed
@@ -35,6 +35,13 @@ def create_database(dsn: str) -> None:
         connection.execute(f"CREATE DATABASE {DB_NAME}")
 
 
+def drop_database(dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
+
+
 FILL = """
 INSERT INTO seacucumber_messagestatus
   (message_id, ses_message_id, sender, recipients, subject, status, queued_at, sent_at,
@@ -43,7 +50,7 @@ SELECT
   md5(n::text),
   CASE WHEN r.x < 0.95 THEN '0100' || md5('ses' || n::text) END,
   'noreply@example.com',
-  'user' || (n % 200000) || '@example.org',
+  'user' || mod(n, 200000) || '@example.org',
   'Your order ' || n,
   CASE WHEN r.x < 0.88 THEN 'delivered' WHEN r.x < 0.92 THEN 'sent'
        WHEN r.x < 0.94 THEN 'bounced' WHEN r.x < 0.941 THEN 'complained'
@@ -143,6 +150,7 @@ def main() -> None:
         connection.close()
         emulator.stop()
         redis_server.stop()
+        drop_database(args.dsn)
 
 
 if __name__ == "__main__":
