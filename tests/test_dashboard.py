@@ -37,8 +37,14 @@ def account(settings, redis_url, ses_emulator):
     return ses_emulator
 
 
+def this_hour() -> dt.datetime:
+    return timezone.now().astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+
 def record(n: int, status: str, hours_ago: float, **fields) -> MessageStatus:
-    at = timezone.now() - dt.timedelta(hours=hours_ago)
+    """A record queued ``hours_ago`` whole hours before the start of this hour (plus a
+    second: the same hourly bucket however long the test runs)."""
+    at = this_hour() - dt.timedelta(hours=hours_ago) + dt.timedelta(seconds=1)
     return MessageStatus.objects.create(
         message_id=f"m{n}", sender="sender@example.com", recipients=f"r{n}@example.com",
         subject=f"S{n}", status=status, queued_at=at, updated_at=at, **fields)
@@ -91,11 +97,11 @@ def test_the_dashboard_shows_the_account(staff, account):
 
 @pytest.mark.django_db
 def test_sends_per_hour_counts_by_outcome(account):
-    record(1, "delivered", 0.2)
-    record(2, "sent", 0.3)
+    record(1, "delivered", 0)
+    record(2, "sent", 0)
     record(3, "complained", 5)
-    record(4, "suppressed", 47.5)
-    record(5, "sent", 49)  # outside the 48 hours
+    record(4, "suppressed", 47)
+    record(5, "sent", 48)  # outside the 48 hours
     hours = data.sends_per_hour()
     assert len(hours) == data.HOURS
     assert hours[-1].counts["sent"] == 2
@@ -143,3 +149,29 @@ def test_a_suppressed_address_says_so_with_the_bounce(staff, account, webhook, s
     assert "x@example.com is on the suppression list (bounce" in page
     assert "Permanent/General: smtp; 550 5.1.1 unknown" in page
     assert re.findall(r'sc-step-([a-z-]+)"', page) == ["queued", "sent", "bounce"]
+
+
+@pytest.mark.django_db
+def test_the_page_still_renders_with_neither_redis_nor_ses(staff, settings):
+    from seacucumber.testing.processes import free_port
+
+    settings.SEACUCUMBER_REDIS_URL = None
+    settings.SEACUCUMBER_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens
+    record(1, "sent", 1)
+    page = staff.get(URL).content.decode()
+    assert re.search(r'id="sc-quota">.*?unknown: .*?127\.0\.0\.1', page, re.S)
+    assert "no shared rate (no Redis configured" in page
+    assert page.count('class="sc-bar ') == 1
+    assert "No daily statistics stored yet" in page
+
+
+@pytest.mark.django_db
+def test_cleanup_drops_old_timeline_events_with_the_records():
+    from seacucumber import status
+
+    now = timezone.now()
+    SendEvent.objects.create(ses_message_id="old", kind="Delivery",
+                             at=now - dt.timedelta(days=40))
+    SendEvent.objects.create(ses_message_id="new", kind="Delivery", at=now)
+    status.cleanup(30)
+    assert list(SendEvent.objects.values_list("ses_message_id", flat=True)) == ["new"]
