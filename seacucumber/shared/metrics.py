@@ -64,7 +64,8 @@ def counters_key() -> str:
 
 def count(name: str, *labels: str, amount: int = 1) -> None:
     """Add ``amount`` to counter ``name`` with ``labels`` (``COUNTERS`` gives their order) in
-    the shared-state Redis. Never raises."""
+    the shared-state Redis. A Redis error is logged, never raised: a count never fails a
+    send (wrong labels are a bug: ``ValueError``)."""
     if len(labels) != len(COUNTERS[name][1]):
         raise ValueError(f"counter {name} takes labels {COUNTERS[name][1]}")
     if store.redis_url() is None:
