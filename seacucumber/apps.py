@@ -1,6 +1,6 @@
 """Django app config for Sea Cucumber."""
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 
 
 class SeaCucumberConfig(AppConfig):
@@ -10,6 +10,12 @@ class SeaCucumberConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, dkim, status  # noqa: F401 - checks: registers the system checks
+        from .dashboard import timeline
+        from .shared import metrics, statistics  # noqa: F401 - statistics: its beat task
 
         dkim.check_settings()  # a bad DKIM key stops start-up, not every message
         status.connect()
+        metrics.connect()
+        timeline.connect()
+        if apps.is_installed("django.contrib.admin"):
+            from .dashboard import admin  # noqa: F401 - registers the dashboard page

@@ -196,6 +196,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SEACUCUMBER_S3_REGION_NAME", None,
             "Region of the bucket SES stores received mail in, when it is not the SES "
             "region. Unset: AWS_SES_REGION_NAME."),
+    # --- dashboard and metrics -------------------------------------------------------------------
+    Setting("SEACUCUMBER_METRICS_TOKEN", None,
+            "Bearer token Prometheus must send to ses/metrics/ (Authorization: Bearer ...). "
+            "Unset: the endpoint answers 403 to everyone."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -62,6 +62,12 @@ class MessageStatus(models.Model):
         verbose_name = "message status"
         verbose_name_plural = "message statuses"
         ordering = ("-queued_at",)
+        indexes = [
+            # the dashboard: sends per hour by outcome (an index-only scan of the last 48 h)
+            # and the latest failures
+            models.Index(fields=["queued_at", "status"], name="sc_status_queued_status"),
+            models.Index(fields=["status", "updated_at"], name="sc_status_status_updated"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.message_id} ({self.status})"
@@ -102,3 +108,50 @@ class SeenNotification(models.Model):
 
     def __str__(self) -> str:
         return self.sns_message_id
+
+
+class DailyStatistics(models.Model):
+    """SES's send statistics of one UTC day (v1 ``GetSendStatistics``, summed), kept past the
+    two weeks SES keeps them; filled by ``manage.py get_ses_statistics``."""
+
+    date = models.DateField(unique=True)
+    delivery_attempts = models.PositiveBigIntegerField(default=0)
+    bounces = models.PositiveBigIntegerField(default=0)
+    complaints = models.PositiveBigIntegerField(default=0)
+    rejects = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "daily SES statistics"
+        verbose_name_plural = "daily SES statistics"
+        ordering = ("-date",)
+
+    def __str__(self) -> str:
+        return f"{self.date}: {self.delivery_attempts} attempts"
+
+
+class SendEvent(models.Model):
+    """One SES event (delivery, bounce, complaint, ...) for one send, as the webhook applied
+    it: the per-send timeline keeps every step, where ``MessageStatus`` keeps only the
+    latest."""
+
+    ses_message_id = models.CharField("SES MessageId", max_length=128, db_index=True)
+    kind = models.CharField(max_length=32)
+    at = models.DateTimeField()
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("at", "id")
+
+    def __str__(self) -> str:
+        return f"{self.ses_message_id} {self.kind} at {self.at}"
+
+
+class Dashboard(MessageStatus):
+    """No table: gives the admin its dashboard page at ``admin/seacucumber/dashboard/``,
+    listed on the admin index (see ``seacucumber.dashboard``)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dashboard"
+        verbose_name_plural = "dashboard"

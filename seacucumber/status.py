@@ -168,11 +168,12 @@ def on_suppressed(*, message_id: str, sender_address: str, suppressed: list[str]
 
 
 def cleanup(days: float) -> tuple[int, int]:
-    """Delete status records queued, and SNS message ids seen, more than ``days`` ago;
-    returns how many of each."""
-    from .models import MessageStatus, SeenNotification
+    """Delete status records queued, and SNS message ids seen, more than ``days`` ago (and
+    the SES events kept for the timeline); returns how many records and ids."""
+    from .models import MessageStatus, SeenNotification, SendEvent
 
     cutoff = timezone.now() - datetime.timedelta(days=days)
+    SendEvent.objects.filter(at__lt=cutoff).delete()
     statuses, _ = MessageStatus.objects.filter(queued_at__lt=cutoff).delete()
     seen, _ = SeenNotification.objects.filter(received_at__lt=cutoff).delete()
     return statuses, seen

@@ -47,7 +47,7 @@ from .exceptions import (
 from .payload import OutboundSend
 from .ses.errors import Outcome, classify
 from .ses.send import send
-from .shared import outbox, ratelimit, sendlog, sweeper
+from .shared import metrics, outbox, ratelimit, sendlog, sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +195,7 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
             raise PermanentSendError(classified.code, classified.message) from None
         if classified.outcome is Outcome.THROTTLED:
             ratelimit.throttled()
+            metrics.count("throttles", metrics.lane())
         extra = 0.0
         if classified.outcome is Outcome.QUOTA_EXCEEDED:
             delay = ratelimit.quota_exhausted()  # held, not spun on: the quota frees slowly
@@ -204,6 +205,7 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
         expired = _past_lifetime(outbound, delay, classified.code, classified.message, extra)
         if expired is not None:
             raise expired from None
+        metrics.count("retries", metrics.lane())
         logger.warning(
             "message %s: %s (%s) from SES, retry %d in %.1fs",
             outbound.message_id, classified.outcome.value, classified.code,

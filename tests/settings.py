@@ -15,6 +15,7 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.staticfiles",  # live_server serves the admin's CSS to the browser tests
     "seacucumber",
 ]
 # A sqlite FILE, so worker processes open the very database the tests use (pytest-django

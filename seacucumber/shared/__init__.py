@@ -1,4 +1,6 @@
 """State shared by every worker process and host, in one Redis (``store``): the account's
 send rate (``ratelimit``, learned by ``quota``), the send log that stops a second send
 (``sendlog``), the outbox that queues again a task the broker lost (``outbox``, swept by
-``sweeper``), and the usage report that reads it all beside SES's numbers (``usage``)."""
+``sweeper``), the usage report that reads it all beside SES's numbers (``usage``), SES's
+daily statistics kept in the database (``statistics``) and the Prometheus metrics: counters
+added up in Redis, gauges read when scraped (``metrics``)."""

@@ -228,7 +228,7 @@ def _number(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     """``1h 02m 05s``, ``9m 12s``, ``41s``: seconds rounded up, so a live hold never shows 0."""
     whole = max(1, math.ceil(seconds))
     hours, rest = divmod(whole, 3600)
@@ -259,7 +259,7 @@ def render(usage: Usage, bar_width: int = 30) -> str:
     ]
     if usage.quota_hold_seconds is not None:
         lines.append(f"  sends held         daily quota used up: held for "
-                     f"{_duration(usage.quota_hold_seconds)} more (SEACUCUMBER_QUOTA_HOLD)")
+                     f"{duration(usage.quota_hold_seconds)} more (SEACUCUMBER_QUOTA_HOLD)")
     if usage.outbox is not None:
         lines.append(f"  not yet settled    {usage.outbox['queued']:,} queued, "
                      f"{usage.outbox['running']:,} sending (the outbox)")

@@ -7,8 +7,8 @@ rates or faults. This emulator speaks the SES wire protocol for the calls a send
 real ``Throttling`` errors, a rolling 24-hour quota, latency, 5xx answers, dropped
 connections, and the mailbox simulator's bounce/complaint/delivery events posted, signed, to
 a webhook. It also receives mail as a receipt rule does (``receive``: a signed ``Received``
-notification, the mail inline or put into S3 first; ``inbound.py``). Identity management
-(``ses_address``) is moto's job.
+notification, the mail inline or put into S3 first; ``inbound.py``), and keeps identities
+(``identities``: what ``manage.py ses_address`` calls, v1 and v2), verified at once.
 
 In a process::
 
@@ -32,6 +32,7 @@ from ..sns_signing import DEFAULT_CERT_URL, Signer
 from .client import EmulatorBase
 from .events import DEFAULT_TOPIC_ARN, EventPoster
 from .http import Handler, Server
+from .identities import Identities
 from .inbound import Received, Receiver
 from .state import Accepted, Account, Config
 
@@ -52,6 +53,7 @@ class SESEmulator(EmulatorBase):
         self.region = region
         self.account = Account(Config())
         self.account.configure(**config)
+        self.identities = Identities()  #: kept across ``reset``, like the configuration
         self.webhook_url = webhook_url
         self.topic_arn = topic_arn
         self.signing_cert_url = signing_cert_url

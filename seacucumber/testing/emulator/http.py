@@ -2,10 +2,10 @@
 
 HTTP/1.1 with keep-alive (boto3 reuses connections), a thread per connection. SES calls:
 v1 ``SendRawEmail``, ``GetSendQuota``, ``GetSendStatistics``; v2 ``SendEmail`` and
-``GetAccount``. Control: ``GET /_emulator/stats``, ``GET /_emulator/messages?since=N``,
-``POST /_emulator/config`` (JSON), ``POST /_emulator/reset``, ``GET /_emulator/cert.pem``,
-``POST /_emulator/receive`` (JSON: ``raw`` as base64 and ``SESEmulator.receive``'s options;
-answers the webhook's status and the ids).
+``GetAccount``; identities in both (``identities``). Control: ``GET /_emulator/stats``,
+``GET /_emulator/messages?since=N``, ``POST /_emulator/config`` (JSON), ``POST
+/_emulator/reset``, ``GET /_emulator/cert.pem``, ``POST /_emulator/receive`` (JSON: ``raw``
+as base64 and ``SESEmulator.receive``'s options; answers the webhook's status and the ids).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import protocol
+from . import identities, protocol
 from .state import Verdict
 
 if TYPE_CHECKING:
@@ -83,7 +83,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._control("GET", path)
         if path == protocol.V2_ACCOUNT_PATH:
             return self._quota(v2=True)
+        if path.startswith(identities.V2_PATH):
+            return self._identities_v2("GET", path)
         self._answer(protocol.v2_error(404, "NotFoundException", f"no route for GET {path}"))
+
+    def do_DELETE(self) -> None:  # noqa: N802 - http.server's name
+        self._body()
+        path = urlsplit(self.path).path
+        if path.startswith(identities.V2_PATH):
+            return self._identities_v2("DELETE", path)
+        self._answer(protocol.v2_error(404, "NotFoundException", f"no route for DELETE {path}"))
+
+    def _identities_v2(self, method: str, path: str, body: bytes = b"") -> None:
+        self._latency()
+        self._answer(self.server.emulator.identities.v2(
+            method, path, urlsplit(self.path).query, body))
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         body = self._body()
@@ -92,6 +106,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._control("POST", path, body)
         if path == protocol.V2_SEND_PATH:
             return self._send(body, v2=True)
+        if path.startswith((identities.V2_PATH, identities.V2_LIST_PATH)):
+            return self._identities_v2("POST", path, body)
         if path in ("", "/"):
             return self._v1(body)
         self._answer(protocol.v2_error(404, "NotFoundException", f"no route for POST {path}"))
@@ -107,10 +123,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._latency()
             return self._answer(protocol.statistics_answer(
                 self.server.emulator.account.statistics()))
+        if action in identities.V1_ACTIONS:
+            self._latency()
+            return self._answer(self.server.emulator.identities.v1(action, params))
         self._answer(protocol.v1_error(
             400, "InvalidAction", f"The action {action or '(none)'} is not valid for the SES "
-            "emulator (it speaks SendRawEmail, GetSendQuota, GetSendStatistics; use moto for "
-            "the rest)."))
+            "emulator (it speaks SendRawEmail, GetSendQuota, GetSendStatistics and the "
+            "identity calls of ses_address; use moto for the rest)."))
 
     # --- SES calls -----------------------------------------------------------------------
     def _send(self, body: bytes, v2: bool, params: dict[str, str] | None = None) -> None:

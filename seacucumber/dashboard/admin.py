@@ -1,0 +1,87 @@
+"""The dashboard's admin pages, on the stock admin site: ``Dashboard`` (a proxy model with no
+table of its own) gives them the address ``admin/seacucumber/dashboard/``, a line on the admin
+index, and the admin's login for anyone not staff (``AdminSite.admin_view``).
+
+- ``admin/seacucumber/dashboard/``: the account at a glance (``data.overview``);
+- ``admin/seacucumber/dashboard/timeline/?q=<address or id>``: every send to an address, or
+  the send with an id, with its timeline (``timeline.lookup``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+
+from ..models import Dashboard
+from ..shared import usage
+from . import charts, data, timeline
+
+
+class DashboardAdmin(admin.ModelAdmin):
+    """Read-only pages for staff: nothing to add, change or delete."""
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path("", view(self.dashboard_view), name="seacucumber_dashboard_changelist"),
+            path("timeline/", view(self.timeline_view), name="seacucumber_dashboard_timeline"),
+        ]
+
+    def _context(self, request: HttpRequest, title: str) -> dict[str, Any]:
+        return {**self.admin_site.each_context(request), "title": title,
+                "opts": self.model._meta}
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        overview = data.overview()
+        gauges = overview.gauges
+        quota = gauges.quota
+        bounce_review, bounce_pause = data.LEVELS["bounce"]
+        complaint_review, complaint_pause = data.LEVELS["complaint"]
+        context = {
+            **self._context(request, "Sea Cucumber dashboard"),
+            "overview": overview,
+            "gauges": gauges,
+            "quota": quota,
+            "percent_used": quota.percent_used if quota else None,
+            "outcomes": overview.sends_48h,
+            "hourly_chart": charts.hourly_sends(overview.hours),
+            "bounce_chart": charts.rate_line(
+                "Bounce rate per day against SES's review and pause levels",
+                [(d.date.isoformat(), d.bounce_rate) for d in overview.days],
+                bounce_review, bounce_pause),
+            "complaint_chart": charts.rate_line(
+                "Complaint rate per day against SES's review and pause levels",
+                [(d.date.isoformat(), d.complaint_rate) for d in overview.days],
+                complaint_review, complaint_pause),
+            "hold_text": (usage.duration(gauges.quota_hold_seconds)
+                          if gauges.quota_hold_seconds else None),
+        }
+        return TemplateResponse(request, "seacucumber/dashboard.html", context)
+
+    def timeline_view(self, request: HttpRequest) -> HttpResponse:
+        query = request.GET.get("q", "").strip()
+        found = timeline.lookup(query) if query else None
+        context = {**self._context(request, "Send timeline"), "query": query, "found": found}
+        return TemplateResponse(request, "seacucumber/timeline.html", context)
+
+
+admin.site.register(Dashboard, DashboardAdmin)

@@ -1,0 +1,146 @@
+"""Every send to an address (or with an id), each with its timeline and SES's reasons.
+
+A status record (``MessageStatus``) keeps only a send's latest status, so the SES events
+that moved it are kept too: ``record_event`` writes one ``SendEvent`` per event the webhook
+applies, inside the webhook's transaction (an event rolled back leaves no step), when status
+tracking is on. A timeline is then: queued and sent from the status record, each SES event in
+the order SES stamped them, and the failure or suppression the record ends in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from .. import signals, status
+from ..models import MessageStatus, SendEvent, Status, SuppressedAddress
+
+MAX_SENDS = 200  #: a lookup shows at most this many sends, newest first
+
+# --- recording SES events -----------------------------------------------------------------------
+
+
+def _event_time(event_obj: dict[str, Any]) -> dt.datetime:
+    stamp = event_obj.get("timestamp") if isinstance(event_obj, dict) else None
+    parsed = parse_datetime(stamp) if isinstance(stamp, str) else None
+    return parsed if parsed is not None and parsed.tzinfo is not None else timezone.now()
+
+
+def event_detail(event_type: str, event_obj: dict[str, Any]) -> str:
+    """SES's own words for an event: bounce type and diagnostic, complaint feedback type,
+    the SMTP answer of a delivery, a reject's reason, a delay's type."""
+    obj = event_obj if isinstance(event_obj, dict) else {}
+    if event_type == "Bounce":
+        first = (obj.get("bouncedRecipients") or [{}])[0]
+        first = first if isinstance(first, dict) else {}
+        return (f"{obj.get('bounceType', '?')}/{obj.get('bounceSubType', '?')}"
+                f"{': ' + str(first['diagnosticCode']) if first.get('diagnosticCode') else ''}")
+    if event_type == "Complaint":
+        return f"feedback: {obj.get('complaintFeedbackType', 'unspecified')}"
+    if event_type == "Delivery":
+        return str(obj.get("smtpResponse", ""))
+    if event_type == "DeliveryDelay":
+        return str(obj.get("delayType", ""))
+    if event_type == "Reject":
+        return str(obj.get("reason", ""))
+    if event_type == "Rendering Failure":
+        return str(obj.get("errorMessage", ""))
+    return ""
+
+
+def record_event(sender: Any, mail_obj: dict[str, Any] | None = None,
+                 event_obj: dict[str, Any] | None = None, event_type: str = "?",
+                 **_: Any) -> None:
+    """Signal receiver: keep one step of a send's timeline (tracking on, SES MessageId
+    known)."""
+    message_id = (mail_obj or {}).get("messageId")
+    if not status.enabled() or not isinstance(message_id, str) or not message_id:
+        return
+    SendEvent.objects.create(ses_message_id=message_id[:128], kind=str(event_type)[:32],
+                             at=_event_time(event_obj or {}),
+                             detail=event_detail(event_type, event_obj or {})[:2000])
+
+
+def connect() -> None:
+    """Record every SES event the webhook applies (called from the app's ``ready``)."""
+    for name in dir(signals):
+        if name.endswith("_received") and name != "subscription_received":
+            getattr(signals, name).connect(record_event,
+                                           dispatch_uid=f"seacucumber.timeline.{name}")
+
+
+# --- looking up ---------------------------------------------------------------------------------
+
+@dataclass
+class Step:
+    what: str  #: queued, sent, Delivery, Bounce, ..., failed, suppressed
+    at: dt.datetime | None
+    detail: str = ""
+
+
+@dataclass
+class SendTimeline:
+    record: MessageStatus
+    steps: list[Step] = field(default_factory=list)
+
+
+@dataclass
+class Lookup:
+    query: str
+    sends: list[SendTimeline]
+    suppressed: SuppressedAddress | None = None  #: the address's suppression list entry
+    truncated: bool = False
+
+
+def _lines(text: str) -> set[str]:
+    return {line.strip().lower() for line in text.splitlines()}
+
+
+def _matching(query: str) -> list[MessageStatus]:
+    if "@" in query:
+        address = query.strip().lower()
+        found = MessageStatus.objects.filter(
+            Q(recipients__icontains=address) | Q(suppressed_recipients__icontains=address)
+        ).order_by("-queued_at")[: MAX_SENDS * 2]
+        return [r for r in found
+                if address in _lines(r.recipients) | _lines(r.suppressed_recipients)]
+    return list(MessageStatus.objects.filter(
+        Q(message_id=query) | Q(ses_message_id=query) | Q(message_id__startswith=f"{query}-")
+    ).order_by("-queued_at")[: MAX_SENDS + 1])
+
+
+def lookup(query: str) -> Lookup:
+    """The sends to an address, or the send(s) with our id or SES's MessageId, newest first,
+    each with its timeline."""
+    query = query.strip()
+    records = _matching(query)
+    truncated = len(records) > MAX_SENDS
+    records = records[:MAX_SENDS]
+    events: dict[str, list[SendEvent]] = {}
+    ses_ids = [r.ses_message_id for r in records if r.ses_message_id]
+    for event in SendEvent.objects.filter(ses_message_id__in=ses_ids):
+        events.setdefault(event.ses_message_id, []).append(event)
+    sends = []
+    for record in records:
+        steps = [Step("queued", record.queued_at)]
+        if record.sent_at or record.ses_message_id:
+            steps.append(Step("sent", record.sent_at, f"SES MessageId {record.ses_message_id}"))
+        steps += [Step(e.kind, e.at, e.detail) for e in events.get(record.ses_message_id or "", [])]
+        if record.status == Status.FAILED:
+            steps.append(Step("failed", record.updated_at, record.last_error))
+        elif record.status == Status.SUPPRESSED:
+            steps.append(Step("suppressed", record.updated_at,
+                              "on the suppression list: " + ", ".join(
+                                  record.suppressed_recipients.split())))
+        elif record.suppressed_recipients:
+            steps.append(Step("suppressed", None, "dropped from this send: " + ", ".join(
+                record.suppressed_recipients.split())))
+        sends.append(SendTimeline(record, steps))
+    suppressed = (SuppressedAddress.objects.filter(address=query.lower()).first()
+                  if "@" in query else None)
+    return Lookup(query, sends, suppressed, truncated)

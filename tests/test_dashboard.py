@@ -1,0 +1,177 @@
+"""The admin dashboard and the send timeline through Django's test client: who may see them,
+and what they show from status records, stored statistics, SES events posted to the webhook,
+the shared state (Redis) and SES (the emulator)."""
+
+import datetime as dt
+import re
+import uuid
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.utils import timezone
+
+from seacucumber.dashboard import data
+from seacucumber.models import DailyStatistics, MessageStatus, SendEvent, SuppressedAddress
+from seacucumber.shared import quota, ratelimit
+from tests.fixtures_events import bounce, notification, ses_event
+
+URL = "/admin/seacucumber/dashboard/"
+TIMELINE = URL + "timeline/"
+
+
+@pytest.fixture
+def staff(db) -> Client:
+    user = User.objects.create_user("ops", password="pw", is_staff=True)  # noqa: S106
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def account(settings, redis_url, ses_emulator):
+    settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/8"
+    settings.SEACUCUMBER_REDIS_PREFIX = f"d-{uuid.uuid4().hex[:8]}"
+    settings.SEACUCUMBER_TRACK_STATUS = True
+    quota.forget()
+    return ses_emulator
+
+
+def this_hour() -> dt.datetime:
+    return timezone.now().astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def record(n: int, status: str, hours_ago: float, **fields) -> MessageStatus:
+    """A record queued ``hours_ago`` whole hours before the start of this hour (plus a
+    second: the same hourly bucket however long the test runs)."""
+    at = this_hour() - dt.timedelta(hours=hours_ago) + dt.timedelta(seconds=1)
+    return MessageStatus.objects.create(
+        message_id=f"m{n}", sender="sender@example.com", recipients=f"r{n}@example.com",
+        subject=f"S{n}", status=status, queued_at=at, updated_at=at, **fields)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [URL, TIMELINE + "?q=a@example.com"])
+def test_only_staff_get_in_others_go_to_the_admin_login(url):
+    response = Client().get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/?next=")
+    user = User.objects.create_user("plain", password="pw")  # noqa: S106
+    client = Client()
+    client.force_login(user)
+    assert client.get(url)["Location"].startswith("/admin/login/?next=")
+
+
+@pytest.mark.django_db
+def test_the_admin_index_links_to_the_dashboard(staff):
+    page = staff.get("/admin/").content.decode()
+    assert f'href="{URL}"' in page
+
+
+@pytest.mark.django_db
+def test_the_dashboard_shows_the_account(staff, account):
+    for n, (status, hours) in enumerate([("sent", 1), ("delivered", 1), ("bounced", 2),
+                                         ("failed", 3), ("queued", 0), ("sent", 60)]):
+        record(n, status, hours, last_error="MessageRejected: not verified"
+               if status == "failed" else "")
+    today = dt.datetime.now(dt.UTC).date()
+    DailyStatistics.objects.create(date=today - dt.timedelta(days=1), delivery_attempts=1000,
+                                   bounces=60, complaints=2)
+    DailyStatistics.objects.create(date=today, delivery_attempts=200, bounces=1)
+    SuppressedAddress.objects.create(address="gone@example.com", reason="bounce")
+    ratelimit.limiter().hold(120)
+
+    page = staff.get(URL).content.decode()
+    assert "Sends are held: the SES daily quota is used up" in page
+    assert re.search(r'id="sc-suppressed">.*?<p class="sc-big">1</p>', page, re.S)
+    assert "MessageRejected: not verified" in page
+    assert "sent 2" in page and "bounced 1" in page and "failed 1" in page  # 48 h only
+    assert page.count('class="sc-bar ') == 4  # one bar segment per (hour, outcome) with sends
+    assert "1,000 <small>recipients/s in force</small>" in page
+    hourly, bounces, complaints = re.findall(r'<svg class="sc-chart.*?</svg>', page, re.S)
+    assert "SES review 5%" in bounces and "SES pause 10%" in bounces
+    assert "SES review 0.1%" in complaints and "SES pause 0.5%" in complaints
+    assert bounces.count('class="sc-point"') == 2 and "6.000%" in bounces
+    assert "24-hour quota" in page and "of 50,000" in page  # the emulator's account
+
+
+@pytest.mark.django_db
+def test_sends_per_hour_counts_by_outcome(account):
+    record(1, "delivered", 0)
+    record(2, "sent", 0)
+    record(3, "complained", 5)
+    record(4, "suppressed", 47)
+    record(5, "sent", 48)  # outside the 48 hours
+    hours = data.sends_per_hour()
+    assert len(hours) == data.HOURS
+    assert hours[-1].counts["sent"] == 2
+    assert hours[-6].counts["complained"] == 1
+    assert sum(h.total for h in hours) == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_timeline_of_an_address_shows_each_step_and_ses_reasons(staff, account, webhook):
+    sent_at = timezone.now()
+    mine = record(1, "sent", 1, ses_message_id="ses-1", sent_at=sent_at)
+    record(2, "failed", 2, last_error="MessageRejected: Email address is not verified.")
+    MessageStatus.objects.filter(pk=mine.pk).update(recipients="a@example.com\nb@example.com")
+    MessageStatus.objects.filter(message_id="m2").update(recipients="A@example.com")
+    assert webhook(notification(ses_event("Delivery", "ses-1", smtpResponse="250 2.0.0 OK",
+                                          timestamp="2026-11-30T10:00:00.000Z"))).status_code == 200
+    complaint = ses_event("Complaint", "ses-1", complaintFeedbackType="abuse",
+                          timestamp="2026-11-30T11:00:00.000Z",
+                          complainedRecipients=[{"emailAddress": "a@example.com"}])
+    assert webhook(notification(complaint)).status_code == 200
+    assert SendEvent.objects.count() == 2
+
+    page = staff.get(TIMELINE, {"q": "a@example.com"}).content.decode()
+    assert "2 sends for <strong>a@example.com</strong>" in page
+    steps = re.findall(r'<li class="sc-step sc-step-([a-z-]+)">', page)
+    assert steps == ["queued", "sent", "delivery", "complaint", "queued", "failed"]
+    assert "250 2.0.0 OK" in page and "feedback: abuse" in page
+    assert "MessageRejected: Email address is not verified." in page
+    assert "is on the suppression list" not in page
+
+    by_id = staff.get(TIMELINE, {"q": "ses-1"}).content.decode()
+    assert "1 send for <strong>ses-1</strong>" in by_id
+    assert staff.get(TIMELINE, {"q": "m1"}).content.decode().count('class="module sc-send"') == 1
+    none = staff.get(TIMELINE, {"q": "nobody@example.com"}).content.decode()
+    assert "No send found" in none
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_suppressed_address_says_so_with_the_bounce(staff, account, webhook, settings):
+    settings.SEACUCUMBER_SUPPRESS_ON_BOUNCE = True
+    record(1, "sent", 1, ses_message_id="ses-9", sent_at=timezone.now())
+    MessageStatus.objects.filter(message_id="m1").update(recipients="x@example.com")
+    assert webhook(notification(bounce("ses-9", "x@example.com"))).status_code == 200
+    page = staff.get(TIMELINE, {"q": "X@example.com"}).content.decode()
+    assert "x@example.com is on the suppression list (bounce" in page
+    assert "Permanent/General: smtp; 550 5.1.1 unknown" in page
+    assert re.findall(r'sc-step-([a-z-]+)"', page) == ["queued", "sent", "bounce"]
+
+
+@pytest.mark.django_db
+def test_the_page_still_renders_with_neither_redis_nor_ses(staff, settings):
+    from seacucumber.testing.processes import free_port
+
+    settings.SEACUCUMBER_REDIS_URL = None
+    settings.SEACUCUMBER_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens
+    record(1, "sent", 1)
+    page = staff.get(URL).content.decode()
+    assert re.search(r'id="sc-quota">.*?unknown: .*?127\.0\.0\.1', page, re.S)
+    assert "no shared rate (no Redis configured" in page
+    assert page.count('class="sc-bar ') == 1
+    assert "No daily statistics stored yet" in page
+
+
+@pytest.mark.django_db
+def test_cleanup_drops_old_timeline_events_with_the_records():
+    from seacucumber import status
+
+    now = timezone.now()
+    SendEvent.objects.create(ses_message_id="old", kind="Delivery",
+                             at=now - dt.timedelta(days=40))
+    SendEvent.objects.create(ses_message_id="new", kind="Delivery", at=now)
+    status.cleanup(30)
+    assert list(SendEvent.objects.values_list("ses_message_id", flat=True)) == ["new"]

@@ -1,0 +1,157 @@
+"""The dashboard and the timeline in a real browser: Debian's headless Chromium, driven by
+Playwright, on data from real sends through a real ``celery worker`` (Redis broker, SES at
+moto), real SES events posted to the webhook, and the statistics ``get_ses_statistics``
+stored. The charts must draw with data, the page must log no console error, and the metrics
+endpoint must add up what the worker's processes counted. Screenshots go to docs/.
+
+Playwright never downloads a browser here (``playwright install`` is not used): the tests
+find ``chromium`` on the PATH, and without it skip, or fail under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.core import mail
+from django.core.mail import EmailMessage
+from django.core.management import call_command
+from django.test import Client
+from prometheus_client.parser import text_string_to_metric_families
+
+from seacucumber.events import suppression
+from seacucumber.models import DailyStatistics, MessageStatus
+from tests.conftest import SENDER, service_missing
+from tests.fixtures_events import bounce, notification, ses_event
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+FEEDBACK_ENV = {"SEACUCUMBER_TRACK_STATUS": "1", "SEACUCUMBER_SUPPRESSION_LIST": "1"}
+TOKEN = "browser-test-token"  # noqa: S105
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The system's Chromium (Debian: ``apt-get install -y chromium``)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        service_missing("Chromium (apt-get install -y chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        service_missing("the playwright Python package (pip install playwright)")
+    return str(found)
+
+
+def wait_until(condition, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached after {timeout}s")
+        time.sleep(0.1)
+
+
+def settled(ids: list[str]) -> bool:
+    return not MessageStatus.objects.filter(message_id__in=ids, status="queued").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("pipeline", ["redis"], indirect=True)
+def test_dashboard_and_timeline_in_chromium(chromium, pipeline, start_worker, moto_ses,
+                                            webhook, live_server, settings):
+    from playwright.sync_api import sync_playwright
+
+    settings.SEACUCUMBER_TRACK_STATUS = True
+    settings.SEACUCUMBER_SUPPRESSION_LIST = True
+    settings.SEACUCUMBER_METRICS_TOKEN = TOKEN
+    suppression.add(["gone@example.com"], "manual", "asked to be left alone")
+    start_worker(pipeline.worker_env(**FEEDBACK_ENV), queues=pipeline.queue, concurrency=2)
+
+    messages = [EmailMessage(f"Hello {n}", "Body", SENDER, [f"user{n}@example.com"])
+                for n in range(12)]
+    messages.append(EmailMessage("Unverified", "Body", "nobody@example.org",
+                                 ["user99@example.com"]))
+    messages.append(EmailMessage("Suppressed", "Body", SENDER, ["gone@example.com"]))
+    assert mail.get_connection().send_messages(messages) == 14
+    ids = list(MessageStatus.objects.values_list("message_id", flat=True))
+    wait_until(lambda: settled(ids), what="every send settled")
+    outcomes = dict(MessageStatus.objects.values_list("subject", "status"))
+    assert (outcomes["Unverified"], outcomes["Suppressed"], outcomes["Hello 0"]) == (
+        "failed", "suppressed", "sent")
+    ses_ids = {r.recipients: r.ses_message_id for r in MessageStatus.objects.filter(
+        status="sent")}
+    for n in range(2, 12):
+        event = ses_event("Delivery", ses_ids[f"user{n}@example.com"],
+                          smtpResponse="250 2.0.0 OK")
+        assert webhook(notification(event)).status_code == 200
+    assert webhook(notification(bounce(ses_ids["user0@example.com"], "user0@example.com")))\
+        .status_code == 200
+    complaint = ses_event("Complaint", ses_ids["user1@example.com"],
+                          complaintFeedbackType="abuse",
+                          complainedRecipients=[{"emailAddress": "user1@example.com"}])
+    assert webhook(notification(complaint)).status_code == 200
+    call_command("get_ses_statistics", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    counted = sum(len(m.destinations) for m in moto_ses.sent())  # as moto counts them
+    assert DailyStatistics.objects.filter(delivery_attempts=counted).exists()
+
+    # the worker's two pool processes counted; the scrape adds them up
+    text = Client().get("/ses/metrics/", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()
+    found = {(s.name, tuple(sorted(s.labels.items()))): s.value
+             for family in text_string_to_metric_families(text) for s in family.samples}
+    lane = ("lane", pipeline.queue)
+    assert found[("seacucumber_sends_total", (lane, ("outcome", "sent")))] == 12
+    assert found[("seacucumber_sends_total", (lane, ("outcome", "failed")))] == 1
+    assert found[("seacucumber_sends_total", (lane, ("outcome", "suppressed")))] == 1
+    assert found[("seacucumber_ses_events_total", (("type", "Delivery"),))] == 10
+    assert found[("seacucumber_queue_depth", (("queue", pipeline.queue),))] == 0
+
+    User.objects.create_user("ops", password="ops-password", is_staff=True)  # noqa: S106
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(f"{live_server.url}/admin/seacucumber/dashboard/")
+            assert "/admin/login/" in page.url  # not logged in: the admin's login
+            page.fill("#id_username", "ops")
+            page.fill("#id_password", "ops-password")
+            # from here on, our pages: any console error, page error or failed request counts
+            # (the admin's own login page asks for a /favicon.ico the test server lacks)
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+            page.on("response", lambda r: problems.append(f"{r.status} {r.url}")
+                    if r.status >= 400 else None)
+            page.click("input[type=submit]")
+            page.wait_for_url("**/admin/seacucumber/dashboard/")
+
+            assert page.locator("svg.sc-hourly rect.sc-sent").count() >= 1
+            assert page.locator("svg.sc-hourly rect.sc-failed").count() == 1
+            assert page.locator("svg.sc-hourly rect.sc-bounced").count() == 1
+            assert page.locator("svg.sc-rate circle.sc-point").count() >= 2  # both charts
+            box = page.locator("svg.sc-hourly").bounding_box()
+            assert box is not None and box["width"] > 400 and box["height"] > 100
+            assert "MessageRejected" in page.locator("#sc-failures").inner_text()
+            assert "1" in page.locator("#sc-suppressed .sc-big").inner_text()
+            DOCS.mkdir(exist_ok=True)
+            page.screenshot(path=str(DOCS / "dashboard.png"), full_page=True)
+
+            page.fill("#sc-q", "user0@example.com")
+            page.click(".sc-lookup input[type=submit]")
+            page.wait_for_url("**/timeline/?q=*")
+            steps = page.locator("li.sc-step strong").all_inner_texts()
+            assert steps == ["queued", "sent", "Bounce"]
+            assert "Permanent/General: smtp; 550 5.1.1 unknown" in page.content()
+            page.screenshot(path=str(DOCS / "timeline.png"), full_page=True)
+
+            page.goto(f"{live_server.url}/admin/seacucumber/dashboard/timeline/?q=gone@example.com")
+            assert "is on the suppression list (manual" in page.content()
+            assert page.locator("li.sc-step strong").all_inner_texts() == ["queued", "suppressed"]
+        finally:
+            browser.close()
+    assert problems == []
