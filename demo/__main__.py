@@ -102,6 +102,11 @@ def main() -> int:
             print("the demo timed out; see the logs in", state)
             return 1
         print(report.summary(queued, emulator, ACCOUNT_RATE, time.monotonic() - started))
+        # the operator's commands work against the same SES (the emulator keeps identities)
+        for command in (["ses_address", "verify", "example.com"], ["ses_address", "list"],
+                        ["ses_usage"]):
+            print(f"\n$ manage.py {' '.join(command)}", flush=True)
+            call_command(*command)
     return 0
 
 

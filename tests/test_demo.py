@@ -106,3 +106,12 @@ def test_demo_prints_the_summary(tmp_path, broker, redis_url):
     elapsed = float(re.fullmatch(r"(\d+\.\d) s", row(output, "elapsed")).group(1))
     assert 0 < elapsed < 60, output
     assert f"{count + 1}/{count + 1} settled" in output
+
+    # the summary ends with the operator's commands, answered by the same SES
+    tail = output[output.index("$ manage.py ses_address verify example.com"):]
+    assert "_amazonses.example.com" in tail
+    assert re.search(r"^\$ manage\.py ses_address list\n.*\n\s+domain\s+example\.com\s+success$",
+                     tail, re.MULTILINE), tail
+    usage = tail[tail.index("$ manage.py ses_usage"):]
+    assert re.search(rf"^\s+max send rate\s+{ACCOUNT_RATE} recipients/s$", usage, re.MULTILINE)
+    assert re.search(rf"^\s+total\s+{want['recipients']}\s", usage, re.MULTILINE), usage
