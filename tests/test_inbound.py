@@ -444,3 +444,25 @@ def test_django_ses_inbound_handler_setting_gets_a_warning(settings):
     assert "AWS_SES_INBOUND_HANDLER" in warning.msg
     assert "inbound_received" in warning.hint
     assert warning.id in {m.id for m in checks.run_checks()}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_received_mail_is_counted_once_in_the_metrics(emulator, received, settings,
+                                                      redis_url):
+    """Prometheus sees received mail as its own SES notification type, once per SNS message
+    (not as an unknown event)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from seacucumber.shared import metrics
+
+    settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/7"
+    settings.SEACUCUMBER_REDIS_PREFIX = f"inbound-metrics-{free_port()}"
+    result = emulator.receive(reply_mail(), action="SNS", post=False)
+    assert post(result.notification).status_code == 200
+    assert post(result.notification).status_code == 200  # SNS redelivers: counted once
+    assert len(received) == 1
+    counted = {tuple(sample.labels.items()): sample.value
+               for family in text_string_to_metric_families(metrics.exposition().decode())
+               if family.name == "seacucumber_ses_events"
+               for sample in family.samples if sample.name.endswith("_total")}
+    assert counted == {(("type", "Received"),): 1.0}

@@ -108,6 +108,11 @@ def _on_event(sender: Any, event_type: str = "unknown", **_: Any) -> None:
     transaction.on_commit(lambda: count("ses_events", str(event_type)))
 
 
+def _on_inbound(sender: Any, **_: Any) -> None:
+    # received mail is counted as SES's receipt notification type, once the webhook commits
+    transaction.on_commit(lambda: count("ses_events", "Received"))
+
+
 def connect() -> None:
     """Count sends and SES events through the public signals (called from the app's
     ``ready``)."""
@@ -116,8 +121,10 @@ def connect() -> None:
     signals.message_suppressed.connect(_on_suppressed,
                                        dispatch_uid="seacucumber.metrics.suppressed")
     for name in dir(signals):
-        if name.endswith("_received") and name != "subscription_received":
+        if name.endswith("_received") and name not in ("subscription_received",
+                                                       "inbound_received"):
             getattr(signals, name).connect(_on_event, dispatch_uid=f"seacucumber.metrics.{name}")
+    signals.inbound_received.connect(_on_inbound, dispatch_uid="seacucumber.metrics.inbound")
 
 
 def _text(value: bytes | str) -> str:
