@@ -137,12 +137,21 @@ def test_redis_restart_mid_run_loses_nothing(start_worker, settings):
            "SEACUCUMBER_ENDPOINT_URL": emulator.url, "SEACUCUMBER_REDIS_URL": f"{redis.url}/3",
            "SEACUCUMBER_RATE_LIMIT": "25", "SEACUCUMBER_TEST_VISIBILITY": "5"}
     try:
-        start_worker(env, queues=queue, pool="threads", concurrency=4)
+        worker = start_worker(env, queues=queue, pool="threads", concurrency=4)
         count = 100  # four seconds of sending at 25/s
         assert mail.get_connection().send_messages(tagged_messages(count)) == count
         time.sleep(1.0)
         redis.restart()  # the queue and the send log come back from the append-only file
-        seen = wait_all(emulator, count, timeout=90)
+        # kombu's Redis transport can end the worker ("Unrecoverable error" while it restores
+        # unacknowledged tasks on a connection already gone; celery/celery#10205 and kin), in
+        # about one run of five on a busy machine. A process supervisor starts it again; so
+        # does this test. Either way nothing may be lost or sent twice.
+        deadline = time.monotonic() + 90
+        while len(arrived(emulator)) < count and time.monotonic() < deadline:
+            if worker.process is None or worker.process.poll() is not None:
+                worker = start_worker(env, queues=queue, pool="threads", concurrency=4)
+            time.sleep(0.25)
+        seen = wait_all(emulator, count, timeout=1)
         assert sum(n - 1 for n in seen.values()) == 0
     finally:
         point_app_at("memory://", None)
