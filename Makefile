@@ -22,9 +22,9 @@ $(STAMP): pyproject.toml
 test: lint
 	$(VENV)/bin/python -m pytest
 
-# everything but the slow kinds: the loop to run while working
+# everything but the slow kinds, in two processes: the loop to run while working
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -m "not ($(SLOW))"
+	$(VENV)/bin/python -m pytest -n 2 -m "not ($(SLOW))"
 
 demo: $(STAMP)
 	$(VENV)/bin/python -m demo
