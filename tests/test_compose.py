@@ -192,3 +192,8 @@ def test_redis_keeps_its_data():
     command = SERVICES["redis"]["command"]
     assert command[:3] == ["redis-server", "--appendonly", "yes"]
     assert COMPOSE["x-app-env"]["CELERY_BROKER_URL"].startswith("redis://redis:6379/")
+
+
+def test_workers_are_started_again_when_they_end():
+    """docs/reliability.rst: kombu's Redis transport can end a worker on a broker restart."""
+    assert SERVICES["worker"]["restart"] == "unless-stopped"
