@@ -101,8 +101,9 @@ class SESBackend(BaseEmailBackend):
         deadline = time.monotonic() + timeout  # the outbox's record counts in it
         payloads = [[outbound.to_json() for outbound in sends] for sends in checked]
         queue = self.options.queue
-        recorded = outbox.record(list(chain.from_iterable(payloads)), queue,
-                                 queue or routed_queue(), timeout / 4)
+        # Celery's routing is asked for the queue's name only when the outbox records it
+        recorded = outbox.enabled() and outbox.record(
+            list(chain.from_iterable(payloads)), queue, queue or routed_queue(), timeout / 4)
         queued = 0
         for sends, message_payloads in zip(checked, payloads, strict=True):
             try:
