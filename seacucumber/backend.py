@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import partial
 from itertools import chain
 from typing import Any
@@ -71,8 +72,11 @@ class SESBackend(BaseEmailBackend):
         self.options = MailerOptions.parse(options)
 
     def send_messages(self, email_messages: Iterable[EmailMessage] | None) -> int:
-        """Queue ``email_messages``; returns how many were queued (messages, not sends)."""
-        checked: list[list[OutboundSend]] = []
+        """Queue ``email_messages``; returns how many were queued (messages, not sends).
+        Each message checked and accepted carries ``seacucumber_ids`` afterwards: its sends'
+        ids (one per group of up to 50 recipients), as ``seacucumber.status`` and the
+        signals name them."""
+        checked: list[Queued] = []
         accepted: list[EmailMessage] = []
         for message in email_messages or ():
             try:
@@ -83,35 +87,36 @@ class SESBackend(BaseEmailBackend):
                 logger.warning("message refused: %s", exc)
                 continue
             if sends:
-                checked.append(sends)
+                message.seacucumber_ids = [outbound.message_id for outbound in sends]
+                checked.append(Queued(sends, self.options.for_message(message).queue))
                 accepted.append(message)
-        status.record_queued(zip(accepted, checked, strict=True))  # one INSERT, if tracking
+        status.record_queued(zip(accepted, (q.sends for q in checked), strict=True))
         if conf.SEACUCUMBER_ENQUEUE_ON_COMMIT and transaction.get_connection().in_atomic_block:
-            for sends in checked:  # a failure then is raised (or not) at the commit
-                transaction.on_commit(partial(self._enqueue_all, [sends]),
+            for queued in checked:  # a failure then is raised (or not) at the commit
+                transaction.on_commit(partial(self._enqueue_all, [queued]),
                                       robust=self.fail_silently)
             return len(checked)
         return self._enqueue_all(checked)
 
-    def _enqueue_all(self, checked: list[list[OutboundSend]]) -> int:
+    def _enqueue_all(self, checked: list[Queued]) -> int:
         """Enqueue message by message within ``SEACUCUMBER_ENQUEUE_TIMEOUT``, stopping at the
-        first broker failure. The outbox (Redis broker) records every send first, in one
-        call, and drops the records of sends the broker did not take."""
+        first broker failure. The outbox (Redis broker) records every send first, one call
+        per queue, and drops the records of sends the broker did not take."""
         timeout = float(conf.SEACUCUMBER_ENQUEUE_TIMEOUT)
         deadline = time.monotonic() + timeout  # the outbox's record counts in it
-        payloads = [[outbound.to_json() for outbound in sends] for sends in checked]
-        queue = self.options.queue
-        # Celery's routing is asked for the queue's name only when the outbox records it
-        recorded = outbox.enabled() and outbox.record(
-            list(chain.from_iterable(payloads)), queue, queue or routed_queue(), timeout / 4)
+        payloads = [[outbound.to_json() for outbound in q.sends] for q in checked]
+        recording = outbox.enabled()
+        if recording:
+            self._record(checked, payloads, timeout / 4)
         queued = 0
-        for sends, message_payloads in zip(checked, payloads, strict=True):
+        for message, message_payloads in zip(checked, payloads, strict=True):
             try:
-                enqueue(message_payloads, deadline, queue)
+                enqueue(message_payloads, deadline, message.queue)
             except EnqueueError as exc:
+                sends = message.sends
                 unqueued = list(chain(sends[exc.sends_queued:],
-                                      chain.from_iterable(checked[queued + 1:])))
-                if recorded:
+                                      chain.from_iterable(q.sends for q in checked[queued + 1:])))
+                if recording:
                     outbox.discard((s.message_id for s in unqueued), timeout / 4)
                 status.record_unqueued(unqueued, str(exc))
                 if exc.sends_queued:
@@ -124,3 +129,22 @@ class SESBackend(BaseEmailBackend):
                 break
             queued += 1
         return queued
+
+    @staticmethod
+    def _record(checked: list[Queued], payloads: list[list[dict[str, Any]]],
+                timeout: float) -> None:
+        """Record every send in the outbox, one call per queue (Celery's routing is asked
+        for the queue's name only here)."""
+        by_queue: dict[str | None, list[dict[str, Any]]] = {}
+        for message, message_payloads in zip(checked, payloads, strict=True):
+            by_queue.setdefault(message.queue, []).extend(message_payloads)
+        for queue, found in by_queue.items():
+            outbox.record(found, queue, queue or routed_queue(), timeout)
+
+
+@dataclass(frozen=True)
+class Queued:
+    """One accepted message's sends and the broker queue they go to (its lane's)."""
+
+    sends: list[OutboundSend]
+    queue: str | None

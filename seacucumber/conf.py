@@ -10,10 +10,12 @@ on every access, so ``override_settings`` works in tests. Use it as::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 
 _MISSING = object()
 
@@ -74,6 +76,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SEACUCUMBER_QUEUE", None,
             "Celery queue for mail tasks. Unset: Celery's routing (task_routes, or the "
             "default queue).", ("CUCUMBER_ROUTE_QUEUE",)),
+    Setting("SEACUCUMBER_LANES",
+            {"transactional": {}, "bulk": {"queue": "seacucumber-bulk", "min_share": 0.1}},
+            "Lanes under the shared rate, highest priority first (docs/rate.rst): name -> "
+            "{queue, min_share, lookahead}. Mail that names no lane takes the first; its queue "
+            "unset: SEACUCUMBER_QUEUE or Celery's routing. A lower lane gets what the higher "
+            "leave, at least min_share of the rate while it has mail, and books at most "
+            "lookahead seconds (0.2) ahead."),
     Setting("SEACUCUMBER_ENQUEUE_TIMEOUT", 5.0,
             "Seconds send_messages may spend reaching the broker before it raises."),
     Setting("SEACUCUMBER_OUTBOX", None,
@@ -203,6 +212,78 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
+
+#: What a lower lane books ahead of now when its entry does not say (``Lane.lookahead``).
+DEFAULT_LOOKAHEAD = 0.2
+_LANE_KEYS = frozenset({"queue", "min_share", "lookahead"})
+_LANE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One lane of ``SEACUCUMBER_LANES``: its name, its priority (``rank`` 0 is served
+    first), its broker queue (None: ``SEACUCUMBER_QUEUE`` or Celery's routing), the least
+    share of the account's rate it gets while it has mail (``min_share``: 0 for the first
+    lane, which needs none), and how far ahead of now it may book (``lookahead``; None for the
+    first lane, which books up to ``SEACUCUMBER_RATE_HORIZON``)."""
+
+    name: str
+    rank: int
+    queue: str | None = None
+    min_share: float = 0.0
+    lookahead: float | None = None
+
+
+def lanes() -> tuple[Lane, ...]:
+    """The lanes ``SEACUCUMBER_LANES`` declares, highest priority first; ``ImproperlyConfigured``
+    naming the fault for a malformed entry (the system check ``seacucumber.E012`` reports it
+    at start-up)."""
+    value = conf.SEACUCUMBER_LANES
+    if not value:
+        return (Lane("transactional", 0),)
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured("SEACUCUMBER_LANES must be a dict: lane name -> options")
+    found = []
+    for rank, (name, options) in enumerate(value.items()):
+        where = f"SEACUCUMBER_LANES[{name!r}]"
+        if not isinstance(name, str) or not _LANE_NAME.fullmatch(name):
+            raise ImproperlyConfigured(f"{where}: a lane name is letters, digits, _ and - "
+                                       "(at most 64), as SES message tags take them")
+        if not isinstance(options, dict) or not set(options) <= _LANE_KEYS:
+            raise ImproperlyConfigured(f"{where} must be a dict with keys among "
+                                       f"{', '.join(sorted(_LANE_KEYS))}")
+        queue = options.get("queue")
+        if queue is not None and (not isinstance(queue, str) or not queue.strip()):
+            raise ImproperlyConfigured(f"{where}['queue'] must be a queue name")
+        share = options.get("min_share", 0.0 if rank == 0 else 0.05)
+        lookahead = options.get("lookahead", None if rank == 0 else DEFAULT_LOOKAHEAD)
+        if rank == 0 and (options.get("min_share") or options.get("lookahead") is not None):
+            raise ImproperlyConfigured(f"{where}: the first lane is served first; min_share "
+                                       "and lookahead are for the lanes below it")
+        if not isinstance(share, int | float) or isinstance(share, bool) or not 0 <= share < 1:
+            raise ImproperlyConfigured(f"{where}['min_share'] must be a share from 0 to "
+                                       "below 1")
+        if lookahead is not None and (not isinstance(lookahead, int | float)
+                                      or isinstance(lookahead, bool) or lookahead < 0):
+            raise ImproperlyConfigured(f"{where}['lookahead'] must be seconds, 0 or more")
+        found.append(Lane(name, rank, queue, float(share),
+                          None if lookahead is None else float(lookahead)))
+    if sum(lane.min_share for lane in found) >= 1:
+        raise ImproperlyConfigured("SEACUCUMBER_LANES: the lanes' min_share add up to 1 or "
+                                   "more, leaving nothing for the first lane")
+    return tuple(found)
+
+
+def lane(name: str | None = None) -> Lane:
+    """The lane called ``name`` (None: the first, which mail naming no lane takes);
+    ``KeyError`` for a lane ``SEACUCUMBER_LANES`` does not declare."""
+    declared = lanes()
+    if name is None:
+        return declared[0]
+    for found in declared:
+        if found.name == name:
+            return found
+    raise KeyError(name)
 
 
 class LazySettings:

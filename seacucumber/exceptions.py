@@ -2,7 +2,8 @@
 
     SeaCucumberError
     ├── InvalidMessage          send_messages refused a message (also ValueError)
-    │   └── HeaderInjection     a line break in a header (also Django's BadHeaderError)
+    │   ├── HeaderInjection     a line break in a header (also Django's BadHeaderError)
+    │   └── InvalidMessageOption  a message's own option is bad (also InvalidOption)
     ├── InvalidOption           a backend option with a bad value (also ValueError)
     ├── EnqueueError            the broker did not take a message
     ├── MalformedPayload        a task payload our backend did not write
@@ -43,6 +44,11 @@ class HeaderInjection(InvalidMessage, BadHeaderError):
 class InvalidOption(SeaCucumberError, ValueError):
     """A backend option (``SESBackend(**options)``, a ``MAILERS`` entry's ``OPTIONS``) with a
     value SES or the worker could not use; the message names the option."""
+
+
+class InvalidMessageOption(InvalidMessage, InvalidOption):
+    """A message's own option (``message.seacucumber_options``) with a bad value: refused at
+    ``send_messages`` like any invalid message (skipped under ``fail_silently``)."""
 
 
 class EnqueueError(SeaCucumberError):

@@ -13,6 +13,7 @@ import binascii
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email import errors, headerregistry, policy
 from typing import Any
@@ -21,13 +22,22 @@ from urllib.parse import urlsplit
 import django
 from django.core.mail import EmailMessage
 
-from .conf import conf
-from .exceptions import HeaderInjection, InvalidMessage, InvalidOption, MalformedPayload
+from .conf import Lane, conf, lanes
+from .conf import lane as conf_lane
+from .exceptions import (
+    HeaderInjection,
+    InvalidMessage,
+    InvalidMessageOption,
+    InvalidOption,
+    MalformedPayload,
+)
 
 #: The payload version this code writes when a send needs nothing a version-1 reader lacks.
 #: Version 2 adds the per-mailer client options (``region``, ``endpoint_url``, ``profile``);
-#: it is written only for sends that use them, so during a rolling deploy old workers keep
-#: reading everything else. Upgrade workers before web processes when mailers use them.
+#: version 3 the per-message SES controls (``lane`` other than the first, ``tags``,
+#: ``tenant``, ``list_management``), whose values may be JSON objects. A payload is written
+#: at the lowest version that holds its options, so during a rolling deploy old workers keep
+#: reading everything else. Upgrade workers before web processes when mail uses them.
 PAYLOAD_VERSION = 1
 MAX_RECIPIENTS_PER_SEND = 50
 MAX_SIZE_V1 = 10 * 1024 * 1024
@@ -35,12 +45,21 @@ MAX_SIZE_V2 = 40 * 1024 * 1024
 #: Room kept for the DKIM-Signature header the worker adds when signing is on.
 DKIM_SIGNATURE_ALLOWANCE = 4096
 
-#: Options a send carries to the worker, each a string, by the payload version that has it.
+#: Options a send carries to the worker, by the payload version that has it.
 PAYLOAD_OPTIONS = {
     "configuration_set": 1, "source_arn": 1, "from_arn": 1, "return_path_arn": 1,
     "endpoint_id": 1, "region": 2, "endpoint_url": 2, "profile": 2,
+    "lane": 3, "tags": 3, "tenant": 3, "list_management": 3,
 }
-_V1_OPTIONS = frozenset(k for k, v in PAYLOAD_OPTIONS.items() if v == 1)
+#: Options whose payload value is an object of strings; every other option is a string.
+_OBJECT_OPTIONS = frozenset({"tags", "list_management"})
+
+
+def _payload_value_ok(name: str, value: Any) -> bool:
+    if name in _OBJECT_OPTIONS:
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    return isinstance(value, str)
 
 
 @dataclass(frozen=True)
@@ -52,7 +71,12 @@ class OutboundSend:
     recipients: tuple[str, ...]
     raw: bytes
     created: float
-    options: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def lane(self) -> str | None:
+        """The send's lane (None: the first lane, which mail naming no lane takes)."""
+        return self.options.get("lane")
 
     def to_json(self) -> dict[str, Any]:
         """The task payload: JSON types only; the lowest version that holds its options."""
@@ -73,9 +97,8 @@ class OutboundSend:
         if not isinstance(data, dict):
             raise MalformedPayload(f"payload is {type(data).__name__}, not an object")
         version = data.get("v")
-        if version not in (1, 2) or isinstance(version, bool):
+        if version not in (1, 2, 3) or isinstance(version, bool):
             raise MalformedPayload(f"unknown payload version {version!r}")
-        known = _V1_OPTIONS if version == 1 else PAYLOAD_OPTIONS
         message_id, sender, recipients = data.get("id"), data.get("from"), data.get("to")
         raw, created, options = data.get("raw"), data.get("created"), data.get("options", {})
         if not isinstance(message_id, str) or not message_id:
@@ -92,9 +115,10 @@ class OutboundSend:
         if not isinstance(created, int | float) or isinstance(created, bool):
             raise MalformedPayload("payload has no creation time")
         if not isinstance(options, dict) or not all(
-            k in known and isinstance(v, str) for k, v in options.items()
+            PAYLOAD_OPTIONS.get(k, 99) <= version and _payload_value_ok(k, v)
+            for k, v in options.items()
         ):
-            raise MalformedPayload("payload options are not known string options")
+            raise MalformedPayload(f"payload options are not version {version}'s options")
         if not isinstance(raw, str):
             raise MalformedPayload("payload has no raw message")
         try:
@@ -252,6 +276,58 @@ def _endpoint_url(name: str, value: Any) -> str:
     return text
 
 
+#: SES's rule for message tag names and values (``MessageTag``).
+_TAG = re.compile(r"[A-Za-z0-9_-]{1,256}")
+#: Tags every send carries so its SES events name it (``ses.send``): not the caller's to set.
+RESERVED_TAGS = frozenset({"seacucumber-id", "seacucumber-lane"})
+_TENANT = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _lane(name: str, value: Any) -> str:
+    text = _text(name, value)
+    try:
+        conf_lane(text)
+    except KeyError:
+        declared = ", ".join(lane.name for lane in lanes())
+        raise InvalidOption(f"option {name}={value!r}: no such lane (SEACUCUMBER_LANES "
+                            f"declares {declared})") from None
+    return text
+
+
+def _tags(name: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise InvalidOption(f"option {name}={value!r}: give a dict of tag name -> value")
+    tags = {}
+    for key, item in value.items():
+        tag, text = str(key), str(item)
+        if not _TAG.fullmatch(tag) or not _TAG.fullmatch(text):
+            raise InvalidOption(f"option {name}: tag {tag!r}={text!r}: SES takes tag names and "
+                                "values of 1 to 256 ASCII letters, digits, _ and -")
+        if tag in RESERVED_TAGS:
+            raise InvalidOption(f"option {name}: tag {tag!r} is Sea Cucumber's own (every send "
+                                "carries it)")
+        tags[tag] = text
+    return tags
+
+
+def _v2_only(check: Any) -> Any:
+    def checked(name: str, value: Any) -> Any:
+        if not conf.USE_SES_V2:
+            raise InvalidOption(f"option {name} needs the SES v2 API (USE_SES_V2 = True): "
+                                f"v1 SendRawEmail has no {name}")
+        return check(name, value)
+    return checked
+
+
+def _list_management(name: str, value: Any) -> dict[str, str]:
+    keys = {"ContactListName", "TopicName"}
+    if not isinstance(value, Mapping) or "ContactListName" not in value \
+            or not set(value) <= keys:
+        raise InvalidOption(f"option {name}={value!r}: give SES's ListManagementOptions, "
+                            "{'ContactListName': ..., 'TopicName': ...} (TopicName optional)")
+    return {str(key): _text(f"{name}[{key!r}]", item) for key, item in value.items()}
+
+
 def _return_path(name: str, value: Any) -> str:
     try:
         bare_address(value, "return-path")
@@ -272,6 +348,11 @@ _OPTION_CHECKS: dict[str, Any] = {
     "source_arn": _matching(_ARN, "an SES identity ARN"),
     "from_arn": _matching(_ARN, "an SES identity ARN"),
     "return_path_arn": _matching(_ARN, "an SES identity ARN"),
+    "lane": _lane,
+    "tags": _tags,
+    "tenant": _v2_only(_matching(_TENANT, "an SES tenant name (letters, digits, _ and -, at "
+                                          "most 64)")),
+    "list_management": _v2_only(_list_management),
 }
 OPTION_NAMES = frozenset(_OPTION_CHECKS)
 
@@ -285,7 +366,13 @@ class MailerOptions:
     as the ``AWS_SES_*`` settings. ``queue``: the Celery queue (``SEACUCUMBER_QUEUE``).
     ``region``, ``endpoint_url``, ``profile``: the SES client the worker sends with
     (``AWS_SES_REGION_NAME``, ``SEACUCUMBER_ENDPOINT_URL``, ``AWS_SESSION_PROFILE``); the
-    shared rate stays the default region's."""
+    shared rate stays the default region's. ``lane``: a lane of ``SEACUCUMBER_LANES`` (its
+    queue, its place in the shared rate). ``tags``: SES message tags (``{"campaign":
+    "spring"}``). ``tenant`` (v2 ``TenantName``) and ``list_management`` (v2
+    ``ListManagementOptions``) need ``USE_SES_V2``.
+
+    A message may override any of them for itself: ``message.seacucumber_options = {...}``
+    (``for_message``)."""
 
     values: dict[str, Any] = field(default_factory=dict)
 
@@ -304,12 +391,37 @@ class MailerOptions:
         value = self.values.get(name)
         return default if value is None else value
 
+    def for_message(self, message: EmailMessage) -> MailerOptions:
+        """These options with ``message.seacucumber_options`` over them;
+        ``InvalidMessageOption`` (an ``InvalidMessage``) for an unknown or bad one."""
+        own = getattr(message, "seacucumber_options", None)
+        if not own:
+            return self
+        if not isinstance(own, Mapping):
+            raise InvalidMessageOption("message.seacucumber_options must be a dict of options")
+        unknown = self.unknown(dict(own))
+        if unknown:
+            raise InvalidMessageOption(
+                f"message.seacucumber_options has unknown option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(OPTION_NAMES))}")
+        try:
+            parsed = MailerOptions.parse(dict(own))
+        except InvalidOption as exc:
+            raise InvalidMessageOption(f"message.seacucumber_options: {exc}") from None
+        return MailerOptions({**self.values, **parsed.values})
+
+    @property
+    def lane(self) -> Lane:
+        return conf_lane(self.get("lane"))
+
     @property
     def queue(self) -> str | None:
-        return self.get("queue", conf.SEACUCUMBER_QUEUE) or None
+        """The broker queue for this mail: the ``queue`` option, else its lane's, else
+        ``SEACUCUMBER_QUEUE`` (None: Celery's routing)."""
+        return self.get("queue") or self.lane.queue or conf.SEACUCUMBER_QUEUE or None
 
 
-def _options(message: EmailMessage, mailer: MailerOptions) -> dict[str, str]:
+def _options(message: EmailMessage, mailer: MailerOptions) -> dict[str, Any]:
     configuration_set = mailer.get("configuration_set", conf.AWS_SES_CONFIGURATION_SET)
     if callable(configuration_set):
         configuration_set = configuration_set(
@@ -329,7 +441,13 @@ def _options(message: EmailMessage, mailer: MailerOptions) -> dict[str, str]:
         "endpoint_url": mailer.get("endpoint_url"),
         "profile": mailer.get("profile"),
     }
-    return {key: str(value) for key, value in candidates.items() if value}
+    options: dict[str, Any] = {key: str(value) for key, value in candidates.items() if value}
+    if mailer.lane.rank > 0:  # the first lane is the default: no option, an older payload
+        options["lane"] = mailer.lane.name
+    for name in ("tags", "tenant", "list_management"):
+        if mailer.get(name):
+            options[name] = mailer.get(name)
+    return options
 
 
 _NO_OPTIONS = MailerOptions()
@@ -337,7 +455,7 @@ _NO_OPTIONS = MailerOptions()
 
 def build_sends(message: EmailMessage, mailer: MailerOptions = _NO_OPTIONS) -> list[OutboundSend]:
     """Check ``message`` and turn it into SES sends of at most 50 recipients each, with the
-    sending backend's ``mailer`` options.
+    sending backend's ``mailer`` options (and the message's own, ``for_message``).
 
     Returns ``[]`` for a message with no recipients. Raises ``InvalidMessage`` for anything
     SES would refuse: bad addresses, header injection (``HeaderInjection``, which is also
@@ -347,6 +465,7 @@ def build_sends(message: EmailMessage, mailer: MailerOptions = _NO_OPTIONS) -> l
     recipients = _unique([bare_address(r, "recipient") for r in message.recipients()])
     if not recipients:
         return []
+    mailer = mailer.for_message(message)
     if not message.from_email:
         raise InvalidMessage("message has no sender (from_email is empty)")
     bare_address(message.from_email, "sender")

@@ -5,8 +5,11 @@ Seen SNS MessageIds are kept in the database (``SeenNotification``), written in 
 transaction as the event's effects: an event is either applied and recorded, or (an error,
 SNS retries) neither. A cache would not give that, and Django's default cache is per process.
 
-An event can outrun the worker: SES may publish it before the worker has stored SES's
-MessageId on the status record. Such an event (tracking on, no record with its MessageId, a
+An event finds its send's status record by our id, which every send carries as its
+``seacucumber-id`` message tag (SES copies it into the event's ``mail.tags``). An event
+without it (a send from before the tag, or from another sender on the account) is matched by
+SES's MessageId, and can outrun the worker: SES may publish it before the worker has stored
+SES's MessageId on the status record. Such an event (tracking on, no record with its MessageId, a
 ``queued`` record without one for the same sender and recipient, published less than
 ``AWAIT_SEND_SECONDS`` ago) is not applied: ``AwaitingSend`` makes the view answer 503, and
 SNS's retry (20 s later by default) finds the record. Past that grace it is applied anyway,
@@ -122,31 +125,38 @@ def _new_status(event: SESEvent) -> str | None:
 
 
 def apply_status(event: SESEvent, published: datetime.datetime | None = None) -> None:
-    """Move the send's status record (matched by SES MessageId) on, if tracking is on.
+    """Move the send's status record (matched by our id's tag, else by SES MessageId) on, if
+    tracking is on.
 
     Soft bounces and delivery delays only note their diagnostic in ``last_error`` (of a record
     not yet bounced or complained): a later Delivery still makes it ``delivered``. Raises
-    ``AwaitingSend`` when no record has the MessageId but one is still waiting for it."""
-    ses_message_id = event.ses_message_id
-    if not status.enabled() or not ses_message_id:
+    ``AwaitingSend`` when an event without our id finds no record with its MessageId but one
+    is still waiting for it."""
+    ses_message_id, message_id = event.ses_message_id, event.message_id
+    if not status.enabled() or not (ses_message_id or message_id):
         return
+    where = ({"message_id": message_id} if message_id
+             else {"ses_message_id": ses_message_id or ""})
     new = _new_status(event)
     note = _diagnostic(event)[:2000]
     if new is not None:
-        fields = {} if new is Status.DELIVERED else {"last_error": note}
-        moved = status.advance(new, {"ses_message_id": ses_message_id}, **fields)
+        fields: dict[str, Any] = {} if new is Status.DELIVERED else {"last_error": note}
+        if message_id and ses_message_id:  # the event may come before the worker's update
+            fields["ses_message_id"] = ses_message_id
+        moved = status.advance(new, where, **fields)
     elif event.kind in _NOTED_KINDS:
         moved = MessageStatus.objects.filter(
-            ses_message_id=ses_message_id, status__in=statuses_below(Status.BOUNCED)
+            **where, status__in=statuses_below(Status.BOUNCED)
         ).update(last_error=note, updated_at=timezone.now())
     else:
         return
-    if moved or MessageStatus.objects.filter(ses_message_id=ses_message_id).exists():
+    if moved or MessageStatus.objects.filter(**where).exists():
         return  # applied, or the record already has the same or newer news
-    if _awaiting_send(event, published):
+    if not message_id and _awaiting_send(event, published):
         raise AwaitingSend(f"SES {event.event_type} for {ses_message_id}: its send has no "
                            "SES MessageId on its status record yet")
-    logger.info("SES %s for %s: no status record moved", event.event_type, ses_message_id)
+    logger.info("SES %s for %s: no status record moved", event.event_type,
+                message_id or ses_message_id)
 
 
 def _published(timestamp: Any) -> datetime.datetime | None:

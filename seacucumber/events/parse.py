@@ -75,6 +75,19 @@ class SESEvent:
         value = self.mail.get("messageId")
         return value if isinstance(value, str) and value else None
 
+    def tag(self, name: str) -> str | None:
+        """The value of the send's message tag ``name`` (SES lists each tag's values in
+        ``mail.tags``), or None."""
+        tags = self.mail.get("tags")
+        values = tags.get(name) if isinstance(tags, dict) else None
+        value = values[0] if isinstance(values, list) and values else None
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def message_id(self) -> str | None:
+        """Our id of the send, from its ``seacucumber-id`` tag (sends since lanes carry it)."""
+        return self.tag("seacucumber-id")
+
 
 def parse_event(text: str) -> SESEvent:
     """The SES event in a Notification's ``Message``; ``InvalidNotification`` when it is not one."""

@@ -8,8 +8,19 @@ from __future__ import annotations
 from typing import Any
 
 from ..conf import conf
+from ..conf import lane as conf_lane
 from ..payload import OutboundSend
 from .clients import client
+
+
+def message_tags(outbound: OutboundSend) -> list[dict[str, str]]:
+    """The send's SES message tags: the caller's (``tags``), then ``seacucumber-id`` (our
+    id) and ``seacucumber-lane``, which SES copies into the send's events (``mail.tags``) so
+    the webhook matches an event to its send by our id."""
+    tags = dict(outbound.options.get("tags") or {})
+    tags["seacucumber-id"] = outbound.message_id
+    tags["seacucumber-lane"] = outbound.lane or conf_lane().name
+    return [{"Name": name, "Value": value} for name, value in tags.items()]
 
 
 def send(outbound: OutboundSend, raw: bytes | None = None) -> str:
@@ -42,6 +53,7 @@ def v1_arguments(outbound: OutboundSend, data: bytes) -> dict[str, Any]:
     ):
         if option in options:
             kwargs[argument] = options[option]
+    kwargs["Tags"] = message_tags(outbound)
     return kwargs
 
 
@@ -57,7 +69,8 @@ def v2_arguments(outbound: OutboundSend, data: bytes) -> dict[str, Any]:
       (v2 has one ARN for the sender where v1 had two).
     - ``FeedbackForwardingEmailAddressIdentityArn``: ``AWS_SES_RETURN_PATH_ARN``.
     - ``ConfigurationSetName``, ``EndpointId`` (``AWS_SES_GLOBAL_ENDPOINT_ID``: SigV4a, which
-      needs the ``awscrt`` package).
+      needs the ``awscrt`` package), ``TenantName`` and ``ListManagementOptions`` (the
+      ``tenant`` and ``list_management`` options), ``EmailTags`` (``message_tags``).
     """
     options = outbound.options
     kwargs: dict[str, Any] = {
@@ -76,4 +89,9 @@ def v2_arguments(outbound: OutboundSend, data: bytes) -> dict[str, Any]:
         kwargs["ConfigurationSetName"] = options["configuration_set"]
     if "endpoint_id" in options:
         kwargs["EndpointId"] = options["endpoint_id"]
+    if "tenant" in options:
+        kwargs["TenantName"] = options["tenant"]
+    if "list_management" in options:
+        kwargs["ListManagementOptions"] = dict(options["list_management"])
+    kwargs["EmailTags"] = message_tags(outbound)
     return kwargs

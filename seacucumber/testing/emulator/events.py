@@ -55,6 +55,11 @@ def ses_notifications(message: Accepted) -> list[dict[str, Any]]:
             "subject": str(headers.get("Subject", "")) if headers else "",
         },
     }
+    tags = {name: [value] for name, value in message.tags.items()}  # SES: lists of values
+    if "ConfigurationSetName" in message.options:
+        tags["ses:configuration-set"] = [message.options["ConfigurationSetName"]]
+    if tags:
+        mail["tags"] = tags
     bounced, complained, delivered = [], [], []
     for address in message.destinations:
         kind = _local(address) if is_simulator(address) else "success"

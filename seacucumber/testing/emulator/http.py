@@ -142,7 +142,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._answer(error(400, exc.code, exc.message))
         match = _APP_TOKEN.search(self.headers.get("User-Agent", ""))
         answer = emulator.account.decide_send(
-            request.source, request.destinations, request.raw, app=match.group(1) if match else "")
+            request.source, request.destinations, request.raw, app=match.group(1) if match else "",
+            tags=request.tags, options=request.options)
         self._latency()
         if answer.verdict in (Verdict.ACCEPT, Verdict.DROP_AFTER_ACCEPT):
             emulator.accepted(answer.message)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.utils import getaddresses
+from typing import Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
@@ -28,6 +30,22 @@ class SendRequest:
     source: str
     destinations: list[str]
     raw: bytes
+    tags: dict[str, str] = field(default_factory=dict)
+    #: what else the call named: ConfigurationSetName, TenantName, ListManagementOptions
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+_TAG = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+def _checked_tags(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Message tags as SES checks them (names and values of ASCII letters, digits, _ and -)."""
+    for name, value in pairs:
+        if not _TAG.fullmatch(name) or not _TAG.fullmatch(value):
+            raise BadRequest("InvalidParameterValue",
+                             f"Invalid tag {name!r}={value!r}: tag names and values may only "
+                             "contain ASCII letters, numbers, underscores and dashes")
+    return dict(pairs)
 
 
 class BadRequest(Exception):
@@ -80,7 +98,13 @@ def v1_send_request(params: dict[str, str]) -> SendRequest:
         source = source or str(headers.get("From", ""))
     if not destinations:
         raise BadRequest("InvalidParameterValue", "Missing final '@domain'")
-    return SendRequest(source=source, destinations=destinations, raw=raw)
+    indexes = sorted({int(k.split(".")[2]) for k in params
+                      if k.startswith("Tags.member.") and k.split(".")[2].isdigit()})
+    tags = _checked_tags([(params.get(f"Tags.member.{i}.Name", ""),
+                           params.get(f"Tags.member.{i}.Value", "")) for i in indexes])
+    options = {k: params[k] for k in ("ConfigurationSetName",) if k in params}
+    return SendRequest(source=source, destinations=destinations, raw=raw, tags=tags,
+                       options=options)
 
 
 def v2_send_request(body: bytes) -> SendRequest:
@@ -95,7 +119,12 @@ def v2_send_request(body: bytes) -> SendRequest:
     source = data.get("FromEmailAddress") or str(message_from_bytes(raw).get("From", ""))
     if not destinations:
         destinations = [a for _, a in getaddresses(message_from_bytes(raw).get_all("To", []))]
-    return SendRequest(source=source, destinations=destinations, raw=raw)
+    tags = _checked_tags([(str(t.get("Name", "")), str(t.get("Value", "")))
+                          for t in data.get("EmailTags") or []])
+    options = {k: data[k] for k in ("ConfigurationSetName", "TenantName",
+                                    "ListManagementOptions") if k in data}
+    return SendRequest(source=source, destinations=destinations, raw=raw, tags=tags,
+                       options=options)
 
 
 def _member_index(name: str) -> int:

@@ -78,6 +78,8 @@ class Accepted:
     raw: bytes
     time: float   #: wall clock
     app: str      #: the client's ``app/...`` User-Agent token (AWS_SDK_UA_APP_ID), or ""
+    tags: dict[str, str] = field(default_factory=dict)     #: the send's message tags
+    options: dict[str, Any] = field(default_factory=dict)  #: configuration set, tenant, ...
 
     def as_json(self) -> dict[str, Any]:
         import base64
@@ -145,7 +147,8 @@ class Account:
 
     # --- sends ---------------------------------------------------------------------------
     def decide_send(self, source: str, destinations: list[str], raw: bytes,
-                    app: str = "") -> Answer:
+                    app: str = "", tags: dict[str, str] | None = None,
+                    options: dict[str, Any] | None = None) -> Answer:
         """Decide one send's fate and record it; the HTTP layer renders the answer."""
         cfg = self.config
         with self.lock:
@@ -179,7 +182,7 @@ class Account:
             message = Accepted(
                 index=len(self.messages), ses_id=ses_id, source=source,
                 destinations=list(destinations), raw=raw if cfg.keep_raw else b"",
-                time=time.time(), app=app,
+                time=time.time(), app=app, tags=dict(tags or {}), options=dict(options or {}),
             )
             self.messages.append(message)
             if self.dice.random() < cfg.drop_after_accept:
