@@ -5,18 +5,21 @@ back onto the broker) put ``seacucumber.send_email`` tasks on the broker, each t
 message id; ``routed_queue`` names the queue Celery's routing gives them.
 
 The task: one ``OutboundSend`` payload in, one SES send out. Read the JSON payload -> drop
-suppressed recipients (``events.suppression``) -> claim the send in the send log
-(``shared.sendlog``: return at once if SES has it already) -> take the message's recipients
-from the account's shared rate (``shared.ratelimit.admit``) -> DKIM-sign -> send through
-``ses.send`` -> on error, ``ses.errors.classify`` decides: throttling (which also slows the
-shared rate) and transient errors retry with backoff (``retry.backoff_delay``) until the
-message's lifetime ends (so do retries for a shared-state Redis outage and for a send another
-attempt holds); a spent daily quota holds every send, for at most one quota window (24 h)
-past the lifetime; permanent errors fail at once. The task's result is SES's MessageId. The
-task is acknowledged only once the send is settled (``acks_late``), so a worker killed
-mid-task loses nothing: the broker hands the task to another worker. ``SendTask`` keeps the
-outbox (``shared.outbox``) in step with each attempt, for the one task a Redis broker can
-lose: the one a worker was taking off the queue as it died.
+suppressed recipients (``events.suppression``) -> begin the attempt (``shared.attempt.begin``,
+one Redis round trip: the outbox record running, the send claimed in the send log, returning
+at once if SES has it already, the lane's hold checked, the recipients booked in the
+account's shared rate by the send's lane) -> DKIM-sign -> send through ``ses.send`` ->
+settle (``shared.attempt.settle``, the second round trip: sent mark, counter, outbox) -> on
+error, ``ses.errors.classify`` decides: throttling (which also slows the shared rate) and
+transient errors retry with backoff (``retry.backoff_delay``) until the message's lifetime
+ends (so do retries for a shared-state Redis outage and for a send another attempt holds); a
+spent daily quota holds every send, for at most one quota window (24 h) past the lifetime; a
+held lane holds its sends until an operator releases it; permanent errors fail at once. The
+task's result is SES's MessageId. The task is acknowledged only once the send is settled
+(``acks_late``), so a worker killed mid-task loses nothing: the broker hands the task to
+another worker. ``SendTask`` keeps the outbox (``shared.outbox``) in step with each attempt,
+for the one task a Redis broker can lose: the one a worker was taking off the queue as it
+died.
 """
 
 from __future__ import annotations
@@ -34,20 +37,20 @@ from celery.signals import worker_ready, worker_shutdown
 from kombu.exceptions import KombuError
 
 from . import dkim, retry, signals
-from .conf import conf
+from .conf import Lane, conf
+from .conf import lane as conf_lane
 from .events import suppression
 from .exceptions import (
     EnqueueError,
     MalformedPayload,
     PermanentSendError,
-    SendLogUnavailable,
     SigningError,
     TransientSendError,
 )
 from .payload import OutboundSend
 from .ses.errors import Outcome, classify
 from .ses.send import send
-from .shared import metrics, outbox, ratelimit, sendlog, sweeper
+from .shared import attempt, metrics, outbox, ratelimit, sendlog, sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +105,9 @@ def requeue_kwargs(task: Any, **changes: Any) -> dict[str, Any]:
 
 
 class SendTask(Task):
-    """Keeps the outbox (``outbox``) in step with each attempt: running when it starts,
-    queued again before a retry is published, gone once the send is settled."""
-
-    def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
-        outbox.started(task_id)
+    """Keeps the outbox (``outbox``) in step with each attempt: running when it starts
+    (``attempt.begin``), queued again before a retry is published, gone once the send is
+    settled (for a send, ``attempt.settle``)."""
 
     def retry(self, *args: Any, countdown: float | None = None, **options: Any) -> Any:
         if not self.request.called_directly:
@@ -114,11 +115,90 @@ class SendTask(Task):
         return super().retry(*args, countdown=countdown, **options)
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
-        outbox.settled(task_id)
+        if not getattr(self.request, "seacucumber_settled", False):  # sent: settle() did it
+            outbox.settled(task_id)
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any,
                    einfo: Any) -> None:
         outbox.settled(task_id)  # failed for good (fail() said why; a bug: Celery's log)
+
+
+def _lane(outbound: OutboundSend) -> Lane:
+    """The send's lane; a lane no longer declared (settings changed under queued mail) is
+    sent on the first lane rather than failed."""
+    try:
+        return conf_lane(outbound.lane)
+    except KeyError:
+        logger.warning("message %s: lane %r is not in SEACUCUMBER_LANES: sent on the first lane",
+                       outbound.message_id, outbound.lane)
+        return conf_lane()
+
+
+#: How long a held lane's send waits before it looks again (the guard's hold is lifted by an
+#: operator, so this only bounds how soon mail moves after the release).
+LANE_HOLD_RECHECK = 60.0
+
+
+def _begin(task: Any, outbound: OutboundSend, lane: Lane,
+           reserved_at: float | None) -> sendlog.Claim:
+    """Start the attempt (``attempt.begin``: one round trip) and return its claim once the
+    send is ours and its slot of the shared rate is due; re-queue the task (raise Celery's
+    ``Retry``) when it must wait longer. A lower lane refused for now sleeps in the task
+    for the next free slot, at most ``SEACUCUMBER_RATE_MAX_WAIT`` at a time and twice that in
+    all, before it is re-queued."""
+    max_wait = float(conf.SEACUCUMBER_RATE_MAX_WAIT)
+    reserve = reserved_at is None or abs(time.time() - reserved_at) >= ratelimit.RESERVATION_SLACK
+    cost, polled, token = len(outbound.recipients), 0.0, uuid.uuid4().hex
+    message_id = outbound.message_id
+    while True:
+        try:
+            began = attempt.begin(message_id, token, lane, cost, reserve, task.request.id)
+        except redis.RedisError as exc:
+            raise _shared_state_retry(task, outbound, exc) from None
+        if began.outcome == "sent":
+            return sendlog.Claim(message_id, sent_id=began.sent_id)
+        if began.outcome == "busy":  # another attempt is inside the SES call right now
+            delay = max(0.1, began.wait) + random.uniform(0, 1)
+            expired = _past_lifetime(
+                outbound, delay, "SendInProgress",
+                "another attempt was inside the SES call (it may yet have sent the message)")
+            if expired is not None:
+                raise expired from None
+            raise task.retry(countdown=delay, kwargs=requeue_kwargs(task))
+        if began.outcome == "lane_held":
+            countdown = LANE_HOLD_RECHECK + random.uniform(0, 10)
+            logger.info("message %s waits: lane %s is held (%s)", message_id, lane.name,
+                        began.hold)
+            raise task.retry(countdown=countdown, kwargs=requeue_kwargs(task))
+        token_claim = sendlog.Claim(message_id, token=f"claim:{token}" if began.claimed else None)
+        if began.outcome == "go" or (began.outcome == "admitted" and began.wait <= max_wait):
+            if began.wait > 0:
+                time.sleep(began.wait)
+            return token_claim
+        if began.outcome == "admitted":  # booked further ahead: come back for the slot
+            logger.debug("message %s re-queued for its slot of the shared rate in %.2fs",
+                         message_id, began.wait)
+            raise task.retry(countdown=began.wait, kwargs=requeue_kwargs(
+                task, reserved_at=time.time() + began.wait))
+        if began.outcome == "quota_held":
+            countdown = began.wait + random.uniform(0, min(60.0, began.wait))
+            logger.warning("message %s held: the SES daily quota is used up; retrying in "
+                           "%.0fs", message_id, countdown)
+            raise task.retry(countdown=countdown, kwargs=requeue_kwargs(task))
+        # refused: the rate is booked further ahead than the lane may book
+        horizon = lane.lookahead if lane.lookahead is not None else \
+            float(conf.SEACUCUMBER_RATE_HORIZON)
+        until = max(0.0, began.wait - horizon)  # when this send's slot would be in reach
+        if lane.rank > 0 and until <= max_wait and polled < 2 * max_wait:
+            spread = began.waiters * cost / max(began.rate, 1e-6)
+            pause = min(max_wait, until + random.uniform(0.005, 0.005 + spread))
+            time.sleep(pause)
+            polled += pause
+            continue
+        countdown = until + random.uniform(0, max(1.0, began.wait) * 0.4)
+        logger.debug("message %s re-queued for %.1fs: lane %s's share of the rate is booked",
+                     message_id, countdown, lane.name)
+        raise task.retry(countdown=countdown, kwargs=requeue_kwargs(task))
 
 
 def _start_sweeper(sender: Any = None, **_: Any) -> None:
@@ -156,29 +236,12 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
     if screened is None:  # every recipient suppressed: not sent, message_suppressed said so
         return None
     outbound = screened
-    try:  # the send log: a redelivery of a sent message stops here (see sendlog)
-        claim = sendlog.claim(outbound.message_id, uuid.uuid4().hex)
-    except SendLogUnavailable as exc:
-        raise _shared_state_retry(self, outbound, exc) from None
+    lane = _lane(outbound)
+    claim = _begin(self, outbound, lane, reserved_at)  # returns only when it is ours to send
     if claim.sent_id is not None:
         logger.info("message %s was sent before as SES %s: not sending again",
                     outbound.message_id, claim.sent_id)
         return claim.sent_id
-    if claim.token is None:  # another attempt is inside the SES call right now
-        delay = claim.busy_for + random.uniform(0, 1)
-        expired = _past_lifetime(
-            outbound, delay, "SendInProgress",
-            "another attempt was inside the SES call (it may yet have sent the message)")
-        if expired is not None:
-            raise expired from None
-        raise self.retry(countdown=delay, kwargs=requeue_kwargs(self))
-    try:  # the account's shared rate, counted per recipient: waits briefly or re-queues
-        ratelimit.admit(self, outbound.message_id, len(outbound.recipients), reserved_at)
-    except BaseException as exc:  # re-queued (Celery's Retry) or Redis failed: not sending
-        claim.release()
-        if isinstance(exc, redis.RedisError):
-            raise _shared_state_retry(self, outbound, exc) from None
-        raise
     try:  # DKIM here, not in send_messages: signing costs ms the caller must not wait for
         raw = dkim.sign(outbound.raw)
     except SigningError as exc:
@@ -195,7 +258,7 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
             raise PermanentSendError(classified.code, classified.message) from None
         if classified.outcome is Outcome.THROTTLED:
             ratelimit.throttled()
-            metrics.count("throttles", metrics.lane())
+            metrics.count("throttles", lane.name)
         extra = 0.0
         if classified.outcome is Outcome.QUOTA_EXCEEDED:
             delay = ratelimit.quota_exhausted()  # held, not spun on: the quota frees slowly
@@ -205,7 +268,7 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
         expired = _past_lifetime(outbound, delay, classified.code, classified.message, extra)
         if expired is not None:
             raise expired from None
-        metrics.count("retries", metrics.lane())
+        metrics.count("retries", lane.name)
         logger.warning(
             "message %s: %s (%s) from SES, retry %d in %.1fs",
             outbound.message_id, classified.outcome.value, classified.code,
@@ -215,7 +278,8 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
             countdown=delay, exc=TransientSendError(classified.code, classified.message),
             kwargs=requeue_kwargs(self, failures=failures + 1),
         ) from None
-    claim.mark_sent(ses_message_id)
+    attempt.settle(outbound.message_id, ses_message_id, lane.name, self.request.id)
+    self.request.seacucumber_settled = True  # on_success: nothing left to settle
     logger.info("message %s sent to %d recipient(s) as SES %s",
                 outbound.message_id, len(outbound.recipients), ses_message_id)
     signals.message_sent.send(

@@ -234,6 +234,27 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+def point_at_emulator(settings, broker: str, emulator_url: str, shared_redis: str, prefix: str,
+                      queue: str, **worker_env: str) -> dict[str, str]:
+    """Point this process (settings, Celery app) and its workers at ``broker``, an SES
+    emulator and a shared-state Redis under a key ``prefix`` of the test's own; returns the
+    workers' environment, with ``worker_env`` on top."""
+    settings.SEACUCUMBER_QUEUE = queue
+    settings.SEACUCUMBER_ENDPOINT_URL = emulator_url
+    settings.EMAIL_BACKEND = "seacucumber.backend.SESBackend"
+    settings.SEACUCUMBER_REDIS_URL = shared_redis
+    settings.SEACUCUMBER_REDIS_PREFIX = prefix
+    point_app_at(broker, None)
+    return {
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "CELERY_BROKER_URL": broker,
+        "SEACUCUMBER_ENDPOINT_URL": emulator_url,
+        "SEACUCUMBER_REDIS_URL": shared_redis,
+        "SEACUCUMBER_REDIS_PREFIX": prefix,
+        **worker_env,
+    }
+
+
 @dataclass
 class Pipeline:
     """The broker, result backend and queue a test's workers and this process share."""

@@ -4,6 +4,7 @@ Worker processes get their broker, result backend, queue and SES endpoint from t
 environment the tests start them with.
 """
 
+import json
 import os
 import tempfile
 
@@ -92,6 +93,9 @@ SEACUCUMBER_QUOTA_REFRESH = float(os.environ.get("SEACUCUMBER_QUOTA_REFRESH", "3
 # SEACUCUMBER_OUTBOX=0 in the environment turns it off, to see what it guards against.
 SEACUCUMBER_OUTBOX = {"1": True, "0": False}.get(os.environ.get("SEACUCUMBER_OUTBOX", ""))
 SEACUCUMBER_OUTBOX_GRACE = float(os.environ.get("SEACUCUMBER_OUTBOX_GRACE", "30"))
+# Lanes: worker tests give theirs (queue names of their own) as JSON in the environment.
+if os.environ.get("SEACUCUMBER_TEST_LANES"):
+    SEACUCUMBER_LANES = json.loads(os.environ["SEACUCUMBER_TEST_LANES"])
 SEACUCUMBER_OUTBOX_SWEEP_INTERVAL = float(os.environ.get("SEACUCUMBER_OUTBOX_SWEEP_INTERVAL",
                                                          "10"))
 

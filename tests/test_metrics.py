@@ -79,7 +79,7 @@ def test_sends_by_outcome_and_lane_from_the_signals(shared, moto_ses, eager):
     connection.send_messages([EmailMessage("none", "B", SENDER, ["gone@example.com"])])
     counted = sum(len(m.destinations) for m in moto_ses.wait_for(2))  # as moto counts
     found = samples()
-    lane = ("lane", "celery")  # eager: no delivery info, so the default queue
+    lane = ("lane", "transactional")  # mail naming no lane: the first lane
     assert found[("seacucumber_sends_total", (lane, ("outcome", "sent")))] == 2
     assert found[("seacucumber_sends_total", (lane, ("outcome", "failed")))] == 1
     assert found[("seacucumber_sends_total", (lane, ("outcome", "suppressed")))] == 1
@@ -100,8 +100,8 @@ def test_throttles_and_retries_are_counted_once_each(shared, ses_emulator):
         send_email(second.to_json())  # called directly: the retry is raised, not queued
     assert ses_emulator.stats()["throttled"] == 1
     found = samples()
-    assert found[("seacucumber_throttles_total", (("lane", "celery"),))] == 1
-    assert found[("seacucumber_retries_total", (("lane", "celery"),))] == 1
+    assert found[("seacucumber_throttles_total", (("lane", "transactional"),))] == 1
+    assert found[("seacucumber_retries_total", (("lane", "transactional"),))] == 1
     assert found[("seacucumber_rate_slowdown_factor", ())] < 1
 
 

@@ -14,7 +14,7 @@ from django.core import mail
 from django.core.mail import EmailMessage
 
 from seacucumber.payload import build_sends
-from seacucumber.shared import outbox, store
+from seacucumber.shared import attempt, outbox, store
 from seacucumber.shared.sweeper import Sweeper
 from seacucumber.tasks import publish, routed_queue
 from seacucumber.testing.emulator import SESEmulator
@@ -90,7 +90,7 @@ def test_a_record_follows_its_task_and_never_comes_back(redis_broker):
     assert first["task"] and first["running"] is None
     assert first["published"] == pytest.approx(now, abs=1)
     assert first["queued"] == pytest.approx(now + GRACE, abs=1)
-    outbox.started(mid)
+    attempt.started(mid)
     running = state(mid)
     assert running["published"] is None and running["queued"] is None
     assert running["running"] > time.time()
@@ -101,7 +101,7 @@ def test_a_record_follows_its_task_and_never_comes_back(redis_broker):
     outbox.settled(mid)
     gone = {"task": False, "published": None, "queued": None, "running": None}
     assert state(mid) == gone
-    outbox.started(mid)  # a late copy of the task: does not bring the record back
+    attempt.started(mid)  # a late copy of the task: does not bring the record back
     outbox.requeued(mid, countdown=1)
     assert state(mid) == gone
 
@@ -195,7 +195,7 @@ def test_an_attempt_that_never_ended_is_queued_again(redis_broker, settings):
     mail.get_connection().send_messages([message()])
     [mid] = queued_ids(broker, queue)
     broker.brpop(queue, 5)
-    outbox.started(mid)
+    attempt.started(mid)
     sweeper = Sweeper(app, publish)
     assert sweeper.sweep() == []  # still running by its clock
     time.sleep(0.1 + GRACE + 0.1)

@@ -15,7 +15,7 @@ from django.core import mail
 from django.core.mail import EmailMessage
 
 from seacucumber.testing.emulator import SESEmulator
-from tests.conftest import SENDER, point_app_at
+from tests.conftest import SENDER, point_app_at, point_at_emulator
 
 RATE = 20.0
 
@@ -28,18 +28,9 @@ def rate_setup(request, redis_url, settings):
     broker = f"{redis_url}/1" if broker_kind == "redis" else request.getfixturevalue("amqp_url")
     queue = f"sc-rate-{uuid.uuid4().hex[:8]}"
     emulator = SESEmulator(rate=RATE).start()
-    settings.SEACUCUMBER_QUEUE = queue
-    settings.SEACUCUMBER_ENDPOINT_URL = emulator.url
-    settings.EMAIL_BACKEND = "seacucumber.backend.SESBackend"
-    point_app_at(broker, None)
-    env = {
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "CELERY_BROKER_URL": broker,
-        "SEACUCUMBER_ENDPOINT_URL": emulator.url,
-        "SEACUCUMBER_REDIS_URL": f"{redis_url}/3",
-        "SEACUCUMBER_REDIS_PREFIX": queue,  # a limiter of this test's own
-        "SEACUCUMBER_RATE_LIMIT": "",  # learn it from the emulator's GetSendQuota
-    }
+    # a limiter of this test's own; the rate learned from the emulator's GetSendQuota
+    env = point_at_emulator(settings, broker, emulator.url, f"{redis_url}/3", queue, queue,
+                            SEACUCUMBER_RATE_LIMIT="")
     try:
         yield env, queue, emulator
     finally:

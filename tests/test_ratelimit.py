@@ -15,7 +15,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from seacucumber.checks import check_rate_settings
-from seacucumber.shared import quota, ratelimit, store, usage
+from seacucumber.shared import attempt, quota, ratelimit, store, usage
 from seacucumber.testing.emulator import SESEmulator
 from tests.fixtures_ops import Answer, v1_error
 
@@ -42,23 +42,21 @@ def emulator(settings):
 # --- the limiter -------------------------------------------------------------------------
 
 def test_burst_then_spacing_counted_per_recipient(shared_redis):
-    limiter = ratelimit.limiter()
     # rate 10/s, burst 0.5 s: 5 tokens at once
-    first = [limiter.reserve(1, 10, horizon=5, burst=0.5) for _ in range(5)]
+    first = [attempt.reserve(1, 10, horizon=5, burst=0.5) for _ in range(5)]
     assert all(d.admitted and d.wait == 0 for d in first)
-    three = limiter.reserve(3, 10, horizon=5, burst=0.5)  # 3 recipients: 0.3 s of rate
+    three = attempt.reserve(3, 10, horizon=5, burst=0.5)  # 3 recipients: 0.3 s of rate
     assert three.admitted and three.wait == pytest.approx(0.3, abs=0.05)
-    after = limiter.reserve(1, 10, horizon=5, burst=0.5)
+    after = attempt.reserve(1, 10, horizon=5, burst=0.5)
     assert after.wait == pytest.approx(0.4, abs=0.05)
 
 
 def test_slots_beyond_the_horizon_are_not_booked(shared_redis):
-    limiter = ratelimit.limiter()
-    assert limiter.reserve(10, 10, horizon=0.2, burst=0).admitted  # idle: always books
-    refused = limiter.reserve(10, 10, horizon=0.2, burst=0)
+    assert attempt.reserve(10, 10, horizon=0.2, burst=0).admitted  # idle: always books
+    refused = attempt.reserve(10, 10, horizon=0.2, burst=0)
     assert not refused.admitted and refused.wait == pytest.approx(2.0, abs=0.1)
     # refused requests book nothing: the next slot is still one second of tokens ahead
-    assert limiter.reserve(1, 10, horizon=5, burst=0).wait == pytest.approx(1.1, abs=0.1)
+    assert attempt.reserve(1, 10, horizon=5, burst=0).wait == pytest.approx(1.1, abs=0.1)
 
 
 def _hammer(url: str, prefix: str, seconds: float, counts) -> None:
@@ -69,12 +67,11 @@ def _hammer(url: str, prefix: str, seconds: float, counts) -> None:
         django.setup()
     settings.SEACUCUMBER_REDIS_URL = url
     settings.SEACUCUMBER_REDIS_PREFIX = prefix
-    limiter = ratelimit.Limiter(__import__("redis").Redis.from_url(url))
     granted = 0
     started = time.time()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        decision = limiter.reserve(2, 100, horizon=0.05, burst=0.2)
+        decision = attempt.reserve(2, 100, horizon=0.05, burst=0.2)
         if decision.admitted:
             time.sleep(decision.wait)
             granted += 2
@@ -109,12 +106,12 @@ def test_throttling_slows_the_shared_rate_and_it_recovers(shared_redis, monkeypa
     assert limiter.factor() == 1.0
     assert limiter.slow_down() == pytest.approx(0.8)
     assert limiter.slow_down() == pytest.approx(0.8)  # a burst of throttles counts once a second
-    assert limiter.reserve(1, 10).rate == pytest.approx(8.0, abs=0.05)
+    assert attempt.reserve(1, 10).rate == pytest.approx(8.0, abs=0.05)
     monkeypatch.setattr(ratelimit, "RECOVERY_SECONDS", 1.0)
     time.sleep(0.5)
-    assert 8.5 < limiter.reserve(1, 10).rate < 9.6  # linear recovery, about halfway
+    assert 8.5 < attempt.reserve(1, 10).rate < 9.6  # linear recovery, about halfway
     time.sleep(0.6)
-    assert limiter.reserve(1, 10).rate == pytest.approx(10.0)
+    assert attempt.reserve(1, 10).rate == pytest.approx(10.0)
     assert limiter.factor() == 1.0
 
 
@@ -123,10 +120,10 @@ def test_daily_quota_hold(shared_redis, settings, caplog):
     with caplog.at_level(logging.WARNING, logger="seacucumber.shared.ratelimit"):
         assert ratelimit.quota_exhausted() == 0.5
     assert "daily sending quota used up" in caplog.text
-    held = ratelimit.limiter().reserve(1, 10)
+    held = attempt.reserve(1, 10)
     assert held.held and not held.admitted and 0 < held.wait <= 0.5
     time.sleep(0.6)
-    assert ratelimit.limiter().reserve(1, 10).admitted
+    assert attempt.reserve(1, 10).admitted
 
 
 # --- the learned rate -----------------------------------------------------------------------

@@ -17,7 +17,7 @@ from django.core import mail
 from django.core.mail import EmailMessage
 from django.core.management import CommandError, call_command
 
-from seacucumber.shared import quota, ratelimit, usage
+from seacucumber.shared import attempt, quota, ratelimit, usage
 from tests.conftest import SENDER
 from tests.fixtures_ops import Answer, v1_error, v2_error, v2_json
 
@@ -221,7 +221,7 @@ def test_sends_not_yet_settled_from_the_outbox(moto_ses, shared_redis, settings)
     sends = [build_sends(EmailMessage("S", "B", "from@example.com", [f"to{i}@example.com"]))[0]
              for i in range(3)]
     assert outbox.record([s.to_json() for s in sends], "mail", "mail", timeout=1.0)
-    outbox.started(sends[0].message_id)
+    attempt.started(sends[0].message_id)
     assert json.loads(run("--json"))["outbox"] == {"queued": 2, "running": 1}
     assert "\n  not yet settled    2 queued, 1 sending (the outbox)\n" in run()
 

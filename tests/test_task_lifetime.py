@@ -23,7 +23,7 @@ from django.core.mail import EmailMessage
 from seacucumber import retry, signals
 from seacucumber.exceptions import PermanentSendError, TransientSendError
 from seacucumber.payload import build_sends
-from seacucumber.shared import sendlog, store
+from seacucumber.shared import attempt, store
 from seacucumber.tasks import send_email
 from seacucumber.testing.processes import free_port
 from tests.conftest import SENDER
@@ -134,7 +134,7 @@ def shared_redis(redis_url, lifetime):
 
 def test_busy_claim_waits_for_the_other_attempt(ses_emulator, shared_redis, failed):
     data = payload(age=60)
-    assert sendlog.claim(data["id"], "other-attempt").token is not None
+    assert attempt.claim(data["id"], "other-attempt").token is not None
     with pytest.raises(Retry):
         send_email(data)
     assert failed == []
@@ -144,7 +144,7 @@ def test_busy_claim_waits_for_the_other_attempt(ses_emulator, shared_redis, fail
 def test_busy_claim_past_the_lifetime_fails_with_the_reason(ses_emulator, shared_redis,
                                                             failed):
     data = payload(age=LIFETIME)
-    holder = sendlog.claim(data["id"], "other-attempt")
+    holder = attempt.claim(data["id"], "other-attempt")
     assert holder.token is not None
     with pytest.raises(PermanentSendError) as raised:
         send_email(data)
@@ -156,7 +156,7 @@ def test_busy_claim_past_the_lifetime_fails_with_the_reason(ses_emulator, shared
     assert ses_emulator.stats()["requests"] == 0
     # the other attempt's claim is untouched: it may still send and mark the message sent
     holder.mark_sent("ses-other")
-    assert sendlog.claim(data["id"], "later").sent_id == "ses-other"
+    assert attempt.claim(data["id"], "later").sent_id == "ses-other"
 
 
 # --- the daily quota ------------------------------------------------------------------------------

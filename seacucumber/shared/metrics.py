@@ -10,13 +10,13 @@ text exposition format, its escaping and ``# HELP``/``# TYPE`` lines, so none of
 hand-written here. Without a shared-state Redis nothing is counted (there is nowhere to add
 up) and the endpoint serves the gauges it can read.
 
-Counters come from the existing signals (``message_sent``, ``message_failed``,
-``message_suppressed``, SES events), connected by ``connect``; throttles and retries, which
-have no signal, from one call each in ``tasks.send_email``. A counter never fails a send: a
-Redis error is logged and the count is lost.
+Counters come from the signals (``message_failed``, ``message_suppressed``, SES events),
+connected by ``connect``; sent sends from the worker's settling round trip
+(``attempt.settle``, so counting costs a send no round trip of its own); throttles and
+retries, which have no signal, from one call each in ``tasks.send_email``. A counter never
+fails a send: a Redis error is logged and the count is lost.
 
-The ``lane`` label is the queue the send task came from (its delivery routing key) until
-lanes exist.
+The ``lane`` label is the send's lane (``SEACUCUMBER_LANES``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from .. import signals
-from ..conf import conf
+from ..conf import conf, lanes
 from ..exceptions import OperatorError
 from . import outbox, quota, store, usage
 
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 SEP = "|"  #: between a counter's name and its label values in the hash's field names
 #: counter -> (help text, label names); a field is "<counter>|<label value>|..."
 COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "sends": ("Sends settled, by outcome (sent, failed, suppressed) and lane (queue).",
+    "sends": ("Sends settled, by outcome (sent, failed, suppressed) and lane.",
               ("outcome", "lane")),
     "throttles": ("Throttling answers from SES, by lane.", ("lane",)),
     "retries": ("Send attempts retried after an SES error, by lane.", ("lane",)),
@@ -76,22 +76,25 @@ def count(name: str, *labels: str, amount: int = 1) -> None:
         logger.warning("metrics: %s not counted (%s)", name, exc)
 
 
+def count_in(pipe: redis.client.Pipeline, name: str, *labels: str, amount: int = 1) -> None:
+    """Add ``count``'s write to ``pipe`` (the worker's one settling round trip)."""
+    pipe.hincrby(counters_key(), SEP.join((name, *labels)), amount)
+
+
 def lane() -> str:
-    """The queue the running send task came from (its routing key), else the configured or
-    default queue."""
-    from celery import current_app, current_task
+    """The lane of the running send task: the lane whose queue the task came from (its
+    routing key), else the first lane."""
+    from celery import current_task
 
     info = getattr(getattr(current_task, "request", None), "delivery_info", None) or {}
-    found = info.get("routing_key") if isinstance(info, dict) else None
-    return str(found or conf.SEACUCUMBER_QUEUE or current_app.conf.task_default_queue)
+    queue = info.get("routing_key") if isinstance(info, dict) else None
+    declared = lanes()
+    return next((found.name for found in declared if queue and found.queue == queue),
+                declared[0].name)
 
 
 def count_send_outcome(outcome: str) -> None:
     count("sends", outcome, lane())
-
-
-def _on_sent(sender: Any, **_: Any) -> None:
-    count_send_outcome("sent")
 
 
 def _on_failed(sender: Any, **_: Any) -> None:
@@ -116,7 +119,7 @@ def _on_inbound(sender: Any, **_: Any) -> None:
 def connect() -> None:
     """Count sends and SES events through the public signals (called from the app's
     ``ready``)."""
-    signals.message_sent.connect(_on_sent, dispatch_uid="seacucumber.metrics.sent")
+    # sent: counted by the worker in its settling round trip (attempt.settle), not here
     signals.message_failed.connect(_on_failed, dispatch_uid="seacucumber.metrics.failed")
     signals.message_suppressed.connect(_on_suppressed,
                                        dispatch_uid="seacucumber.metrics.suppressed")
@@ -182,13 +185,12 @@ def cached_quota() -> usage.Quota:
 
 
 def queue_names() -> list[str]:
-    """The broker queues send tasks use: the configured (or default) queue, the outbox's
-    queues and every lane a send was counted on."""
+    """The broker queues send tasks use: every lane's (the first lane's unset: the configured
+    or default queue) and the outbox's."""
     from celery import current_app
 
-    names = {str(conf.SEACUCUMBER_QUEUE or current_app.conf.task_default_queue)}
-    for lanes in read_counters()["sends"]:
-        names.add(lanes[1])
+    default = str(conf.SEACUCUMBER_QUEUE or current_app.conf.task_default_queue)
+    names = {found.queue or default for found in lanes()}
     if outbox.enabled():
         names.update(_text(q) for q in store.redis_client().smembers(
             outbox.key_names()["queues"]))

@@ -17,10 +17,11 @@ Keys, under ``<prefix>:outbox:``:
   have started it: publish time (plus a retry's countdown) plus ``SEACUCUMBER_OUTBOX_GRACE``.
 - ``running``: sorted set, task id -> when an attempt that started should have ended.
 
-A record moves: ``record`` (the backend, before publishing) -> queued; ``started`` (the task
-begins) -> running; ``requeued`` (a retry, before it is published) -> queued;
-``settled`` (sent, failed for good, or suppressed) -> gone. Each step is one Redis call, and
-none brings back a record that is gone.
+A record moves: ``record`` (the backend, before publishing) -> queued; started (the task
+begins: ``attempt.begin``, in the same round trip as the send log's claim and the rate)
+-> running; ``requeued`` (a retry, before it is published) -> queued; ``settled`` (sent,
+failed for good, or suppressed; for a send, in ``attempt.settle``'s round trip) -> gone.
+None brings back a record that is gone.
 
 The sweeper (``sweeper``) finds the records whose task the broker lost and publishes
 them again. A task published again while its first copy still lives (a slow prefetch, a
@@ -74,7 +75,7 @@ def grace() -> float:
     return float(conf.SEACUCUMBER_OUTBOX_GRACE)
 
 
-def _attempt_seconds() -> float:
+def attempt_seconds() -> float:
     """The longest one started attempt should take: its rate wait and one SES call."""
     return float(conf.SEACUCUMBER_RATE_MAX_WAIT) + sendlog.claim_seconds()
 
@@ -144,15 +145,6 @@ end
 return 1
 """
 
-_STARTED = """
-if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return 0 end
-local queue = redis.call('HGET', KEYS[2], ARGV[2])
-if queue then redis.call('ZREM', ARGV[1] .. queue, ARGV[2]) end
-redis.call('ZREM', KEYS[3], ARGV[2])
-redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2])
-return 1
-"""
-
 _REQUEUED = """
 if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return 0 end
 local queue = redis.call('HGET', KEYS[2], ARGV[2])
@@ -176,10 +168,11 @@ def _drop(ids: list[str], timeout: float = 10.0) -> None:
     _script(_SETTLED, *ids, timeout=timeout)
 
 
-def started(task_id: str | None) -> None:
-    """An attempt began: the record is running until the attempt should have ended."""
-    if task_id and enabled():
-        _script(_STARTED, task_id, time.time() + _attempt_seconds() + grace())
+def settled_in(pipe: redis.client.Pipeline, task_id: str) -> None:
+    """Add ``settled``'s step to ``pipe`` (the worker's one settling round trip)."""
+    keys = key_names()
+    pipe.eval(_SETTLED, 4, keys["task"], keys["queue"], keys["queued"], keys["running"],
+              published_prefix(), task_id)
 
 
 def requeued(task_id: str | None, countdown: float) -> None:

@@ -1,14 +1,15 @@
 """One send rate for the whole account, shared in Redis by every worker process and host.
 
 SES limits the account to N recipients per second, so each send reserves as many tokens as
-it has recipients before it calls SES. The limiter is GCRA (the generic cell rate
-algorithm, a token bucket kept as one "theoretical arrival time") in a short Lua script:
-one key, one round trip per send, atomic across hosts, and timed by Redis's own clock so
-hosts' clocks do not matter. It answers "reserved: wait w seconds, then send", which lets a
-task sleep exactly as long as needed without polling. The ``limits`` library (already used
-by many Django projects) was considered: its Redis strategies take a weighted ``hit`` but
-only answer yes or no, so a refused send would have to poll, and they cannot reserve ahead;
-``pyrate-limiter`` has the same shape. Hence the 30 lines of Lua.
+it has recipients before it calls SES. The limiter is GCRA (the generic cell rate algorithm,
+a token bucket kept as one "theoretical arrival time") in a short Lua script
+(``attempt._BEGIN``, which also claims the send, in the same round trip): atomic across
+hosts, and timed by Redis's own clock so hosts' clocks do not matter. It answers "reserved:
+wait w seconds, then send", which lets a task sleep exactly as long as needed without
+polling. The ``limits`` library (already used by many Django projects) was considered: its
+Redis strategies take a weighted ``hit`` but only answer yes or no, so a refused send would
+have to poll, and they cannot reserve ahead; ``pyrate-limiter`` has the same shape. Hence
+the 30 lines of Lua. Lanes share this one rate by priority (``attempt``, docs/rate.rst).
 
 Behaviour:
 
@@ -33,10 +34,7 @@ the retries it causes.
 from __future__ import annotations
 
 import logging
-import random
-import time
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
@@ -50,28 +48,6 @@ SLOW_DOWN = 0.8          #: factor applied to the shared rate on a Throttling er
 MIN_FACTOR = 0.1         #: the shared rate never drops below this share of the base rate
 RECOVERY_SECONDS = 30.0  #: a slowed rate is back to full after this long without throttling
 RESERVATION_SLACK = 30.0  #: a re-run this far from its reserved slot asks for a new one
-
-_RESERVE = """
-pcall(redis.replicate_commands)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local held = redis.call('PTTL', KEYS[3])
-if held > 0 then return {2, tostring(held / 1000), '0'} end
-local rate = tonumber(ARGV[1])
-local slow = redis.call('HMGET', KEYS[2], 'factor', 'at')
-if slow[1] then
-  local recovered = (now - tonumber(slow[2])) / tonumber(ARGV[5])
-  if recovered < 1 then rate = rate * (1 - (1 - tonumber(slow[1])) * (1 - recovered)) end
-end
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local new_tat = tat + tonumber(ARGV[3]) / rate
-local wait = new_tat - tonumber(ARGV[2]) - now
-if wait > tonumber(ARGV[4]) and tat > now then return {0, tostring(wait), tostring(rate)} end
-redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
-if wait < 0 then wait = 0 end
-return {1, tostring(wait), tostring(rate)}
-"""
 
 _SLOW_DOWN = """
 pcall(redis.replicate_commands)
@@ -105,6 +81,7 @@ class Decision:
     held: bool       #: the daily quota is spent: re-queue for ``wait`` seconds
     wait: float
     rate: float      #: the rate in force, recipients per second (0 when held)
+    waiters: int = 0  #: lower-lane attempts refused lately (``attempt``)
 
 
 class Limiter:
@@ -112,25 +89,12 @@ class Limiter:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self._reserve = client.register_script(_RESERVE)
         self._slow_down = client.register_script(_SLOW_DOWN)
 
     @staticmethod
     def keys() -> list[str]:
         return [store.key("rate", "tat"), store.key("rate", "slowdown"),
                 hold_key()]
-
-    def reserve(self, cost: int, rate: float, horizon: float | None = None,
-                burst: float | None = None) -> Decision:
-        """Reserve ``cost`` tokens at ``rate`` tokens/s unless the slot lies more than
-        ``horizon`` seconds ahead (an idle limiter always reserves, whatever the cost)."""
-        horizon = float(conf.SEACUCUMBER_RATE_HORIZON if horizon is None else horizon)
-        burst = float(conf.SEACUCUMBER_RATE_BURST if burst is None else burst)
-        status, wait, in_force = self._reserve(
-            keys=self.keys(), args=[repr(float(rate)), repr(burst), int(cost),
-                                    repr(horizon), repr(RECOVERY_SECONDS)])
-        return Decision(admitted=int(status) == 1, held=int(status) == 2,
-                        wait=max(0.0, float(wait)), rate=float(in_force))
 
     def slow_down(self) -> float:
         """Cut the shared rate after a Throttling error; returns the new factor."""
@@ -174,38 +138,6 @@ def limiter() -> Limiter | None:
                            "sends")
         return None
     return clients.shared(("limiter", url), lambda: Limiter(store.redis_client()))
-
-
-def admit(task: Any, message_id: str, cost: int, reserved_at: float | None) -> None:
-    """Take ``cost`` tokens of the shared rate before a send. A short wait is slept here; a
-    longer one re-queues ``task`` (raises Celery's ``Retry``) with a countdown to its
-    reserved slot, marked so the re-run sends at once. A slot further ahead than the horizon
-    is not reserved (the task comes back later and asks again), nor is anything while the
-    daily quota is held. ``reserved_at``: the slot a re-run was re-queued for."""
-    if reserved_at is not None and abs(time.time() - reserved_at) < RESERVATION_SLACK:
-        return
-    shared = limiter()
-    if shared is None:
-        return
-    decision = shared.reserve(cost, quota.base_rate())
-    if decision.admitted and decision.wait <= float(conf.SEACUCUMBER_RATE_MAX_WAIT):
-        if decision.wait > 0:
-            time.sleep(decision.wait)
-        return
-    if decision.admitted:
-        logger.debug("message %s re-queued for its slot of the shared rate in %.2fs",
-                     message_id, decision.wait)
-        raise task.retry(countdown=decision.wait,
-                         kwargs={**task.request.kwargs, "reserved_at": time.time() + decision.wait})
-    if decision.held:
-        countdown = decision.wait + random.uniform(0, min(60.0, decision.wait))
-        logger.warning("message %s held: the SES daily quota is used up; retrying in %.0fs",
-                       message_id, countdown)
-    else:
-        countdown = decision.wait * random.uniform(0.5, 0.9)
-        logger.debug("message %s re-queued for %.1fs: the shared rate is booked further "
-                     "ahead than its horizon", message_id, countdown)
-    raise task.retry(countdown=countdown, kwargs={**task.request.kwargs, "reserved_at": None})
 
 
 def throttled() -> None:

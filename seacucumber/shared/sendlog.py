@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import redis
 
 from ..conf import conf
-from ..exceptions import SendLogUnavailable
 from . import store
 
 
@@ -40,13 +39,25 @@ def claim_seconds() -> float:
     return float(conf.SEACUCUMBER_CONNECT_TIMEOUT) + float(conf.SEACUCUMBER_READ_TIMEOUT) + 5
 
 
-def _key(message_id: str) -> str:
+def key(message_id: str) -> str:
     return store.key("sent", message_id)
+
+
+def keep_seconds() -> int:
+    """How long the sent mark is kept: past the message's lifetime, so no retry outlives it."""
+    return int(float(conf.SEACUCUMBER_MESSAGE_LIFETIME) + 24 * 3600)
+
+
+def mark_sent_in(pipe: redis.client.Pipeline, message_id: str, ses_message_id: str) -> None:
+    """Add the sent mark's write to ``pipe`` (the worker's one settling round trip)."""
+    if enabled():
+        pipe.set(key(message_id), f"sent:{ses_message_id}", ex=keep_seconds())
 
 
 @dataclass
 class Claim:
-    """The outcome of ``claim``: ours to send, already sent, or busy elsewhere."""
+    """An attempt's claim on a send (``attempt.begin`` takes it): ours to send, already
+    sent, or busy elsewhere."""
 
     message_id: str
     token: str | None = None      #: set when this attempt holds the claim
@@ -58,7 +69,7 @@ class Claim:
         if self.token is None or not enabled():
             return
         try:
-            store.delete_if_equal(_key(self.message_id), self.token)
+            store.delete_if_equal(key(self.message_id), self.token)
         except redis.RedisError:
             pass  # the claim expires by itself
 
@@ -66,32 +77,8 @@ class Claim:
         """Record that SES accepted the message (kept past the message's lifetime)."""
         if not enabled():
             return
-        keep = int(float(conf.SEACUCUMBER_MESSAGE_LIFETIME) + 24 * 3600)
         try:
             store.redis_client().set(
-                _key(self.message_id), f"sent:{ses_message_id}", ex=keep)
+                key(self.message_id), f"sent:{ses_message_id}", ex=keep_seconds())
         except redis.RedisError:
             pass  # sent all the same; only a later redelivery could send it again
-
-
-def claim(message_id: str, attempt: str) -> Claim:
-    """Claim the right to send ``message_id`` for this ``attempt`` (unique per execution:
-    a redelivered task has its old task id, and must not take a dead attempt's claim)."""
-    token = f"claim:{attempt}"
-    if not enabled():
-        return Claim(message_id, token=token)
-    client = store.redis_client()
-    try:
-        if client.set(_key(message_id), token, nx=True, px=int(claim_seconds() * 1000)):
-            return Claim(message_id, token=token)
-        pipe = client.pipeline()
-        pipe.get(_key(message_id))
-        pipe.pttl(_key(message_id))
-        value, ttl = pipe.execute()
-    except redis.RedisError as exc:
-        raise SendLogUnavailable(str(exc)) from exc
-    if value is None:  # freed between the two calls: try once more
-        return claim(message_id, attempt)
-    if value.startswith(b"sent:"):
-        return Claim(message_id, sent_id=value[5:].decode())
-    return Claim(message_id, busy_for=max(0.1, ttl / 1000))
