@@ -392,3 +392,31 @@ def test_system_check_on_the_base_url(settings):
     assert base_url_checks() == ["seacucumber.W030"]
     settings.SEACUCUMBER_BASE_URL = "mail.example.com/ses/"
     assert base_url_checks() == ["seacucumber.E030"]
+
+
+def signed_headers(raw: bytes) -> str:
+    return str(message_from_bytes(raw, policy=policy.SMTP)["DKIM-Signature"])
+
+
+def test_dkim_signs_both_list_headers(settings, base_url, dkim_key):
+    """RFC 8058 section 4: the signature covers List-Unsubscribe and List-Unsubscribe-Post
+    even though DKIM_HEADERS does not name them; changing the URL breaks it."""
+    import dkim as dkimpy
+
+    from seacucumber import dkim
+
+    settings.DKIM_DOMAIN = "example.com"
+    settings.DKIM_PRIVATE_KEY = dkim_key.pem
+    settings.DKIM_HEADERS = ("From", "To", "Subject")
+    (send,) = topic_sends(["a@example.com"])
+    signed = dkim.sign(send.raw)
+    tags = "".join(signed_headers(signed).split()).lower()
+    assert "h=from:to:subject:list-unsubscribe:list-unsubscribe-post;" in tags
+    dns = dkim_key.dnsfunc(b"ses._domainkey.example.com.")
+    assert dkimpy.verify(signed, dnsfunc=dns)
+    other = unsubscribe_token("b@example.com", "newsletter")
+    token = link_of(send).rstrip("/").rsplit("/", 1)[1]
+    assert not dkimpy.verify(signed.replace(token.encode(), other.encode()), dnsfunc=dns)
+    assert not dkimpy.verify(signed.replace(b"One-Click", b"One-Clock"), dnsfunc=dns)
+    plain = build_sends(EmailMessage("Hi", "Body", SENDER, ["a@example.com"]))[0]
+    assert "list-unsubscribe" not in signed_headers(dkim.sign(plain.raw)).lower()
