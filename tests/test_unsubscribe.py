@@ -274,6 +274,9 @@ def test_a_post_without_the_one_click_body_changes_nothing(client, heard):
         response = client.post(unsubscribe_path(), body,
                                content_type="application/x-www-form-urlencoded")
         assert response.status_code == 400
+    broken = client.post(unsubscribe_path(), "--x\r\n",
+                         content_type="multipart/form-data; boundary=")
+    assert broken.status_code == 400
     assert client.put(unsubscribe_path()).status_code == 405
     assert rows() == [] and heard == []
 

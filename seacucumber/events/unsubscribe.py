@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -40,6 +41,15 @@ def _page(request: HttpRequest, status: int, **context: object) -> HttpResponse:
     return response
 
 
+def _one_click_value(request: HttpRequest) -> str | None:
+    """The body's ``List-Unsubscribe`` field (form-encoded or multipart); None for a body
+    that is neither."""
+    try:
+        return request.POST.get("List-Unsubscribe")
+    except MultiPartParserError:
+        return None
+
+
 @csrf_exempt
 @require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
@@ -51,7 +61,7 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         return _page(request, 400, invalid=True)
     if request.method != "POST":
         return _page(request, 200, address=masked(address), topic=topic)
-    if request.POST.get("List-Unsubscribe") != "One-Click":
+    if _one_click_value(request) != "One-Click":
         return _page(request, 400, address=masked(address), topic=topic, bad_body=True)
     suppression.unsubscribe(address, topic, TopicSuppression.Source.ONE_CLICK)
     return _page(request, 200, address=masked(address), topic=topic, done=True)
