@@ -1,8 +1,8 @@
-"""Django admin: per-send status (read only) and the suppression list."""
+"""Django admin: per-send status (read only), the suppression list and topic suppressions."""
 
 from django.contrib import admin
 
-from .models import MessageStatus, SuppressedAddress
+from .models import MessageStatus, SuppressedAddress, TopicSuppression
 
 
 @admin.register(MessageStatus)
@@ -31,6 +31,20 @@ class SuppressedAddressAdmin(admin.ModelAdmin):
     list_display = ("address", "reason", "created_at")
     list_filter = ("reason", "created_at")
     search_fields = ("address", "detail")
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj.address = obj.address.strip().lower()
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(TopicSuppression)
+class TopicSuppressionAdmin(admin.ModelAdmin):
+    """Who left which topic. Deleting a row resubscribes; adding one here sends no
+    ``unsubscribed`` signal (``ses_suppression add --topic`` does)."""
+
+    list_display = ("address", "topic", "source", "created_at")
+    list_filter = ("topic", "source", "created_at")
+    search_fields = ("address", "topic")
 
     def save_model(self, request, obj, form, change) -> None:
         obj.address = obj.address.strip().lower()

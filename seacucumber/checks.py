@@ -5,6 +5,8 @@ settings that would fail sends, or lose them, are reported before any message is
     W005-W006  SES v2 global endpoint       W007  outbox on, no shared-state Redis
     W008       a default or domainless DEFAULT_FROM_EMAIL / SERVER_EMAIL
     W020       django-ses's inbound settings
+    E030       SEACUCUMBER_BASE_URL (unsubscribe links) not an absolute http(s) URL
+    E031/W030  SEACUCUMBER_BASE_URL over http (W030 under DEBUG)
     E010-E011  the rate settings
 """
 
@@ -21,7 +23,7 @@ from django.urls import NoReverseMatch, reverse
 
 from .conf import conf
 from .exceptions import InvalidMessage
-from .payload import bare_address
+from .payload import bare_address, base_url_problem
 from .shared import quota, store
 
 BROKER_TIMEOUTS = ("socket_connect_timeout", "socket_timeout")
@@ -182,3 +184,23 @@ def check_django_ses_inbound(app_configs: Any = None, **kwargs: Any) -> list[Che
              "...). See docs/inbound.rst.",
         id="seacucumber.W020",
     )]
+
+
+@register()
+def check_base_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``SEACUCUMBER_BASE_URL`` makes one-click unsubscribe links: Gmail and Yahoo want them
+    https (RFC 8058), and a URL that is not absolute makes links that lead nowhere. Plain
+    http is only a warning under DEBUG (a development server)."""
+    if not conf.SEACUCUMBER_BASE_URL:
+        return []
+    if (problem := base_url_problem()) is not None:
+        return [Error(problem, hint="Give the absolute https URL at which seacucumber.urls "
+                      "are served (https://example.com/ses/).", id="seacucumber.E030")]
+    if str(conf.SEACUCUMBER_BASE_URL).lower().startswith("https://"):
+        return []
+    message = (f"SEACUCUMBER_BASE_URL {conf.SEACUCUMBER_BASE_URL!r} is not https: mailbox "
+               "providers ignore one-click unsubscribe links over http (RFC 8058).")
+    hint = "Serve seacucumber.urls over https and give that URL."
+    if settings.DEBUG:
+        return [Warning(message, hint=hint, id="seacucumber.W030")]
+    return [Error(message, hint=hint, id="seacucumber.E031")]

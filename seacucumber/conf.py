@@ -189,6 +189,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Drop suppressed recipients in the worker before each send. Unset: on when "
             "SEACUCUMBER_SUPPRESS_ON_BOUNCE or SEACUCUMBER_SUPPRESS_ON_COMPLAINT is on.",
             ("AWS_SES_USE_BLACKLIST",)),
+    Setting("SEACUCUMBER_BASE_URL", None,
+            "Absolute URL at which seacucumber.urls are served (https://example.com/ses/): "
+            "the base of one-click unsubscribe links. Needed by the unsubscribe_topic option; "
+            "a system check wants https."),
     # --- inbound mail (SES receipt rules; docs/inbound.rst) ---------------------------------
     Setting("SEACUCUMBER_INBOUND_DROP_SPAM", False,
             "Drop received mail whose SES spam verdict is FAIL: answered 200, no "

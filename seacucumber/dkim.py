@@ -44,6 +44,19 @@ _FIELD_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field name: printable ASCII
 _validate_domain = DomainNameValidator(accept_idna=False)
 
 
+#: RFC 8058 section 4: one-click unsubscribe counts only when the signature covers both
+#: headers, so they are signed whenever a message has them, whatever the headers setting says.
+LIST_HEADERS = (b"List-Unsubscribe", b"List-Unsubscribe-Post")
+
+
+def _with_list_headers(headers: tuple[bytes, ...], raw: bytes) -> list[bytes]:
+    """``headers`` and the RFC 8058 list headers ``raw`` has (and ``headers`` lacks)."""
+    head = b"\r\n" + raw.split(b"\r\n\r\n", 1)[0].lower()
+    named = {h.lower() for h in headers}
+    return [*headers, *(h for h in LIST_HEADERS
+                        if h.lower() not in named and b"\r\n" + h.lower() + b":" in head)]
+
+
 @dataclass(frozen=True)
 class Signer:
     """One DKIM identity: domain, selector, key (PKCS#1 PEM) and headers, all bytes."""
@@ -59,7 +72,7 @@ class Signer:
             header = dkimpy.sign(
                 raw, self.selector, self.domain, self.key,
                 canonicalize=(b"relaxed", b"relaxed"),
-                include_headers=list(self.headers),
+                include_headers=_with_list_headers(self.headers, raw),
                 linesep=b"\r\n",
             )
         except dkimpy.DKIMException as exc:

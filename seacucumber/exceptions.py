@@ -20,7 +20,8 @@
     ├── SNSUnavailable          SNS's certificate host failed: SNS should retry (503)
     ├── AwaitingSend            an event arrived before its send was recorded
     ├── MailStoreUnavailable    S3 failed to give a received mail: SNS should retry (503)
-    └── MailObjectGone          the S3 object of a received mail is not there (logged, 200)
+    ├── MailObjectGone          the S3 object of a received mail is not there (logged, 200)
+    └── InvalidUnsubscribeToken an unsubscribe link altered or signed with a retired key (400)
 """
 
 from __future__ import annotations
@@ -136,3 +137,8 @@ class MailStoreUnavailable(SeaCucumberError):
 class MailObjectGone(SeaCucumberError):
     """The S3 object (or bucket) a receipt notification names does not exist: recorded and
     answered 200, since no retry can bring it back."""
+
+
+class InvalidUnsubscribeToken(SeaCucumberError):
+    """An unsubscribe link's token that was altered, signed with another salt, or signed with a
+    key no longer in ``SECRET_KEY``/``SECRET_KEY_FALLBACKS``: the view answers 400."""

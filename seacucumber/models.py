@@ -1,4 +1,5 @@
-"""Database records: per-send status, the suppression list, and SNS message ids already seen.
+"""Database records: per-send status, the suppression lists (every mail; per topic), and SNS
+message ids already seen.
 
 The tables exist once ``seacucumber`` is in ``INSTALLED_APPS`` and migrated; nothing writes to
 them unless the settings that use them are on (see docs/events.rst).
@@ -97,6 +98,30 @@ class SuppressedAddress(models.Model):
 
     def __str__(self) -> str:
         return self.address
+
+
+class TopicSuppression(models.Model):
+    """An address that left one topic (``unsubscribe_topic``): the worker drops it from sends
+    of that topic only; other mail to it still goes."""
+
+    class Source(models.TextChoices):
+        ONE_CLICK = "one-click"
+        MANUAL = "manual"
+
+    address = models.CharField(max_length=320, help_text="Lowercased.")
+    topic = models.CharField(max_length=64)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = "topic suppression"
+        verbose_name_plural = "topic suppressions"
+        ordering = ("topic", "address")
+        constraints = [models.UniqueConstraint(fields=["address", "topic"],
+                                               name="sc_topic_suppression_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.address} left {self.topic}"
 
 
 class SeenNotification(models.Model):

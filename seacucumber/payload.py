@@ -1,9 +1,11 @@
 """The task payload: one SES send, as plain JSON.
 
 ``build_sends`` turns a Django ``EmailMessage`` into one ``OutboundSend`` per group of at most
-50 recipients (SES's limit), after checking everything SES would refuse, so bad input fails at
-``send_messages`` and never in a worker. ``OutboundSend.to_json``/``from_json`` are the only
-(de)serialisers of the task payload: JSON types only, raw MIME as base64 text.
+50 recipients (SES's limit), or one per recipient for mail with an ``unsubscribe_topic`` (each
+with its own RFC 8058 one-click unsubscribe link), after checking everything SES would refuse,
+so bad input fails at ``send_messages`` and never in a worker. ``OutboundSend.to_json``/
+``from_json`` are the only (de)serialisers of the task payload: JSON types only, raw MIME as
+base64 text.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import django
+from django.core import signing
 from django.core.mail import EmailMessage
 
 from .conf import Lane, conf, lanes
@@ -29,6 +32,7 @@ from .exceptions import (
     InvalidMessage,
     InvalidMessageOption,
     InvalidOption,
+    InvalidUnsubscribeToken,
     MalformedPayload,
 )
 
@@ -49,7 +53,7 @@ DKIM_SIGNATURE_ALLOWANCE = 4096
 PAYLOAD_OPTIONS = {
     "configuration_set": 1, "source_arn": 1, "from_arn": 1, "return_path_arn": 1,
     "endpoint_id": 1, "region": 2, "endpoint_url": 2, "profile": 2,
-    "lane": 3, "tags": 3, "tenant": 3, "list_management": 3,
+    "lane": 3, "tags": 3, "tenant": 3, "list_management": 3, "unsubscribe_topic": 3,
 }
 #: Options whose payload value is an object of strings; every other option is a string.
 _OBJECT_OPTIONS = frozenset({"tags", "list_management"})
@@ -336,6 +340,107 @@ def _return_path(name: str, value: Any) -> str:
     return str(value)
 
 
+# --- one-click unsubscribe (RFC 8058) ---------------------------------------------------------
+
+#: The salt of unsubscribe tokens: a value Django signs for anything else never passes as one.
+UNSUBSCRIBE_SALT = "seacucumber.unsubscribe"
+#: Where ``seacucumber.urls`` serves the unsubscribe view, under ``SEACUCUMBER_BASE_URL``.
+UNSUBSCRIBE_PATH = "unsubscribe/"
+_TOPIC = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+#: RFC 5322's limit on a line; the List-Unsubscribe line is never folded (a fold inside the
+#: URL is something mail clients differ on).
+_MAX_LINE = 998
+#: Room kept under the size limit for the two headers added per recipient.
+UNSUBSCRIBE_ALLOWANCE = 2048
+
+
+def _unsubscribe_signer() -> signing.Signer:
+    """Django's signing, chosen over a hand-made HMAC: keyed by ``SECRET_KEY`` and still
+    reading tokens signed with a key in ``SECRET_KEY_FALLBACKS``, so a key dropped from both
+    retires its links."""
+    return signing.Signer(salt=UNSUBSCRIBE_SALT)
+
+
+def unsubscribe_token(address: str, topic: str) -> str:
+    """A URL-safe token naming ``address`` and ``topic``: no database row per message."""
+    return _unsubscribe_signer().sign_object([address, topic])
+
+
+def read_unsubscribe_token(token: str) -> tuple[str, str]:
+    """(address, topic) of a token ``unsubscribe_token`` made; ``InvalidUnsubscribeToken``
+    when it was altered, signed with another salt or with a key no longer configured."""
+    try:
+        value = _unsubscribe_signer().unsign_object(token)
+    except (signing.BadSignature, ValueError, TypeError) as exc:
+        raise InvalidUnsubscribeToken(f"unsubscribe token refused: {exc}") from None
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, str) for v in value)
+            or "@" not in value[0] or not _TOPIC.fullmatch(value[1])):
+        raise InvalidUnsubscribeToken("unsubscribe token does not name an address and a topic")
+    return value[0], value[1]
+
+
+def base_url_problem() -> str | None:
+    """What is wrong with ``SEACUCUMBER_BASE_URL`` for unsubscribe links, or None."""
+    base = conf.SEACUCUMBER_BASE_URL
+    if not base:
+        return ("SEACUCUMBER_BASE_URL is not set: it is the absolute URL at which "
+                "seacucumber.urls are served (https://example.com/ses/)")
+    parts = urlsplit(str(base))
+    if parts.scheme not in ("http", "https") or not parts.hostname or not str(base).isascii():
+        return f"SEACUCUMBER_BASE_URL {base!r} is not an absolute http(s) URL in ASCII"
+    if parts.query or parts.fragment:
+        return f"SEACUCUMBER_BASE_URL {base!r} has a query or fragment"
+    return None
+
+
+def unsubscribe_url(address: str, topic: str) -> str:
+    """The one-click unsubscribe URL for ``address`` leaving ``topic``."""
+    return f"{str(conf.SEACUCUMBER_BASE_URL).rstrip('/')}/{UNSUBSCRIBE_PATH}" \
+           f"{unsubscribe_token(address, topic)}/"
+
+
+def check_topic(name: str, value: Any) -> str:
+    """``value`` as a topic name (letters, digits, ``_``, ``-`` and ``.``, at most 64), or
+    ``InvalidOption`` naming ``name``."""
+    return str(_matching(_TOPIC, "a topic name (letters, digits, _, - and ., at most 64)")(
+        name, value))
+
+
+def _unsubscribe_topic(name: str, value: Any) -> str:
+    text = check_topic(name, value)
+    if (problem := base_url_problem()) is not None:
+        raise InvalidOption(f"option {name}={value!r} needs unsubscribe links: {problem}")
+    return text
+
+
+def _message_topic(message: EmailMessage, mailer: MailerOptions) -> str | None:
+    """The message's ``unsubscribe_topic``: its own ``seacucumber_options`` override (None
+    there: no topic for this message), else the backend's."""
+    overrides = getattr(message, "seacucumber_options", None) or {}
+    if "unsubscribe_topic" not in overrides:
+        return mailer.get("unsubscribe_topic")
+    if overrides["unsubscribe_topic"] is None:
+        return None
+    try:
+        return _unsubscribe_topic("unsubscribe_topic", overrides["unsubscribe_topic"])
+    except InvalidOption as exc:
+        raise InvalidMessage(f"message seacucumber_options: {exc}") from None
+
+
+_LIST_HEADERS = ("list-unsubscribe", "list-unsubscribe-post")
+
+
+def _list_headers(address: str, topic: str) -> bytes:
+    """The two RFC 8058 header lines for one recipient, put in front of the built MIME (so
+    the message is rendered once, not once per recipient)."""
+    line = f"List-Unsubscribe: <{unsubscribe_url(address, topic)}>"
+    if len(line) > _MAX_LINE:
+        raise InvalidMessage(f"recipient {address!r}: the List-Unsubscribe line would be "
+                             f"{len(line)} characters, over RFC 5322's {_MAX_LINE}")
+    return f"{line}\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n".encode("ascii")
+
+
 #: Every backend option and its check. The checks run when the backend is made (the earliest
 #: point), so a mailer with a bad option fails at start-up, not in a worker.
 _OPTION_CHECKS: dict[str, Any] = {
@@ -353,6 +458,7 @@ _OPTION_CHECKS: dict[str, Any] = {
     "tenant": _v2_only(_matching(_TENANT, "an SES tenant name (letters, digits, _ and -, at "
                                           "most 64)")),
     "list_management": _v2_only(_list_management),
+    "unsubscribe_topic": _unsubscribe_topic,
 }
 OPTION_NAMES = frozenset(_OPTION_CHECKS)
 
@@ -369,7 +475,9 @@ class MailerOptions:
     shared rate stays the default region's. ``lane``: a lane of ``SEACUCUMBER_LANES`` (its
     queue, its place in the shared rate). ``tags``: SES message tags (``{"campaign":
     "spring"}``). ``tenant`` (v2 ``TenantName``) and ``list_management`` (v2
-    ``ListManagementOptions``) need ``USE_SES_V2``.
+    ``ListManagementOptions``) need ``USE_SES_V2``. ``unsubscribe_topic``: mail of a topic
+    recipients can leave with one click (RFC 8058; needs ``SEACUCUMBER_BASE_URL``), sent one
+    recipient per send; the worker drops those who left it.
 
     A message may override any of them for itself: ``message.seacucumber_options = {...}``
     (``for_message``)."""
@@ -455,7 +563,9 @@ _NO_OPTIONS = MailerOptions()
 
 def build_sends(message: EmailMessage, mailer: MailerOptions = _NO_OPTIONS) -> list[OutboundSend]:
     """Check ``message`` and turn it into SES sends of at most 50 recipients each, with the
-    sending backend's ``mailer`` options (and the message's own, ``for_message``).
+    sending backend's ``mailer`` options (and the message's own, ``for_message``). With an
+    ``unsubscribe_topic``, one send per recipient, each with its own ``List-Unsubscribe`` and
+    ``List-Unsubscribe-Post`` headers (RFC 8058).
 
     Returns ``[]`` for a message with no recipients. Raises ``InvalidMessage`` for anything
     SES would refuse: bad addresses, header injection (``HeaderInjection``, which is also
@@ -475,31 +585,40 @@ def build_sends(message: EmailMessage, mailer: MailerOptions = _NO_OPTIONS) -> l
         mailer.get("return_path", conf.AWS_SES_RETURN_PATH) or message.from_email, "return-path"
     )
     _refuse_line_breaks(message)
+    topic = _message_topic(message, mailer)
+    if topic is not None and (problem := base_url_problem()) is not None:
+        raise InvalidMessage(f"unsubscribe_topic={topic!r} needs unsubscribe links: {problem}")
+    if topic is not None and any(h.lower() in _LIST_HEADERS for h in message.extra_headers):
+        raise InvalidMessage("message has its own List-Unsubscribe header(s) and an "
+                             "unsubscribe_topic, which adds them per recipient: give one")
     try:
         raw = _raw(message)
     except ValueError as exc:  # Django 5.2's BadHeaderError is one too
         raise InvalidMessage(f"message cannot be built: {exc}") from None
-    limit = size_limit()
+    limit = size_limit() - (UNSUBSCRIBE_ALLOWANCE if topic is not None else 0)
     if len(raw) > limit:
         api = "SES v2 SendEmail" if conf.USE_SES_V2 else "SES v1 SendRawEmail"
         raise InvalidMessage(
             f"message is {len(raw):,} bytes encoded; {api} takes at most {limit:,} bytes"
         )
     options = _options(message, mailer)
+    groups: list[tuple[tuple[str, ...], bytes]]
+    if topic is not None:
+        options["unsubscribe_topic"] = topic
+        groups = [((r,), _list_headers(r, topic) + raw) for r in recipients]
+    else:
+        groups = [(tuple(recipients[i : i + MAX_RECIPIENTS_PER_SEND]), raw)
+                  for i in range(0, len(recipients), MAX_RECIPIENTS_PER_SEND)]
     base_id = uuid.uuid4().hex
     created = time.time()
-    chunks = [
-        recipients[i : i + MAX_RECIPIENTS_PER_SEND]
-        for i in range(0, len(recipients), MAX_RECIPIENTS_PER_SEND)
-    ]
     return [
         OutboundSend(
-            message_id=base_id if len(chunks) == 1 else f"{base_id}-{n}",
+            message_id=base_id if len(groups) == 1 else f"{base_id}-{n}",
             sender=envelope_sender,
-            recipients=tuple(chunk),
-            raw=raw,
+            recipients=group,
+            raw=group_raw,
             created=created,
             options=options,
         )
-        for n, chunk in enumerate(chunks, start=1)
+        for n, (group, group_raw) in enumerate(groups, start=1)
     ]

@@ -17,6 +17,11 @@ message_failed = Signal()
 #: ``recipients`` (those still sent to; empty when the whole send was suppressed and not sent).
 message_suppressed = Signal()
 
+#: A recipient left a topic (one-click unsubscribe, ``ses_suppression add --topic``): sent once
+#: per new topic suppression, in the process that recorded it, after the row is saved.
+#: Arguments: ``address`` (lowercased), ``topic``, ``source`` (``one-click`` or ``manual``).
+unsubscribed = Signal()
+
 # SES events received on the webhook (seacucumber.events). Each is sent with ``mail_obj`` (the
 # SES mail object), ``event_obj`` (the type-specific object: ``bounce``, ``complaint``, ...),
 # ``raw_message`` (the whole SNS message, a dict) and ``event_type`` (as SES spells it). Where

@@ -1,1 +1,2 @@
-"""The SES event webhook: SNS posts in, verified, applied (status, suppression, signals)."""
+"""The SES event webhook: SNS posts in, verified, applied (status, suppression, signals); and
+the one-click unsubscribe links of topic mail (``unsubscribe``)."""

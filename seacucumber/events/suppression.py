@@ -1,10 +1,12 @@
-"""The suppression list: addresses the worker drops from every send.
+"""The suppression lists: addresses the worker drops from every send, and addresses that left
+one topic (``unsubscribe_topic``), dropped from that topic's sends only.
 
-Filled by permanent bounces and complaints (``SEACUCUMBER_SUPPRESS_ON_BOUNCE`` /
-``SEACUCUMBER_SUPPRESS_ON_COMPLAINT``), or by hand (``manage.py ses_suppression``, the admin).
-The worker calls ``screen`` just before each SES call: one query; suppressed recipients leave
-the SES envelope (the MIME headers are untouched: SES delivers to the envelope only). A send
-left with no recipient is not sent, and ``message_suppressed`` says so.
+The first is filled by permanent bounces and complaints (``SEACUCUMBER_SUPPRESS_ON_BOUNCE`` /
+``SEACUCUMBER_SUPPRESS_ON_COMPLAINT``), or by hand (``manage.py ses_suppression``, the admin);
+the second by one-click unsubscribe (``events.unsubscribe``) or by hand (``--topic``).
+The worker calls ``screen`` just before each SES call: one query for both lists; suppressed
+recipients leave the SES envelope (the MIME headers are untouched: SES delivers to the envelope
+only). A send left with no recipient is not sent, and ``message_suppressed`` says so.
 """
 
 from __future__ import annotations
@@ -42,16 +44,22 @@ def screen(outbound: OutboundSend) -> OutboundSend | None:
     A database error here is logged and the send goes to every recipient: failing open keeps
     accepted mail from being lost over a list lookup.
     """
-    if not active():
+    topic = outbound.options.get("unsubscribe_topic")
+    every = active()
+    if not every and not topic:
         return outbound
-    from ..models import SuppressedAddress  # not at import: tasks.py imports this module
+    from ..models import SuppressedAddress, TopicSuppression  # not at import: tasks.py imports
 
-    try:
-        found = set(
-            SuppressedAddress.objects.filter(
-                address__in=[normalize(r) for r in outbound.recipients]
-            ).values_list("address", flat=True)
-        )
+    wanted = [normalize(r) for r in outbound.recipients]
+    queries = []
+    if every:
+        queries.append(SuppressedAddress.objects.filter(address__in=wanted))
+    if topic:
+        queries.append(TopicSuppression.objects.filter(address__in=wanted, topic=topic))
+    # order_by(): sqlite takes no ORDER BY inside a UNION's parts
+    first, *rest = [q.order_by().values_list("address", flat=True) for q in queries]
+    try:  # one query: a UNION when both lists apply
+        found = set(first.union(*rest) if rest else first)
     except DatabaseError:
         logger.exception("suppression list not checked for message %s", outbound.message_id)
         return outbound
@@ -96,4 +104,29 @@ def remove(addresses: Iterable[str]) -> int:
     deleted, _ = SuppressedAddress.objects.filter(
         address__in={normalize(a) for a in addresses}
     ).delete()
+    return deleted
+
+
+def unsubscribe(address: str, topic: str, source: str) -> bool:
+    """Record that ``address`` left ``topic``; True when it is new (``unsubscribed`` is then
+    sent, once), False when it was already recorded: a repeated click changes nothing."""
+    from ..models import TopicSuppression
+
+    address = normalize(address)
+    # get_or_create: the same click twice at once finds the other's row (unique constraint)
+    _, created = TopicSuppression.objects.get_or_create(
+        address=address, topic=topic, defaults={"source": source})
+    if created:
+        logger.info("%s left topic %s (%s)", address, topic, source)
+        signals.unsubscribed.send(sender=TopicSuppression, address=address, topic=topic,
+                                  source=source)
+    return created
+
+
+def resubscribe(addresses: Iterable[str], topic: str) -> int:
+    """Take ``addresses`` off ``topic``'s list; returns how many were on it."""
+    from ..models import TopicSuppression
+
+    deleted, _ = TopicSuppression.objects.filter(
+        address__in={normalize(a) for a in addresses}, topic=topic).delete()
     return deleted
