@@ -39,6 +39,7 @@ DKIM_SIGNATURE_ALLOWANCE = 4096
 PAYLOAD_OPTIONS = {
     "configuration_set": 1, "source_arn": 1, "from_arn": 1, "return_path_arn": 1,
     "endpoint_id": 1, "region": 2, "endpoint_url": 2, "profile": 2,
+    "lane": 3,  # the lead's lanes (issue 14) register it the same way
 }
 _V1_OPTIONS = frozenset(k for k, v in PAYLOAD_OPTIONS.items() if v == 1)
 
@@ -73,7 +74,7 @@ class OutboundSend:
         if not isinstance(data, dict):
             raise MalformedPayload(f"payload is {type(data).__name__}, not an object")
         version = data.get("v")
-        if version not in (1, 2) or isinstance(version, bool):
+        if version not in (1, 2, 3) or isinstance(version, bool):
             raise MalformedPayload(f"unknown payload version {version!r}")
         known = _V1_OPTIONS if version == 1 else PAYLOAD_OPTIONS
         message_id, sender, recipients = data.get("id"), data.get("from"), data.get("to")

@@ -47,7 +47,7 @@ from .exceptions import (
 from .payload import OutboundSend
 from .ses.errors import Outcome, classify
 from .ses.send import send
-from .shared import metrics, outbox, ratelimit, sendlog, sweeper
+from .shared import metrics, outbox, ratelimit, reputation, sendlog, store, sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,8 @@ def _shared_state_retry(task: Any, outbound: OutboundSend, exc: Exception) -> Ex
     failures = int(task.request.kwargs.get("failures", 0))
     delay = retry.backoff_delay(failures)
     expired = _past_lifetime(outbound, delay, "SharedStateUnavailable",
-                             f"shared state (Redis) unavailable: {exc}")
+                             f"shared state (Redis) unavailable: {exc}",
+                             float(task.request.kwargs.get("held") or 0.0))
     if expired is not None:
         return expired
     logger.warning("message %s: shared state (Redis) unavailable (%s), retry in %.1fs",
@@ -96,9 +97,48 @@ def _shared_state_retry(task: Any, outbound: OutboundSend, exc: Exception) -> Ex
 
 def requeue_kwargs(task: Any, **changes: Any) -> dict[str, Any]:
     """The task's keyword arguments for a re-run: ``reserved_at`` cleared (a re-run books
-    a new slot of the shared rate unless ``changes`` say otherwise), ``failures`` kept."""
-    return {"failures": int(task.request.kwargs.get("failures", 0)), "reserved_at": None,
-            **changes}
+    a new slot of the shared rate unless ``changes`` say otherwise), ``failures`` and
+    ``held`` kept."""
+    kwargs = task.request.kwargs
+    return {"failures": int(kwargs.get("failures", 0)), "reserved_at": None,
+            "held": float(kwargs.get("held") or 0.0), **changes}
+
+
+def _reputation_hold(outbound: OutboundSend, lane: str) -> reputation.Hold | None:
+    """The reputation guard's hold on the send's lane, or None. One GET (none when the lane
+    cannot be held); the lead folds it into the rate limiter's round trip."""
+    name = reputation.hold_key(lane)
+    if name is None:
+        return None
+    return reputation.read_hold(store.redis_client().get(name), lane)
+
+
+def _held_retry(task: Any, outbound: OutboundSend, hold: reputation.Hold) -> Exception:
+    """The Retry for a send whose lane the reputation guard holds: look again after
+    ``SEACUCUMBER_REPUTATION_RETRY`` seconds plus jitter. Not an SES failure (``failures``
+    stays) and never past the lifetime: an operator ends a hold, so a held send waits for
+    it, and the time it waited (``held``) is added to its lifetime once it is released."""
+    base = float(conf.SEACUCUMBER_REPUTATION_RETRY)
+    countdown = base + random.uniform(0, base / 2)
+    held = float(task.request.kwargs.get("held") or 0.0) + countdown
+    logger.info("message %s held: lane %r is held by the reputation guard (%s rate); "
+                "looking again in %.0fs", outbound.message_id, hold.lane, hold.rate, countdown)
+    return task.retry(countdown=countdown, kwargs=requeue_kwargs(task, held=held), throw=False)
+
+
+def _record_sent(outbound: OutboundSend, lane: str) -> None:
+    """Count the sent recipients for the reputation guard, in one pipeline (the lead folds
+    these commands into the worker's one pipelined write after a send)."""
+    if not reputation.enabled():
+        return
+    try:
+        pipe = store.redis_client().pipeline(transaction=False)
+        reputation.record_sent(pipe, lane, outbound.options.get("configuration_set"),
+                               len(outbound.recipients))
+        pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("message %s: not counted for the reputation guard (%s)",
+                       outbound.message_id, exc)
 
 
 class SendTask(Task):
@@ -140,11 +180,12 @@ worker_shutdown.connect(sweeper.stop, dispatch_uid="seacucumber.outbox.stop")
     max_retries=None,
 )
 def send_email(self: Any, payload: Any, reserved_at: float | None = None,
-               failures: int = 0) -> str | None:
+               failures: int = 0, held: float = 0.0) -> str | None:
     """Send one message through SES; returns SES's MessageId (None: all recipients
     suppressed, not sent). ``reserved_at``: set by the shared rate when it re-queued the
     task for a slot it booked; ``failures``: SES errors so far (the backoff counts these,
-    not the re-queues for the rate)."""
+    not the re-queues for the rate); ``held``: seconds the reputation guard held it (added
+    to its lifetime)."""
     try:
         outbound = OutboundSend.from_json(payload)
     except MalformedPayload as exc:
@@ -156,6 +197,13 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
     if screened is None:  # every recipient suppressed: not sent, message_suppressed said so
         return None
     outbound = screened
+    lane = reputation.send_lane(outbound)
+    try:  # the reputation guard: a held lane waits, before it claims or books anything
+        hold = _reputation_hold(outbound, lane)
+    except redis.RedisError as exc:
+        raise _shared_state_retry(self, outbound, exc) from None
+    if hold is not None:
+        raise _held_retry(self, outbound, hold)
     try:  # the send log: a redelivery of a sent message stops here (see sendlog)
         claim = sendlog.claim(outbound.message_id, uuid.uuid4().hex)
     except SendLogUnavailable as exc:
@@ -168,7 +216,8 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
         delay = claim.busy_for + random.uniform(0, 1)
         expired = _past_lifetime(
             outbound, delay, "SendInProgress",
-            "another attempt was inside the SES call (it may yet have sent the message)")
+            "another attempt was inside the SES call (it may yet have sent the message)",
+            held)
         if expired is not None:
             raise expired from None
         raise self.retry(countdown=delay, kwargs=requeue_kwargs(self))
@@ -202,7 +251,8 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
             extra = retry.QUOTA_WINDOW  # waiting for the rolling 24 h: one window more
         else:
             delay = retry.backoff_delay(failures)
-        expired = _past_lifetime(outbound, delay, classified.code, classified.message, extra)
+        expired = _past_lifetime(outbound, delay, classified.code, classified.message,
+                                 extra + held)
         if expired is not None:
             raise expired from None
         metrics.count("retries", metrics.lane())
@@ -216,6 +266,7 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
             kwargs=requeue_kwargs(self, failures=failures + 1),
         ) from None
     claim.mark_sent(ses_message_id)
+    _record_sent(outbound, lane)
     logger.info("message %s sent to %d recipient(s) as SES %s",
                 outbound.message_id, len(outbound.recipients), ses_message_id)
     signals.message_sent.send(
