@@ -5,7 +5,7 @@ settings that would fail sends, or lose them, are reported before any message is
     W005-W006  SES v2 global endpoint       W007  outbox on, no shared-state Redis
     W008       a default or domainless DEFAULT_FROM_EMAIL / SERVER_EMAIL
     W020       django-ses's inbound settings
-    E010-E011  the rate settings
+    E010-E011  the rate settings            E030  the reputation guard's settings
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from django.urls import NoReverseMatch, reverse
 from .conf import conf
 from .exceptions import InvalidMessage
 from .payload import bare_address
-from .shared import quota, store
+from .shared import quota, reputation, store
 
 BROKER_TIMEOUTS = ("socket_connect_timeout", "socket_timeout")
 
@@ -118,6 +118,13 @@ def check_rate_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
         except ImproperlyConfigured as exc:
             found.append(Error(str(exc), id=error_id))
     return found
+
+
+@register()
+def check_reputation_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The reputation guard's settings (docs/deliverability.rst): a bad one would otherwise
+    fail in the webhook or the worker."""
+    return [Error(problem, id="seacucumber.E030") for problem in reputation.setting_problems()]
 
 
 def _webhook_installed() -> bool:

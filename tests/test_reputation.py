@@ -202,6 +202,26 @@ def test_send_lane_defaults_to_transactional():
     assert reputation.send_lane(OutboundSend.from_json(bulk.to_json())) == "bulk"
 
 
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("SEACUCUMBER_REPUTATION_GUARD_LANES", "bulk", "a list of lane names"),
+    ("SEACUCUMBER_REPUTATION_GUARD_LANES", ["bulk", "transactional"], "holding transactional"),
+    ("SEACUCUMBER_REPUTATION_BOUNCE_THRESHOLD", 4, "a fraction, 0 to 1"),
+    ("SEACUCUMBER_REPUTATION_COMPLAINT_THRESHOLD", "0.001", "a fraction, 0 to 1"),
+    ("SEACUCUMBER_REPUTATION_MIN_SENDS", 0, "at least 1"),
+    ("SEACUCUMBER_REPUTATION_MIN_COMPLAINT_SENDS", 12.5, "a whole number"),
+    ("SEACUCUMBER_REPUTATION_WINDOW", 60, "at least 3600"),
+    ("SEACUCUMBER_REPUTATION_RETRY", 0, "above 0"),
+])
+def test_bad_settings_are_a_system_check_error(settings, name, value, says):
+    from django.core import checks
+
+    assert not [m for m in checks.run_checks() if m.id == "seacucumber.E030"]
+    setattr(settings, name, value)
+    [error] = [m for m in checks.run_checks() if m.id == "seacucumber.E030"]
+    assert error.msg.startswith(f"{name} = ") or name in error.msg
+    assert says in error.msg
+
+
 # --- the webhook counts events by their tags ------------------------------------------------
 
 def tagged(event, lane=None, configuration_set=None):
@@ -275,6 +295,29 @@ def test_worker_holds_a_held_lane_and_counts_what_it_sends(guard, ses_emulator):
     assert send_email(bulk_send(4, lane="transactional").to_json())
     assert len(ses_emulator.messages()) == 3  # the held send never reached SES
     assert not store.redis_client().exists(store.key("sent", bulk_send(3).message_id))
+
+
+@pytest.mark.django_db
+def test_a_held_send_never_expires_and_its_wait_extends_its_lifetime(guard, ses_emulator):
+    """Called directly, the task raises its retry: a held send past its lifetime still waits
+    (Retry, not a failure); once released, the time it was held (``held``) keeps a transient
+    SES error from failing it as expired."""
+    from seacucumber.exceptions import PermanentSendError, TransientSendError
+
+    guard.SEACUCUMBER_MESSAGE_LIFETIME = 3600.0
+    guard.SEACUCUMBER_RETRY_BASE_DELAY = 1.0
+    old = bulk_send(5).to_json()
+    old["created"] = reputation.time.time() - 2 * 86400  # two days held: long past 1 h
+    store.redis_client().set(reputation.hold_key_of("bulk"), "held by hand")
+    with pytest.raises(Retry):
+        send_email(old)
+    reputation.release("bulk")
+    ses_emulator.configure(fail_5xx=1.0)
+    with pytest.raises(TransientSendError):  # retried: its two days held count on top
+        send_email(old, held=2 * 86400.0)
+    with pytest.raises(PermanentSendError):  # without them it would have expired
+        send_email(old)
+    assert ses_emulator.messages() == []
 
 
 # --- the operator's commands --------------------------------------------------------------------

@@ -96,6 +96,36 @@ def released_key(lane: str) -> str:
     return store.key("reputation", "released", lane)
 
 
+def setting_problems() -> list[str]:
+    """What is wrong with the guard's settings, one line each (the system check E030 shows
+    them before a worker or the webhook trips over one)."""
+    problems = []
+    lanes = conf.SEACUCUMBER_REPUTATION_GUARD_LANES
+    if isinstance(lanes, str) or not isinstance(lanes, list | tuple) or not all(
+            isinstance(lane, str) and lane for lane in lanes):
+        problems.append(f"SEACUCUMBER_REPUTATION_GUARD_LANES = {lanes!r}: a list of lane names")
+    elif DEFAULT_LANE in lanes:
+        problems.append("SEACUCUMBER_REPUTATION_GUARD_LANES holds 'transactional': holding "
+                        "transactional mail is what the guard is there to prevent")
+    checks = (
+        ("SEACUCUMBER_REPUTATION_WINDOW", lambda v: v >= BUCKET_SECONDS,
+         f"seconds, at least {BUCKET_SECONDS}"),
+        ("SEACUCUMBER_REPUTATION_BOUNCE_THRESHOLD", lambda v: 0 < v < 1, "a fraction, 0 to 1"),
+        ("SEACUCUMBER_REPUTATION_COMPLAINT_THRESHOLD", lambda v: 0 < v < 1,
+         "a fraction, 0 to 1"),
+        ("SEACUCUMBER_REPUTATION_MIN_SENDS", lambda v: v >= 1 and v == int(v),
+         "a whole number of recipients, at least 1"),
+        ("SEACUCUMBER_REPUTATION_MIN_COMPLAINT_SENDS", lambda v: v >= 1 and v == int(v),
+         "a whole number of recipients, at least 1"),
+        ("SEACUCUMBER_REPUTATION_RETRY", lambda v: v > 0, "seconds, above 0"),
+    )
+    for name, good, meaning in checks:
+        value = getattr(conf, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not good(value):
+            problems.append(f"{name} = {value!r}: {meaning}")
+    return problems
+
+
 # --- counting -----------------------------------------------------------------------------
 
 def _add(pipe: Any, scope: str, name: str, field: str, amount: int, now: float) -> None:
