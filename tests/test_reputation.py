@@ -156,7 +156,8 @@ def test_a_hold_is_said_once_loudly_and_kept_until_released(guard, holds, caplog
     assert holds == [("hold", "bulk", first)]
     [record] = caplog.records
     assert record.levelno == logging.ERROR
-    assert "'bulk' held: bounce rate 5.000% is above the threshold 4.000%" in record.getMessage()
+    assert ("'bulk' held: bounce rate 5.000% is above the threshold 4.000% (200 recipients"
+            in record.getMessage())
     assert store.redis_client().ttl(reputation.hold_key_of("bulk")) == -1  # no expiry
     assert json.loads(store.redis_client().get(reputation.hold_key_of("bulk"))) == {
         "lane": "bulk", "rate": "bounce", "value": 0.05, "threshold": 0.04, "sample": 200,
@@ -374,3 +375,20 @@ def test_ses_usage_shows_the_guard(guard, moto_ses):
 def test_ses_usage_without_redis_has_no_guard_section(moto_ses, settings):
     settings.SEACUCUMBER_REDIS_URL = "redis://127.0.0.1:1/0"
     assert "Reputation guard" not in run("ses_usage")
+
+
+@pytest.mark.django_db
+def test_the_dashboard_says_which_lane_is_held(guard, ses_emulator):
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    client = Client()
+    client.force_login(User.objects.create_user("ops", password="pw", is_staff=True))  # noqa: S106
+    url = "/admin/seacucumber/dashboard/"
+    assert "reputation guard" not in client.get(url).content.decode()
+    sent("bulk", 200)
+    reputation.record_event("bounced", "bulk", None, 12, now=T0)
+    page = client.get(url).content.decode()
+    assert ("Lane bulk is held by the reputation guard: bounce rate 6.000% is above the "
+            "threshold 4.000% (200 recipients sent in the window)") in page
+    assert "manage.py ses_reputation release bulk" in page

@@ -247,6 +247,11 @@ class Hold:
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
+    def describe(self) -> str:
+        """One line for people: the rate, its value, the threshold and the sample."""
+        return (f"{self.rate} rate {100 * self.value:.3f}% is above the threshold "
+                f"{100 * self.threshold:.3f}% ({self.sample:,} recipients sent in the window)")
+
 
 def read_hold(value: bytes | str | None, lane: str = "") -> Hold | None:
     """The hold a hold key's ``value`` holds (None: the lane is not held). Pure: the caller
@@ -299,11 +304,8 @@ def judge(lane: str, now: float | None = None) -> Hold | None:
     hold = crossed(window_counts(LANE, lane, now, client)[1], lane, now)
     if hold is None or not client.set(hold_key_of(lane), hold.to_json(), nx=True):
         return None
-    logger.error(
-        "reputation guard: lane %r held: %s rate %.3f%% is above the threshold %.3f%% "
-        "(%d recipients sent in the window); release it with "
-        "`manage.py ses_reputation release %s`",
-        lane, hold.rate, 100 * hold.value, 100 * hold.threshold, hold.sample, lane)
+    logger.error("reputation guard: lane %r held: %s; release it with "
+                 "`manage.py ses_reputation release %s`", lane, hold.describe(), lane)
     signals.reputation_hold.send(sender=Hold, lane=lane, hold=hold)
     return hold
 
@@ -329,6 +331,16 @@ def release(lane: str, now: float | None = None) -> Hold | None:
                                                       time.gmtime(hold.at)))
     signals.reputation_released.send(sender=Hold, lane=lane, hold=hold)
     return hold
+
+
+def holds() -> list[Hold]:
+    """The holds in force on the guarded lanes (one round trip), for the dashboard."""
+    lanes = guarded_lanes()
+    if store.redis_url() is None or not lanes:
+        return []
+    values = store.redis_client().mget([hold_key_of(lane) for lane in lanes])
+    return [hold for lane, value in zip(lanes, values, strict=True)
+            if (hold := read_hold(value, lane)) is not None]
 
 
 # --- reports ----------------------------------------------------------------------------------
