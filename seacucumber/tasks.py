@@ -100,8 +100,10 @@ def requeue_kwargs(task: Any, **changes: Any) -> dict[str, Any]:
     a new slot of the shared rate unless ``changes`` say otherwise), ``failures`` and
     ``held`` kept."""
     kwargs = task.request.kwargs
-    return {"failures": int(kwargs.get("failures", 0)), "reserved_at": None,
-            "held": float(kwargs.get("held") or 0.0), **changes}
+    found: dict[str, Any] = {"failures": int(kwargs.get("failures", 0)), "reserved_at": None}
+    if kwargs.get("held"):  # only a send the reputation guard held carries it
+        found["held"] = float(kwargs["held"])
+    return {**found, **changes}
 
 
 def _reputation_hold(outbound: OutboundSend, lane: str) -> reputation.Hold | None:
