@@ -5,11 +5,12 @@ back onto the broker) put ``seacucumber.send_email`` tasks on the broker, each t
 message id; ``routed_queue`` names the queue Celery's routing gives them.
 
 The task: one ``OutboundSend`` payload in, one SES send out. Read the JSON payload -> drop
-suppressed recipients (``events.suppression``) -> claim the send in the send log
-(``shared.sendlog``: return at once if SES has it already) -> take the message's recipients
-from the account's shared rate (``shared.ratelimit.admit``) -> DKIM-sign -> send through
-``ses.send`` -> on error, ``ses.errors.classify`` decides: throttling (which also slows the
-shared rate) and transient errors retry with backoff (``retry.backoff_delay``) until the
+suppressed recipients (``events.suppression``) -> re-queue it while the reputation guard
+holds its lane (``shared.reputation``: no SES call; it never expires) -> claim the send in
+the send log (``shared.sendlog``: return at once if SES has it already) -> take the
+message's recipients from the account's shared rate (``shared.ratelimit.admit``) -> DKIM-sign
+-> send through ``ses.send`` -> on error, ``ses.errors.classify`` decides: throttling
+(which also slows the shared rate) and transient errors retry with backoff (``retry.backoff_delay``) until the
 message's lifetime ends (so do retries for a shared-state Redis outage and for a send another
 attempt holds); a spent daily quota holds every send, for at most one quota window (24 h)
 past the lifetime; permanent errors fail at once. The task's result is SES's MessageId. The
