@@ -8,16 +8,17 @@ The task: one ``OutboundSend`` payload in, one SES send out. Read the JSON paylo
 suppressed recipients (``events.suppression``) -> re-queue it while the reputation guard
 holds its lane (``shared.reputation``: no SES call; it never expires) -> claim the send in
 the send log (``shared.sendlog``: return at once if SES has it already) -> take the
-message's recipients from the account's shared rate (``shared.ratelimit.admit``) -> DKIM-sign
--> send through ``ses.send`` -> on error, ``ses.errors.classify`` decides: throttling
-(which also slows the shared rate) and transient errors retry with backoff (``retry.backoff_delay``) until the
-message's lifetime ends (so do retries for a shared-state Redis outage and for a send another
-attempt holds); a spent daily quota holds every send, for at most one quota window (24 h)
-past the lifetime; permanent errors fail at once. The task's result is SES's MessageId. The
-task is acknowledged only once the send is settled (``acks_late``), so a worker killed
-mid-task loses nothing: the broker hands the task to another worker. ``SendTask`` keeps the
-outbox (``shared.outbox``) in step with each attempt, for the one task a Redis broker can
-lose: the one a worker was taking off the queue as it died.
+message's recipients from the account's shared rate (``shared.ratelimit.admit``) ->
+DKIM-sign -> send through ``ses.send`` -> on error, ``ses.errors.classify`` decides:
+throttling (which also slows the shared rate) and transient errors retry with backoff
+(``retry.backoff_delay``) until the message's lifetime ends (so do retries for a
+shared-state Redis outage and for a send another attempt holds); a spent daily quota holds
+every send, for at most one quota window (24 h) past the lifetime; permanent errors fail at
+once. The task's result is SES's MessageId. The task is acknowledged only once the send is
+settled (``acks_late``), so a worker killed mid-task loses nothing: the broker hands the
+task to another worker. ``SendTask`` keeps the outbox (``shared.outbox``) in step with each
+attempt, for the one task a Redis broker can lose: the one a worker was taking off the queue
+as it died.
 """
 
 from __future__ import annotations
