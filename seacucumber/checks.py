@@ -7,7 +7,8 @@ settings that would fail sends, or lose them, are reported before any message is
     W020       django-ses's inbound settings
     E030       SEACUCUMBER_BASE_URL (unsubscribe links) not an absolute http(s) URL
     E031/W030  SEACUCUMBER_BASE_URL over http (W030 under DEBUG)
-    E010-E011  the rate settings
+    E010-E011  the rate settings            E012  SEACUCUMBER_LANES
+    E032       the reputation guard's settings
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from django.urls import NoReverseMatch, reverse
 from .conf import conf
 from .exceptions import InvalidMessage
 from .payload import bare_address, base_url_problem
-from .shared import quota, store
+from .shared import quota, reputation, store
 
 BROKER_TIMEOUTS = ("socket_connect_timeout", "socket_timeout")
 
@@ -120,6 +121,13 @@ def check_rate_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
         except ImproperlyConfigured as exc:
             found.append(Error(str(exc), id=error_id))
     return found
+
+
+@register()
+def check_reputation_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The reputation guard's settings (docs/deliverability.rst): a bad one would otherwise
+    fail in the webhook or the worker."""
+    return [Error(problem, id="seacucumber.E032") for problem in reputation.setting_problems()]
 
 
 def _webhook_installed() -> bool:

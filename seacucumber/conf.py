@@ -144,6 +144,29 @@ SETTINGS: tuple[Setting, ...] = (
             "again within 30 s."),
     Setting("SEACUCUMBER_QUOTA_HOLD", 600.0,
             "Seconds all sends are held once SES says the daily quota is used up."),
+    # --- reputation guard (docs/deliverability.rst) ---------------------------------------------
+    Setting("SEACUCUMBER_REPUTATION_GUARD", True,
+            "Count bounce and complaint rates per lane in the shared-state Redis and hold a "
+            "guarded lane whose rate crosses its threshold (needs the shared-state Redis)."),
+    Setting("SEACUCUMBER_REPUTATION_GUARD_LANES", ("bulk",),
+            "Lanes the reputation guard may hold; transactional mail is never held."),
+    Setting("SEACUCUMBER_REPUTATION_WINDOW", 24 * 3600.0,
+            "Seconds of the rolling window the rates are counted over (whole hours)."),
+    Setting("SEACUCUMBER_REPUTATION_BOUNCE_THRESHOLD", 0.04,
+            "Permanent bounce rate above which a guarded lane is held (SES reviews an "
+            "account at 0.05)."),
+    Setting("SEACUCUMBER_REPUTATION_COMPLAINT_THRESHOLD", 0.0008,
+            "Complaint rate above which a guarded lane is held (SES reviews an account at "
+            "0.001)."),
+    Setting("SEACUCUMBER_REPUTATION_MIN_SENDS", 200,
+            "Recipients a lane must have sent in the window before its bounce rate is "
+            "judged."),
+    Setting("SEACUCUMBER_REPUTATION_MIN_COMPLAINT_SENDS", 1250,
+            "Recipients a lane must have sent in the window before its complaint rate is "
+            "judged (the default: one complaint alone cannot cross 0.08%)."),
+    Setting("SEACUCUMBER_REPUTATION_RETRY", 60.0,
+            "Seconds a held send waits before it looks again (plus up to half as much "
+            "jitter); a held send never expires."),
     # --- DKIM ---------------------------------------------------------------------------------
     Setting("DKIM_DOMAIN", None, "Domain to sign for (d=). Signing is on when this and "
             "DKIM_PRIVATE_KEY are set."),

@@ -22,6 +22,15 @@ message_suppressed = Signal()
 #: Arguments: ``address`` (lowercased), ``topic``, ``source`` (``one-click`` or ``manual``).
 unsubscribed = Signal()
 
+#: The reputation guard held a lane (seacucumber.shared.reputation), sent once per hold by
+#: the process that placed it (the webhook's, after its transaction commits). Arguments:
+#: ``lane`` and ``hold`` (a ``reputation.Hold``: rate, value, threshold, sample, at).
+reputation_hold = Signal()
+
+#: An operator released a lane (``manage.py ses_reputation release``). Arguments: ``lane``
+#: and ``hold`` (the ``Hold`` released, or None when the lane was not held).
+reputation_released = Signal()
+
 # SES events received on the webhook (seacucumber.events). Each is sent with ``mail_obj`` (the
 # SES mail object), ``event_obj`` (the type-specific object: ``bounce``, ``complaint``, ...),
 # ``raw_message`` (the whole SNS message, a dict) and ``event_type`` (as SES spells it). Where

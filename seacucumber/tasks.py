@@ -5,21 +5,22 @@ back onto the broker) put ``seacucumber.send_email`` tasks on the broker, each t
 message id; ``routed_queue`` names the queue Celery's routing gives them.
 
 The task: one ``OutboundSend`` payload in, one SES send out. Read the JSON payload -> drop
-suppressed recipients (``events.suppression``) -> begin the attempt (``shared.attempt.begin``,
-one Redis round trip: the outbox record running, the send claimed in the send log, returning
-at once if SES has it already, the lane's hold checked, the recipients booked in the
-account's shared rate by the send's lane) -> DKIM-sign -> send through ``ses.send`` ->
-settle (``shared.attempt.settle``, the second round trip: sent mark, counter, outbox) -> on
-error, ``ses.errors.classify`` decides: throttling (which also slows the shared rate) and
-transient errors retry with backoff (``retry.backoff_delay``) until the message's lifetime
-ends (so do retries for a shared-state Redis outage and for a send another attempt holds); a
-spent daily quota holds every send, for at most one quota window (24 h) past the lifetime; a
-held lane holds its sends until an operator releases it; permanent errors fail at once. The
-task's result is SES's MessageId. The task is acknowledged only once the send is settled
-(``acks_late``), so a worker killed mid-task loses nothing: the broker hands the task to
-another worker. ``SendTask`` keeps the outbox (``shared.outbox``) in step with each attempt,
-for the one task a Redis broker can lose: the one a worker was taking off the queue as it
-died.
+suppressed recipients (``events.suppression``) -> begin the attempt
+(``shared.attempt.begin``, one Redis round trip: the outbox record running, the send claimed
+in the send log, returning at once if SES has it already, the lane's hold checked (the
+reputation guard's, ``shared.reputation``), the recipients booked in the account's shared
+rate by the send's lane) -> DKIM-sign -> send through ``ses.send`` -> settle
+(``shared.attempt.settle``, the second round trip: sent mark, counter, outbox) -> on error,
+``ses.errors.classify`` decides: throttling (which also slows the shared rate) and transient
+errors retry with backoff (``retry.backoff_delay``) until the message's lifetime ends (so do
+retries for a shared-state Redis outage and for a send another attempt holds); a spent daily
+quota holds every send, for at most one quota window (24 h) past the lifetime; a held lane
+holds its sends until an operator releases it (they never expire); permanent errors fail at
+once. The task's result is SES's MessageId. The task is acknowledged only once the send is
+settled (``acks_late``), so a worker killed mid-task loses nothing: the broker hands the
+task to another worker. ``SendTask`` keeps the outbox (``shared.outbox``) in step with each
+attempt, for the one task a Redis broker can lose: the one a worker was taking off the queue
+as it died.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from .exceptions import (
 from .payload import OutboundSend
 from .ses.errors import Outcome, classify
 from .ses.send import send
-from .shared import attempt, metrics, outbox, ratelimit, sendlog, sweeper
+from .shared import attempt, metrics, outbox, ratelimit, reputation, sendlog, sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ def _shared_state_retry(task: Any, outbound: OutboundSend, exc: Exception) -> Ex
     failures = int(task.request.kwargs.get("failures", 0))
     delay = retry.backoff_delay(failures)
     expired = _past_lifetime(outbound, delay, "SharedStateUnavailable",
-                             f"shared state (Redis) unavailable: {exc}")
+                             f"shared state (Redis) unavailable: {exc}",
+                             float(task.request.kwargs.get("held") or 0.0))
     if expired is not None:
         return expired
     logger.warning("message %s: shared state (Redis) unavailable (%s), retry in %.1fs",
@@ -99,9 +101,26 @@ def _shared_state_retry(task: Any, outbound: OutboundSend, exc: Exception) -> Ex
 
 def requeue_kwargs(task: Any, **changes: Any) -> dict[str, Any]:
     """The task's keyword arguments for a re-run: ``reserved_at`` cleared (a re-run books
-    a new slot of the shared rate unless ``changes`` say otherwise), ``failures`` kept."""
-    return {"failures": int(task.request.kwargs.get("failures", 0)), "reserved_at": None,
-            **changes}
+    a new slot of the shared rate unless ``changes`` say otherwise), ``failures`` and
+    ``held`` kept."""
+    kwargs = task.request.kwargs
+    found: dict[str, Any] = {"failures": int(kwargs.get("failures", 0)), "reserved_at": None}
+    if kwargs.get("held"):  # only a send the reputation guard held carries it
+        found["held"] = float(kwargs["held"])
+    return {**found, **changes}
+
+
+def _held_retry(task: Any, outbound: OutboundSend, hold: reputation.Hold) -> Exception:
+    """The Retry for a send whose lane the reputation guard holds: look again after
+    ``SEACUCUMBER_REPUTATION_RETRY`` seconds plus jitter. Not an SES failure (``failures``
+    stays) and never past the lifetime: an operator ends a hold, so a held send waits for
+    it, and the time it waited (``held``) is added to its lifetime once it is released."""
+    base = float(conf.SEACUCUMBER_REPUTATION_RETRY)
+    countdown = base + random.uniform(0, base / 2)
+    held = float(task.request.kwargs.get("held") or 0.0) + countdown
+    logger.info("message %s held: lane %r is held by the reputation guard (%s rate); "
+                "looking again in %.0fs", outbound.message_id, hold.lane, hold.rate, countdown)
+    return task.retry(countdown=countdown, kwargs=requeue_kwargs(task, held=held), throw=False)
 
 
 class SendTask(Task):
@@ -134,11 +153,6 @@ def _lane(outbound: OutboundSend) -> Lane:
         return conf_lane()
 
 
-#: How long a held lane's send waits before it looks again (the guard's hold is lifted by an
-#: operator, so this only bounds how soon mail moves after the release).
-LANE_HOLD_RECHECK = 60.0
-
-
 def _begin(task: Any, outbound: OutboundSend, lane: Lane,
            reserved_at: float | None) -> sendlog.Claim:
     """Start the attempt (``attempt.begin``: one round trip) and return its claim once the
@@ -161,15 +175,14 @@ def _begin(task: Any, outbound: OutboundSend, lane: Lane,
             delay = max(0.1, began.wait) + random.uniform(0, 1)
             expired = _past_lifetime(
                 outbound, delay, "SendInProgress",
-                "another attempt was inside the SES call (it may yet have sent the message)")
+                "another attempt was inside the SES call (it may yet have sent the message)",
+                float(task.request.kwargs.get("held") or 0.0))
             if expired is not None:
                 raise expired from None
             raise task.retry(countdown=delay, kwargs=requeue_kwargs(task))
-        if began.outcome == "lane_held":
-            countdown = LANE_HOLD_RECHECK + random.uniform(0, 10)
-            logger.info("message %s waits: lane %s is held (%s)", message_id, lane.name,
-                        began.hold)
-            raise task.retry(countdown=countdown, kwargs=requeue_kwargs(task))
+        if began.outcome == "lane_held":  # the reputation guard: no SES call, never expires
+            raise _held_retry(task, outbound, reputation.read_hold(began.hold, lane.name)
+                              or reputation.Hold(lane.name, "unknown", 0.0, 0.0, 0, 0.0))
         token_claim = sendlog.Claim(message_id, token=f"claim:{token}" if began.claimed else None)
         if began.outcome == "go" or (began.outcome == "admitted" and began.wait <= max_wait):
             if began.wait > 0:
@@ -220,11 +233,12 @@ worker_shutdown.connect(sweeper.stop, dispatch_uid="seacucumber.outbox.stop")
     max_retries=None,
 )
 def send_email(self: Any, payload: Any, reserved_at: float | None = None,
-               failures: int = 0) -> str | None:
+               failures: int = 0, held: float = 0.0) -> str | None:
     """Send one message through SES; returns SES's MessageId (None: all recipients
     suppressed, not sent). ``reserved_at``: set by the shared rate when it re-queued the
     task for a slot it booked; ``failures``: SES errors so far (the backoff counts these,
-    not the re-queues for the rate)."""
+    not the re-queues for the rate); ``held``: seconds the reputation guard held it (added
+    to its lifetime)."""
     try:
         outbound = OutboundSend.from_json(payload)
     except MalformedPayload as exc:
@@ -265,7 +279,8 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
             extra = retry.QUOTA_WINDOW  # waiting for the rolling 24 h: one window more
         else:
             delay = retry.backoff_delay(failures)
-        expired = _past_lifetime(outbound, delay, classified.code, classified.message, extra)
+        expired = _past_lifetime(outbound, delay, classified.code, classified.message,
+                                 extra + held)
         if expired is not None:
             raise expired from None
         metrics.count("retries", lane.name)
@@ -278,7 +293,7 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
             countdown=delay, exc=TransientSendError(classified.code, classified.message),
             kwargs=requeue_kwargs(self, failures=failures + 1),
         ) from None
-    attempt.settle(outbound.message_id, ses_message_id, lane.name, self.request.id)
+    attempt.settle(outbound, ses_message_id, lane.name, self.request.id)
     self.request.seacucumber_settled = True  # on_success: nothing left to settle
     logger.info("message %s sent to %d recipient(s) as SES %s",
                 outbound.message_id, len(outbound.recipients), ses_message_id)

@@ -111,3 +111,5 @@ SEACUCUMBER_TRACK_STATUS = os.environ.get("SEACUCUMBER_TRACK_STATUS") == "1"
 SEACUCUMBER_SUPPRESSION_LIST = (
     True if os.environ.get("SEACUCUMBER_SUPPRESSION_LIST") == "1" else None
 )
+# The reputation guard: worker tests make a held send look again within a second.
+SEACUCUMBER_REPUTATION_RETRY = float(os.environ.get("SEACUCUMBER_REPUTATION_RETRY", "60"))

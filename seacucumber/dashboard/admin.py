@@ -74,6 +74,7 @@ class DashboardAdmin(admin.ModelAdmin):
                 complaint_review, complaint_pause),
             "hold_text": (usage.duration(gauges.quota_hold_seconds)
                           if gauges.quota_hold_seconds else None),
+            "reputation_holds": data.reputation_holds(),
         }
         return TemplateResponse(request, "seacucumber/dashboard.html", context)
 

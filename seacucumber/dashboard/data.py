@@ -15,7 +15,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from ..models import DailyStatistics, MessageStatus, Status, SuppressedAddress
-from ..shared import metrics, usage
+from ..shared import metrics, reputation, usage
 
 HOURS = 48
 STORED_DAYS = 90  #: the rate charts show at most this many stored days
@@ -92,6 +92,15 @@ def daily_rates(days: int = STORED_DAYS) -> list[DayRates]:
                      row.bounces / row.delivery_attempts if row.delivery_attempts else None,
                      row.complaints / row.delivery_attempts if row.delivery_attempts else None)
             for row in reversed(rows)]
+
+
+def reputation_holds() -> list[reputation.Hold]:
+    """Lanes the reputation guard holds; empty when it cannot tell (a page must not fail on
+    the shared state: ``ses_reputation status`` says why)."""
+    try:
+        return reputation.holds()
+    except Exception:  # noqa: BLE001 - Redis down or unset
+        return []
 
 
 def overview(with_quota: bool = True) -> Overview:

@@ -32,6 +32,7 @@ from .. import signals, status
 from ..conf import conf
 from ..exceptions import AwaitingSend, InvalidNotification, MailObjectGone, NotAuthentic
 from ..models import MessageStatus, SeenNotification, Status, SuppressedAddress, statuses_below
+from ..shared import reputation
 from . import inbound, s3, sns, suppression
 from .parse import SESEvent, addresses, parse_event
 
@@ -83,6 +84,7 @@ def handle_notification(message: dict[str, Any]) -> str:
             return "ignored"
         apply_status(event, published=_published(message.get("Timestamp")))
         apply_suppression(event)
+        apply_reputation(event)
         send_signal(event, message)
     return "applied"
 
@@ -203,6 +205,41 @@ def apply_suppression(event: SESEvent) -> None:
     elif event.kind == "complaint" and conf.SEACUCUMBER_SUPPRESS_ON_COMPLAINT:
         found = addresses(event.detail.get("complainedRecipients"))
         suppression.add(found, SuppressedAddress.Reason.COMPLAINT, _diagnostic(event))
+
+
+def _tag(event: SESEvent, name: str) -> str | None:
+    """The first value of SES message tag ``name`` on the event's ``mail.tags``."""
+    tags = event.mail.get("tags")
+    values = tags.get(name) if isinstance(tags, dict) else None
+    value = values[0] if isinstance(values, list) and values else None
+    return value if isinstance(value, str) and value else None
+
+
+def apply_reputation(event: SESEvent) -> None:
+    """Count a permanent bounce or a complaint for the reputation guard, per recipient as
+    SES counts, under the lane and configuration set its tags name (no lane tag:
+    transactional). Counted once the webhook's transaction commits (a rollback means SNS
+    sends the event again); a Redis error loses the count, never the event."""
+    if event.kind == "bounce" and event.detail.get("bounceType") == "Permanent":
+        field, listed = "bounced", event.detail.get("bouncedRecipients")
+    elif event.kind == "complaint":
+        field, listed = "complained", event.detail.get("complainedRecipients")
+    else:
+        return
+    if not reputation.enabled():
+        return
+    recipients = max(1, len(listed)) if isinstance(listed, list) else 1
+    lane = _tag(event, reputation.LANE_TAG) or reputation.default_lane()
+    configuration_set = _tag(event, reputation.CONFIGURATION_SET_TAG)
+
+    def record() -> None:
+        try:
+            reputation.record_event(field, lane, configuration_set, recipients)
+        except Exception as exc:  # noqa: BLE001 - Redis down or unset: the event stands
+            logger.warning("SES %s for %s: reputation guard not counted or judged (%r)",
+                           event.event_type, event.ses_message_id, exc)
+
+    transaction.on_commit(record)
 
 
 def send_signal(event: SESEvent, message: dict[str, Any]) -> None:

@@ -1,16 +1,16 @@
 """One send attempt's shared state, in two Redis round trips: ``begin`` and ``settle``.
 
-A send touches four records in the shared-state Redis: the outbox (``outbox``), the send log
-(``sendlog``), the lane's hold (the reputation guard) and the account's rate
-(``ratelimit``). Taken one call each they cost a worker five or six round trips per send;
-here they are two:
+A send touches five records in the shared-state Redis: the outbox (``outbox``), the send log
+(``sendlog``), the lane's hold and sent counts (the reputation guard, ``reputation``), the
+metrics counters, and the account's rate (``ratelimit``). Taken one call each they cost a
+worker five or six round trips per send; here they are two:
 
 - ``begin``: one Lua script marks the outbox record running, claims the send in the send
   log (or finds it sent, or claimed by another attempt), checks the lane's hold, and books
   the recipients in the shared rate for the send's lane, atomically. An attempt that does
   not go on to send gives its claim back inside the same script.
-- ``settle``: one pipeline marks the send sent in the send log, counts it, and drops its
-  outbox record.
+- ``settle``: one pipeline marks the send sent in the send log, counts it (metrics, the
+  reputation guard), and drops its outbox record.
 
 The rate, per lane (docs/rate.rst). GCRA, as ``ratelimit`` explains: one "theoretical
 arrival time" (TAT) for the whole account, so every lane together never exceeds the rate.
@@ -36,7 +36,8 @@ import redis
 from ..conf import Lane, conf
 from ..conf import lane as conf_lane
 from ..exceptions import SendLogUnavailable
-from . import outbox, quota, ratelimit, sendlog, store
+from ..payload import OutboundSend
+from . import outbox, quota, ratelimit, reputation, sendlog, store
 
 logger = logging.getLogger(__name__)
 
@@ -140,8 +141,9 @@ class Begin:
 
 
 def lane_hold_key(lane: str) -> str:
-    """The key whose presence holds ``lane`` (the reputation guard sets it)."""
-    return store.key("lane", lane, "hold")
+    """The key whose presence holds ``lane``: the reputation guard's (``reputation``), or,
+    when nothing can hold the lane, one nothing sets."""
+    return reputation.hold_key(lane) or store.key("reputation", "never-held")
 
 
 def _keys(message_id: str, lane: Lane) -> list[str]:
@@ -230,17 +232,22 @@ def reserve(cost: int, rate: float, lane: Lane | None = None, horizon: float | N
                               rate=found.rate, waiters=found.waiters)
 
 
-def settle(message_id: str, ses_message_id: str, lane: str, task_id: str | None) -> None:
-    """The send went through: mark it sent in the send log, count it, drop its outbox
-    record; one pipelined round trip. A Redis error is logged: the message is sent all the
-    same (only a redelivery could send it again, and the sweeper finds no record)."""
+def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
+           task_id: str | None) -> None:
+    """The send went through: mark it sent in the send log, count it (the metrics, the
+    reputation guard's sent recipients), drop its outbox record; one pipelined round trip. A
+    Redis error is logged: the message is sent all the same (only a redelivery could send it
+    again, and the sweeper finds no record)."""
     if store.redis_url() is None:
         return
     from . import metrics  # metrics reads usage, which reads this package's modules
 
+    message_id = outbound.message_id
     pipe = store.redis_client().pipeline(transaction=False)
     sendlog.mark_sent_in(pipe, message_id, ses_message_id)
     metrics.count_in(pipe, "sends", "sent", lane)
+    reputation.record_sent(pipe, lane, outbound.options.get("configuration_set"),
+                           len(outbound.recipients))
     if task_id and outbox.enabled():
         outbox.settled_in(pipe, task_id)
     try:

@@ -19,7 +19,7 @@ from typing import Any
 from ..conf import conf
 from ..ses.clients import client as ses_client
 from ..ses.errors import ses_call
-from . import outbox, ratelimit, store
+from . import outbox, ratelimit, reputation, store
 
 #: SES's published levels (Developer Guide, "Reputation metrics messages"): at a bounce rate
 #: of 5% SES puts the account under review, at 10% it may pause sending; for complaints
@@ -73,6 +73,9 @@ class Usage:
     #: sends queued and not yet settled (``outbox``): {"queued": n, "running": m}, or None
     #: when the outbox is off or could not be read
     outbox: dict[str, int] | None = None
+    #: the reputation guard (``reputation.report``): per lane rates, samples, holds; None
+    #: without a shared-state Redis, or when it could not be read
+    reputation: dict[str, Any] | None = None
 
     @property
     def totals(self) -> Day:
@@ -103,6 +106,7 @@ class Usage:
             "rate_note": self.rate_note,
             "quota_hold_seconds": self.quota_hold_seconds,
             "outbox": self.outbox,
+            "reputation": self.reputation,
             "days": [asdict(day) for day in self.days],
             "totals": {k: v for k, v in asdict(self.totals).items() if k != "date"},
             "bounce_rate": self.bounce_rate,
@@ -169,6 +173,15 @@ def outbox_counts() -> dict[str, int] | None:
         return None
 
 
+def reputation_report() -> dict[str, Any] | None:
+    """The reputation guard's state, or None without a shared Redis or when unreadable.
+    Never raises."""
+    try:
+        return reputation.report() if store.redis_url() is not None else None
+    except Exception:  # noqa: BLE001 - a report must not fail on the shared state
+        return None
+
+
 def rate_in_force() -> float | None:
     """Recipients per second the workers hold now under the shared rate, or ``None`` when
     there is no shared rate (see ``shared_rate`` for why)."""
@@ -221,7 +234,8 @@ def fetch() -> Usage:
     days = fetch_days()
     rate = shared_rate()
     return Usage(ses_client().meta.region_name, "v2" if conf.USE_SES_V2 else "v1", quota,
-                 days, rate.rate_in_force, rate.note, rate.quota_hold_seconds, outbox_counts())
+                 days, rate.rate_in_force, rate.note, rate.quota_hold_seconds, outbox_counts(),
+                 reputation_report())
 
 
 def _number(value: float) -> str:
@@ -285,4 +299,6 @@ def render(usage: Usage, bar_width: int = 30) -> str:
             f"{level(value, review, at_risk)} (SES reviews at {_percent(review, 1)}, "
             f"may pause at {_percent(at_risk, 1)})"
         )
+    if usage.reputation is not None:
+        lines += ["", *reputation.render(usage.reputation)]
     return "\n".join(lines)
