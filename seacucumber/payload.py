@@ -28,7 +28,12 @@ from .exceptions import HeaderInjection, InvalidMessage, InvalidOption, Malforme
 #: Version 2 adds the per-mailer client options (``region``, ``endpoint_url``, ``profile``);
 #: it is written only for sends that use them, so during a rolling deploy old workers keep
 #: reading everything else. Upgrade workers before web processes when mailers use them.
+#: Version 3 may carry a claim check (``"claim"`` instead of ``"raw"``: the raw message is
+#: in a store, ``shared.claimcheck``); it is written only for claim-checked sends.
 PAYLOAD_VERSION = 1
+CLAIM_VERSION = 3
+#: Where a claim-checked raw message may be stored.
+CLAIM_STORES = ("redis", "s3")
 MAX_RECIPIENTS_PER_SEND = 50
 MAX_SIZE_V1 = 10 * 1024 * 1024
 MAX_SIZE_V2 = 40 * 1024 * 1024
@@ -45,7 +50,12 @@ _V1_OPTIONS = frozenset(k for k, v in PAYLOAD_OPTIONS.items() if v == 1)
 
 @dataclass(frozen=True)
 class OutboundSend:
-    """One call to SES: raw MIME, envelope, our id, and per-message options."""
+    """One call to SES: raw MIME, envelope, our id, and per-message options.
+
+    ``claim``: set when the raw message travels by claim check (``shared.claimcheck``):
+    ``{"store": "redis"|"s3", "key": ..., "sha256": hex, "size": bytes}``. The payload then
+    carries the claim instead of ``raw``; read back from one, ``raw`` is empty until the
+    worker fetches it."""
 
     message_id: str
     sender: str
@@ -53,15 +63,23 @@ class OutboundSend:
     raw: bytes
     created: float
     options: dict[str, str] = field(default_factory=dict)
+    claim: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The task payload: JSON types only; the lowest version that holds its options."""
+        """The task payload: JSON types only; the lowest version that holds its options
+        (and its claim check)."""
+        version = max((PAYLOAD_OPTIONS[k] for k in self.options), default=PAYLOAD_VERSION)
+        body: dict[str, Any]
+        if self.claim is not None:
+            version, body = max(version, CLAIM_VERSION), {"claim": dict(self.claim)}
+        else:
+            body = {"raw": base64.b64encode(self.raw).decode("ascii")}
         return {
-            "v": max((PAYLOAD_OPTIONS[k] for k in self.options), default=PAYLOAD_VERSION),
+            "v": version,
             "id": self.message_id,
             "from": self.sender,
             "to": list(self.recipients),
-            "raw": base64.b64encode(self.raw).decode("ascii"),
+            **body,
             "created": self.created,
             "options": dict(self.options),
         }
@@ -73,7 +91,7 @@ class OutboundSend:
         if not isinstance(data, dict):
             raise MalformedPayload(f"payload is {type(data).__name__}, not an object")
         version = data.get("v")
-        if version not in (1, 2) or isinstance(version, bool):
+        if version not in (1, 2, 3) or isinstance(version, bool):
             raise MalformedPayload(f"unknown payload version {version!r}")
         known = _V1_OPTIONS if version == 1 else PAYLOAD_OPTIONS
         message_id, sender, recipients = data.get("id"), data.get("from"), data.get("to")
@@ -95,6 +113,13 @@ class OutboundSend:
             k in known and isinstance(v, str) for k, v in options.items()
         ):
             raise MalformedPayload("payload options are not known string options")
+        claim = data.get("claim")
+        if claim is not None and (version < CLAIM_VERSION or raw is not None):
+            raise MalformedPayload("payload has a claim check but is not version 3 with no "
+                                   "raw message")
+        if claim is not None:
+            return cls(message_id, sender, tuple(recipients), b"", float(created), options,
+                       _claim(claim))
         if not isinstance(raw, str):
             raise MalformedPayload("payload has no raw message")
         try:
@@ -102,6 +127,25 @@ class OutboundSend:
         except (binascii.Error, ValueError) as exc:
             raise MalformedPayload(f"raw message is not base64: {exc}") from None
         return cls(message_id, sender, tuple(recipients), raw_bytes, float(created), options)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _claim(claim: Any) -> dict[str, Any]:
+    """A payload's claim check, checked: store, key, sha256, size and nothing else."""
+    if (
+        not isinstance(claim, dict)
+        or set(claim) != {"store", "key", "sha256", "size"}
+        or claim["store"] not in CLAIM_STORES
+        or not isinstance(claim["key"], str) or not claim["key"]
+        or not isinstance(claim["sha256"], str) or not _SHA256.fullmatch(claim["sha256"])
+        or not isinstance(claim["size"], int) or isinstance(claim["size"], bool)
+        or claim["size"] < 0
+    ):
+        raise MalformedPayload(f"payload claim check {claim!r} is not a store, key, sha256 "
+                               "and size")
+    return dict(claim)
 
 
 def size_limit() -> int:

@@ -37,6 +37,7 @@ from . import dkim, retry, signals
 from .conf import conf
 from .events import suppression
 from .exceptions import (
+    ClaimCheckFailed,
     EnqueueError,
     MalformedPayload,
     PermanentSendError,
@@ -47,7 +48,7 @@ from .exceptions import (
 from .payload import OutboundSend
 from .ses.errors import Outcome, classify
 from .ses.send import send
-from .shared import metrics, outbox, ratelimit, sendlog, sweeper
+from .shared import claimcheck, metrics, outbox, ratelimit, sendlog, store, sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -79,17 +80,19 @@ def _past_lifetime(outbound: OutboundSend, delay: float, code: str, reason: str,
     return PermanentSendError(code, reason)
 
 
-def _shared_state_retry(task: Any, outbound: OutboundSend, exc: Exception) -> Exception:
-    """The Retry to raise when the shared-state Redis failed: try again after a backoff,
-    within the message's lifetime (past it: the PermanentSendError to raise)."""
+def _shared_state_retry(task: Any, outbound: OutboundSend, exc: Exception,
+                        what: str = "shared state (Redis)") -> Exception:
+    """The Retry to raise when the shared-state Redis (or another ``what``) failed: try
+    again after a backoff, within the message's lifetime (past it: the PermanentSendError
+    to raise)."""
     failures = int(task.request.kwargs.get("failures", 0))
     delay = retry.backoff_delay(failures)
     expired = _past_lifetime(outbound, delay, "SharedStateUnavailable",
-                             f"shared state (Redis) unavailable: {exc}")
+                             f"{what} unavailable: {exc}")
     if expired is not None:
         return expired
-    logger.warning("message %s: shared state (Redis) unavailable (%s), retry in %.1fs",
-                   outbound.message_id, exc, delay)
+    logger.warning("message %s: %s unavailable (%s), retry in %.1fs",
+                   outbound.message_id, what, exc, delay)
     return task.retry(countdown=delay, kwargs=requeue_kwargs(task, failures=failures + 1),
                       throw=False)
 
@@ -101,24 +104,74 @@ def requeue_kwargs(task: Any, **changes: Any) -> dict[str, Any]:
             **changes}
 
 
+#: SQS's longest DelaySeconds.
+SQS_MAX_DELAY = 900.0
+#: A task back this close to its due time sleeps the rest rather than hop once more.
+HOP_SLACK = 0.5
+
+
+def max_countdown() -> float | None:
+    """The longest countdown one retry may be published with (``SEACUCUMBER_MAX_COUNTDOWN``),
+    or by default what the broker allows: a Celery countdown is held by the worker as an
+    unacknowledged message, which SQS and kombu's Redis transport hand out again once their
+    visibility timeout passes, so a countdown must end well inside it (celery/celery#7009).
+    None: no limit (RabbitMQ)."""
+    given = conf.SEACUCUMBER_MAX_COUNTDOWN
+    if given is not None:
+        return float(given)
+    options = current_app.conf.broker_transport_options or {}
+    scheme = store.broker_scheme()
+    if scheme == "sqs":
+        return min(SQS_MAX_DELAY, float(options.get("visibility_timeout", 1800)) / 2)
+    if scheme in store.REDIS_BROKER_SCHEMES:
+        return float(options.get("visibility_timeout", 3600)) / 2
+    return None
+
+
 class SendTask(Task):
     """Keeps the outbox (``outbox``) in step with each attempt: running when it starts,
-    queued again before a retry is published, gone once the send is settled."""
+    queued again before a retry is published, gone once the send is settled; deletes a
+    claim-checked payload once settled. Every retry and re-queue goes through ``retry``,
+    which takes a wait longer than the broker allows (``max_countdown``) in hops."""
 
     def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
         outbox.started(task_id)
 
     def retry(self, *args: Any, countdown: float | None = None, **options: Any) -> Any:
+        """Celery's retry, with a countdown over ``max_countdown()`` cut to it and the task's
+        due time carried in the ``due`` kwarg: the task that comes back early hops again
+        (``hop``) without working."""
+        kwargs = options.get("kwargs")
+        kwargs = dict(self.request.kwargs if kwargs is None else kwargs)
+        kwargs.pop("due", None)
+        longest = max_countdown()
+        if countdown is not None and longest is not None and countdown > longest:
+            kwargs["due"] = time.time() + countdown
+            countdown = longest
+        options["kwargs"] = kwargs
         if not self.request.called_directly:
             outbox.requeued(self.request.id, countdown or 0.0)
         return super().retry(*args, countdown=countdown, **options)
 
+    def hop(self, due: float | None) -> None:
+        """A task back before its ``due`` time (a wait taken in hops) is re-queued for the
+        rest (raises Celery's ``Retry``), or sleeps it when it is short; at or past it,
+        nothing happens."""
+        left = (due or 0.0) - time.time()
+        if left > HOP_SLACK:
+            logger.info("message %s: hop, due in %.1fs", self.request.id, left)
+            raise self.retry(countdown=left, kwargs=dict(self.request.kwargs))
+        if left > 0:  # a slot of the shared rate is booked for then: not earlier
+            time.sleep(left)
+
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
         outbox.settled(task_id)
+        claimcheck.release(args[0] if args else None)
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any,
                    einfo: Any) -> None:
         outbox.settled(task_id)  # failed for good (fail() said why; a bug: Celery's log)
+        claimcheck.release(args[0] if args else None)
 
 
 def _start_sweeper(sender: Any = None, **_: Any) -> None:
@@ -140,11 +193,12 @@ worker_shutdown.connect(sweeper.stop, dispatch_uid="seacucumber.outbox.stop")
     max_retries=None,
 )
 def send_email(self: Any, payload: Any, reserved_at: float | None = None,
-               failures: int = 0) -> str | None:
+               failures: int = 0, due: float | None = None) -> str | None:
     """Send one message through SES; returns SES's MessageId (None: all recipients
     suppressed, not sent). ``reserved_at``: set by the shared rate when it re-queued the
     task for a slot it booked; ``failures``: SES errors so far (the backoff counts these,
-    not the re-queues for the rate)."""
+    not the re-queues for the rate); ``due``: when a wait taken in hops ends."""
+    self.hop(due)  # back early from one hop of a long wait: re-queued, nothing done
     try:
         outbound = OutboundSend.from_json(payload)
     except MalformedPayload as exc:
@@ -179,6 +233,15 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
         if isinstance(exc, redis.RedisError):
             raise _shared_state_retry(self, outbound, exc) from None
         raise
+    try:  # a claim-checked message is read only now: a re-queue or a resend never reads it
+        outbound = claimcheck.fetch(outbound)
+    except ClaimCheckFailed as exc:
+        claim.release()
+        fail(outbound, outbound.message_id, exc.code, exc.reason)
+        raise PermanentSendError(exc.code, exc.reason) from None
+    except claimcheck.STORE_ERRORS as exc:
+        claim.release()
+        raise _shared_state_retry(self, outbound, exc, "the claim check's store") from None
     try:  # DKIM here, not in send_messages: signing costs ms the caller must not wait for
         raw = dkim.sign(outbound.raw)
     except SigningError as exc:
