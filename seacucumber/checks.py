@@ -6,6 +6,8 @@ settings that would fail sends, or lose them, are reported before any message is
     W008       a default or domainless DEFAULT_FROM_EMAIL / SERVER_EMAIL
     W020       django-ses's inbound settings
     E010-E011  the rate settings
+    E030       the claim check's store cannot work
+    W030       an SQS broker with the claim check off
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
 
 from .conf import conf
-from .exceptions import InvalidMessage
+from .exceptions import ClaimCheckError, InvalidMessage
 from .payload import bare_address
-from .shared import quota, store
+from .shared import claimcheck, quota, store
 
 BROKER_TIMEOUTS = ("socket_connect_timeout", "socket_timeout")
 
@@ -118,6 +120,25 @@ def check_rate_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
         except ImproperlyConfigured as exc:
             found.append(Error(str(exc), id=error_id))
     return found
+
+
+@register()
+def check_claim_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The claim check's store, before any send: a bad one would refuse every large message
+    at ``send_messages``; on SQS with none, such a message cannot be queued at all."""
+    try:
+        name = claimcheck.store_name()
+        if name is not None:
+            claimcheck.get_store(name)
+    except ClaimCheckError as exc:
+        return [Error(str(exc), id="seacucumber.E030")]
+    if name is None and store.broker_scheme() == "sqs":
+        return [Warning(
+            "the broker is SQS and the claim check is off: a message over SQS's 256 KiB "
+            "(after base64) cannot be queued",
+            hint="Set SEACUCUMBER_CLAIM_CHECK_BUCKET (or SEACUCUMBER_REDIS_URL).",
+            id="seacucumber.W030")]
+    return []
 
 
 def _webhook_installed() -> bool:

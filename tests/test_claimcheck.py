@@ -180,6 +180,28 @@ def test_a_store_that_fails_refuses_the_call_at_send_messages(
     assert mail.get_connection(fail_silently=True).send_messages([large()]) == 0
 
 
+@pytest.mark.parametrize("setting, expected", [
+    ({}, []),
+    ({"SEACUCUMBER_CLAIM_CHECK_STORE": "disk"}, ["seacucumber.E030"]),
+    ({"SEACUCUMBER_CLAIM_CHECK_STORE": "s3"}, ["seacucumber.E030"]),
+    ({"SEACUCUMBER_CLAIM_CHECK_BUCKET": "claims"}, []),
+    ({"SEACUCUMBER_CLAIM_CHECK_STORE": "off"}, ["seacucumber.W030"]),
+])
+def test_system_check_of_the_claim_check_on_sqs(settings, redis_url, setting, expected):
+    from seacucumber.checks import check_claim_check
+    from tests.proj.celery import app
+
+    settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/10"
+    for name, value in setting.items():
+        setattr(settings, name, value)
+    saved = app.conf.broker_url
+    app.conf.broker_url = "sqs://"
+    try:
+        assert [m.id for m in check_claim_check()] == expected
+    finally:
+        app.conf.broker_url = saved
+
+
 # --- the longest countdown --------------------------------------------------------------------
 
 @pytest.mark.parametrize("broker, options, expected", [
