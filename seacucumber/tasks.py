@@ -4,10 +4,12 @@ Publishing: ``enqueue`` (from the backend) and ``publish`` (also the outbox's sw
 back onto the broker) put ``seacucumber.send_email`` tasks on the broker, each task id our
 message id; ``routed_queue`` names the queue Celery's routing gives them.
 
-The task: one ``OutboundSend`` payload in, one SES send out. Read the JSON payload -> drop
+The task: one ``OutboundSend`` payload in, one SES send out. Back before its due time (a long
+wait taken in hops): re-queue, nothing else -> read the JSON payload -> drop
 suppressed recipients (``events.suppression``) -> claim the send in the send log
 (``shared.sendlog``: return at once if SES has it already) -> take the message's recipients
-from the account's shared rate (``shared.ratelimit.admit``) -> DKIM-sign -> send through
+from the account's shared rate (``shared.ratelimit.admit``) -> fetch a claim-checked message
+(``shared.claimcheck``) -> DKIM-sign -> send through
 ``ses.send`` -> on error, ``ses.errors.classify`` decides: throttling (which also slows the
 shared rate) and transient errors retry with backoff (``retry.backoff_delay``) until the
 message's lifetime ends (so do retries for a shared-state Redis outage and for a send another
@@ -144,7 +146,7 @@ class SendTask(Task):
         kwargs = options.get("kwargs")
         kwargs = dict(self.request.kwargs if kwargs is None else kwargs)
         kwargs.pop("due", None)
-        longest = max_countdown()
+        longest = None if self.request.is_eager else max_countdown()  # eager: no broker
         if countdown is not None and longest is not None and countdown > longest:
             kwargs["due"] = time.time() + countdown
             countdown = longest

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 import uuid
 from collections import Counter
@@ -124,6 +125,12 @@ def test_sigkilled_worker_on_sqs_loses_nothing(sqs_env, start_worker):
     assert duplicates <= killed, seen.most_common(5)
     by_app = Counter(m.app for m in emulator.messages())
     assert by_app["victim"] > 0 and by_app["steady"] > 0, by_app
+    # the victim died holding tasks it had received and not finished: all arrived all the
+    # same, so SQS handed them to the steady worker
+    log = victim.log()
+    held = set(re.findall(r"send_email\[(\w+)\] received", log)) - set(
+        re.findall(r"send_email\[(\w+)\] succeeded", log))
+    assert held, "the victim held no task when it was killed"
 
 
 def test_long_waits_are_taken_in_hops_within_the_visibility_timeout(sqs_env, start_worker):
