@@ -151,3 +151,17 @@ def test_long_waits_are_taken_in_hops_within_the_visibility_timeout(sqs_env, sta
     # 2/s with a burst of half a second's worth: ten sends take at least 4 s
     assert times[-1] - times[0] >= 3.5, times
     assert "hop, due in" in worker.log()
+
+
+def test_without_a_shared_redis_sqs_sends_with_the_documented_degradation(
+        sqs_env, start_worker, settings):
+    """No SEACUCUMBER_REDIS_URL: no shared rate and no send log (the worker says so once),
+    no claim check store; mail is sent all the same."""
+    env, queue, emulator = sqs_env
+    emulator.configure(fail_5xx=0.0, rate=0)
+    settings.SEACUCUMBER_REDIS_URL = None
+    env = {name: value for name, value in env.items() if name != "SEACUCUMBER_REDIS_URL"}
+    worker = start_worker(env, queues=queue, pool="threads", concurrency=2)
+    assert mail.get_connection().send_messages(tagged_messages(5)) == 5
+    assert set(wait_all(emulator, 5, timeout=30).values()) == {1}
+    assert "no shared-state Redis" in worker.log()
