@@ -144,7 +144,7 @@ class SendTask(Task):
         due time carried in the ``due`` kwarg: the task that comes back early hops again
         (``hop``) without working."""
         kwargs = options.get("kwargs")
-        kwargs = dict(self.request.kwargs if kwargs is None else kwargs)
+        kwargs = dict((self.request.kwargs or {}) if kwargs is None else kwargs)
         kwargs.pop("due", None)
         longest = None if self.request.is_eager else max_countdown()  # eager: no broker
         if countdown is not None and longest is not None and countdown > longest:
