@@ -273,3 +273,24 @@ def test_a_missing_or_corrupt_stored_message_fails_its_send_for_good(
         assert f"message {changed['id']} failed: ClaimCheckCorrupt" in log
         assert "retry" not in log.lower() and emulator.messages() == []
         wait_until(lambda: not client.exists(changed["claim"]["key"]), 10, "deleted")
+
+
+@pytest.mark.parametrize("pipeline", ["amqp"], indirect=True)
+def test_the_claim_check_works_on_rabbitmq_too(pipeline, start_worker, moto_ses, redis_url,
+                                               settings):
+    """The same on RabbitMQ (the store: the shared-state Redis beside it)."""
+    settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/10"
+    settings.SEACUCUMBER_REDIS_PREFIX = pipeline.queue
+    settings.SEACUCUMBER_CLAIM_CHECK_THRESHOLD = THRESHOLD
+    assert mail.get_connection().send_messages([large("Rabbit")]) == 1
+    client = store.redis_client()
+    [key] = client.scan_iter(store.key("claim", "*"))  # stored, before any worker runs
+    start_worker(pipeline.worker_env(SEACUCUMBER_REDIS_URL=f"{redis_url}/10",
+                                     SEACUCUMBER_REDIS_PREFIX=pipeline.queue),
+                 queues=pipeline.queue)
+    [sent] = moto_ses.wait_for(1)
+    body = sent.raw_data if isinstance(sent.raw_data, str) else sent.raw_data.decode()
+    attachment = bytes(range(256)) * (200_000 // 256)
+    assert base64.b64encode(attachment).decode() in body.replace("\r\n", "")
+    wait_until(lambda: not list(client.scan_iter(store.key("claim", "*"))), 10,
+               "stored copy deleted")
