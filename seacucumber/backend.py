@@ -12,7 +12,9 @@ Django's own ``InvalidMailer``), never ignored.
 ``send_messages`` never talks to SES. It checks every message first (``payload.build_sends``
 raises ``InvalidMessage`` for anything SES would refuse), so a bad message in a batch is refused
 before any of the batch is queued; then it enqueues one ``seacucumber.send_email`` task per
-send of at most 50 recipients, its task id our message id. With a Redis broker each send is
+send of at most 50 recipients, its task id our message id. A send whose message is over
+``SEACUCUMBER_CLAIM_CHECK_THRESHOLD`` is first stored (``shared.claimcheck``) and its task
+carries a claim. With a Redis broker each send is
 first recorded in the outbox (``shared.outbox``), which queues again a task the broker loses. With
 ``fail_silently=True`` bad messages are skipped and a broker
 failure stops the batch; the return value is always the count of messages whose every send was
@@ -39,7 +41,7 @@ from . import status
 from .conf import conf
 from .exceptions import EnqueueError, InvalidMessage
 from .payload import OPTION_NAMES, MailerOptions, OutboundSend, build_sends
-from .shared import outbox
+from .shared import claimcheck, outbox
 from .tasks import enqueue, routed_queue
 
 logger = logging.getLogger(__name__)
@@ -104,6 +106,15 @@ class SESBackend(BaseEmailBackend):
         per queue, and drops the records of sends the broker did not take."""
         timeout = float(conf.SEACUCUMBER_ENQUEUE_TIMEOUT)
         deadline = time.monotonic() + timeout  # the outbox's record counts in it
+        try:  # large messages wait in the claim check's store; their tasks carry a claim
+            stored = claimcheck.check_in([q.sends for q in checked], timeout / 2)
+        except EnqueueError as exc:  # ClaimCheckError: nothing of the call is queued
+            status.record_unqueued(list(chain.from_iterable(q.sends for q in checked)), str(exc))
+            if not self.fail_silently:
+                raise
+            logger.error("%s (no message queued)", exc)
+            return 0
+        checked = [Queued(sends, q.queue) for sends, q in zip(stored, checked, strict=True)]
         payloads = [[outbound.to_json() for outbound in q.sends] for q in checked]
         recording = outbox.enabled()
         if recording:

@@ -9,6 +9,8 @@ settings that would fail sends, or lose them, are reported before any message is
     E031/W030  SEACUCUMBER_BASE_URL over http (W030 under DEBUG)
     E010-E011  the rate settings            E012  SEACUCUMBER_LANES
     E032       the reputation guard's settings
+    E033       the claim check's store cannot work
+    W033       an SQS broker with the claim check off
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
 
 from .conf import conf
-from .exceptions import InvalidMessage
+from .exceptions import ClaimCheckError, InvalidMessage
 from .payload import bare_address, base_url_problem
-from .shared import quota, reputation, store
+from .shared import claimcheck, quota, reputation, store
 
 BROKER_TIMEOUTS = ("socket_connect_timeout", "socket_timeout")
 
@@ -128,6 +130,25 @@ def check_reputation_settings(app_configs: Any = None, **kwargs: Any) -> list[Ch
     """The reputation guard's settings (docs/deliverability.rst): a bad one would otherwise
     fail in the webhook or the worker."""
     return [Error(problem, id="seacucumber.E032") for problem in reputation.setting_problems()]
+
+
+@register()
+def check_claim_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The claim check's store, before any send: a bad one would refuse every large message
+    at ``send_messages``; on SQS with none, such a message cannot be queued at all."""
+    try:
+        name = claimcheck.store_name()
+        if name is not None:
+            claimcheck.get_store(name)
+    except ClaimCheckError as exc:
+        return [Error(str(exc), id="seacucumber.E033")]
+    if name is None and store.broker_scheme() == "sqs":
+        return [Warning(
+            "the broker is SQS and the claim check is off: a message over SQS's 256 KiB "
+            "(after base64) cannot be queued",
+            hint="Set SEACUCUMBER_CLAIM_CHECK_BUCKET (or SEACUCUMBER_REDIS_URL).",
+            id="seacucumber.W033")]
+    return []
 
 
 def _webhook_installed() -> bool:

@@ -96,6 +96,29 @@ SETTINGS: tuple[Setting, ...] = (
             "again."),
     Setting("SEACUCUMBER_OUTBOX_SWEEP_INTERVAL", 10.0,
             "Seconds between a worker's looks for tasks the broker lost (outbox on)."),
+    Setting("SEACUCUMBER_MAX_COUNTDOWN", None,
+            "Longest countdown, in seconds, one retry or re-queue is published with; a longer "
+            "wait is taken in hops of at most this (a task back early re-queues itself "
+            "without working). Unset: from the broker: SQS the lesser of 900 s (DelaySeconds) "
+            "and half broker_transport_options' visibility_timeout (default 1800); Redis half "
+            "its visibility_timeout (default 3600); others no limit."),
+    Setting("SEACUCUMBER_CLAIM_CHECK_STORE", None,
+            "Where payloads over SEACUCUMBER_CLAIM_CHECK_THRESHOLD are stored while queued, "
+            "the task carrying a reference and a sha256: 's3' (in "
+            "SEACUCUMBER_CLAIM_CHECK_BUCKET), 'redis' (the shared-state Redis) or 'off'. "
+            "Unset: 's3' when a bucket is set, else 'redis' when there is a shared-state "
+            "Redis, else off."),
+    Setting("SEACUCUMBER_CLAIM_CHECK_THRESHOLD", 128 * 1024,
+            "Raw message size, in bytes, above which a send's message is claim-checked. "
+            "The default keeps a task within SQS's 256 KiB after Celery's envelope and two "
+            "rounds of base64 (payload and SQS transport)."),
+    Setting("SEACUCUMBER_CLAIM_CHECK_BUCKET", None,
+            "S3 bucket for claim-checked payloads (store 's3'); objects under "
+            "'<SEACUCUMBER_REDIS_PREFIX>/claim/'. Give it a lifecycle rule as a backstop."),
+    Setting("SEACUCUMBER_CLAIM_CHECK_TTL", None,
+            "Seconds a claim-checked payload is kept in Redis if no worker settles its send. "
+            "Unset: SEACUCUMBER_MESSAGE_LIFETIME plus 25 hours (a held daily quota's window "
+            "and an hour)."),
     Setting("SEACUCUMBER_ENQUEUE_ON_COMMIT", False,
             "Enqueue inside an atomic block only once the transaction commits (rolled-back "
             "work sends no mail)."),

@@ -6,12 +6,14 @@
     │   └── InvalidMessageOption  a message's own option is bad (also InvalidOption)
     ├── InvalidOption           a backend option with a bad value (also ValueError)
     ├── EnqueueError            the broker did not take a message
+    │   └── ClaimCheckError     a large payload could not be stored for its claim check
     ├── MalformedPayload        a task payload our backend did not write
     ├── SendError               SES's code and message
     │   ├── PermanentSendError  the send failed for good
     │   └── TransientSendError  the send is retried
     ├── SendLogUnavailable      the shared-state Redis did not answer the send log
     ├── SigningError            a message could not be DKIM-signed
+    ├── ClaimCheckFailed        a claim-checked payload is missing or corrupt (permanent)
     ├── OperatorError           an operator command cannot go on (one line)
     ├── InvalidIdentity         neither an address nor a domain (also ValueError)
     ├── InvalidNotification     an SNS post the webhook refuses (400)
@@ -59,6 +61,22 @@ class EnqueueError(SeaCucumberError):
 
     queued: int = 0
     sends_queued: int = 0
+
+
+class ClaimCheckError(EnqueueError):
+    """A payload over the claim-check threshold could not be stored (S3 or Redis failed, or
+    the store is misconfigured): nothing of the call was queued."""
+
+
+class ClaimCheckFailed(SeaCucumberError):
+    """A worker could not get back a claim-checked payload intact: ``code`` says why
+    (``ClaimCheckMissing``: gone or expired; ``ClaimCheckCorrupt``: its sha256 or size
+    differs). Permanent: the send fails with it."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
 
 
 class MalformedPayload(SeaCucumberError):

@@ -39,10 +39,15 @@ from .exceptions import (
 #: The payload version this code writes when a send needs nothing a version-1 reader lacks.
 #: Version 2 adds the per-mailer client options (``region``, ``endpoint_url``, ``profile``);
 #: version 3 the per-message SES controls (``lane`` other than the first, ``tags``,
-#: ``tenant``, ``list_management``), whose values may be JSON objects. A payload is written
-#: at the lowest version that holds its options, so during a rolling deploy old workers keep
-#: reading everything else. Upgrade workers before web processes when mail uses them.
+#: ``tenant``, ``list_management``, ``unsubscribe_topic``), whose values may be JSON objects,
+#: and a claim check (``"claim"`` instead of ``"raw"``: the raw message is in a store,
+#: ``shared.claimcheck``). A payload is written at the lowest version that holds its options
+#: and claim, so during a rolling deploy old workers keep reading everything else. Upgrade
+#: workers before web processes when mail uses them.
 PAYLOAD_VERSION = 1
+CLAIM_VERSION = 3
+#: Where a claim-checked raw message may be stored.
+CLAIM_STORES = ("redis", "s3")
 MAX_RECIPIENTS_PER_SEND = 50
 MAX_SIZE_V1 = 10 * 1024 * 1024
 MAX_SIZE_V2 = 40 * 1024 * 1024
@@ -68,7 +73,12 @@ def _payload_value_ok(name: str, value: Any) -> bool:
 
 @dataclass(frozen=True)
 class OutboundSend:
-    """One call to SES: raw MIME, envelope, our id, and per-message options."""
+    """One call to SES: raw MIME, envelope, our id, and per-message options.
+
+    ``claim``: set when the raw message travels by claim check (``shared.claimcheck``):
+    ``{"store": "redis"|"s3", "key": ..., "sha256": hex, "size": bytes}``. The payload then
+    carries the claim instead of ``raw``; read back from one, ``raw`` is empty until the
+    worker fetches it."""
 
     message_id: str
     sender: str
@@ -76,6 +86,7 @@ class OutboundSend:
     raw: bytes
     created: float
     options: dict[str, Any] = field(default_factory=dict)
+    claim: dict[str, Any] | None = None
 
     @property
     def lane(self) -> str | None:
@@ -83,13 +94,20 @@ class OutboundSend:
         return self.options.get("lane")
 
     def to_json(self) -> dict[str, Any]:
-        """The task payload: JSON types only; the lowest version that holds its options."""
+        """The task payload: JSON types only; the lowest version that holds its options
+        (and its claim check)."""
+        version = max((PAYLOAD_OPTIONS[k] for k in self.options), default=PAYLOAD_VERSION)
+        body: dict[str, Any]
+        if self.claim is not None:
+            version, body = max(version, CLAIM_VERSION), {"claim": dict(self.claim)}
+        else:
+            body = {"raw": base64.b64encode(self.raw).decode("ascii")}
         return {
-            "v": max((PAYLOAD_OPTIONS[k] for k in self.options), default=PAYLOAD_VERSION),
+            "v": version,
             "id": self.message_id,
             "from": self.sender,
             "to": list(self.recipients),
-            "raw": base64.b64encode(self.raw).decode("ascii"),
+            **body,
             "created": self.created,
             "options": dict(self.options),
         }
@@ -123,6 +141,13 @@ class OutboundSend:
             for k, v in options.items()
         ):
             raise MalformedPayload(f"payload options are not version {version}'s options")
+        claim = data.get("claim")
+        if claim is not None and (version < CLAIM_VERSION or raw is not None):
+            raise MalformedPayload("payload has a claim check but is not version 3 with no "
+                                   "raw message")
+        if claim is not None:
+            return cls(message_id, sender, tuple(recipients), b"", float(created), options,
+                       _claim(claim))
         if not isinstance(raw, str):
             raise MalformedPayload("payload has no raw message")
         try:
@@ -130,6 +155,25 @@ class OutboundSend:
         except (binascii.Error, ValueError) as exc:
             raise MalformedPayload(f"raw message is not base64: {exc}") from None
         return cls(message_id, sender, tuple(recipients), raw_bytes, float(created), options)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _claim(claim: Any) -> dict[str, Any]:
+    """A payload's claim check, checked: store, key, sha256, size and nothing else."""
+    if (
+        not isinstance(claim, dict)
+        or set(claim) != {"store", "key", "sha256", "size"}
+        or claim["store"] not in CLAIM_STORES
+        or not isinstance(claim["key"], str) or not claim["key"]
+        or not isinstance(claim["sha256"], str) or not _SHA256.fullmatch(claim["sha256"])
+        or not isinstance(claim["size"], int) or isinstance(claim["size"], bool)
+        or claim["size"] < 0
+    ):
+        raise MalformedPayload(f"payload claim check {claim!r} is not a store, key, sha256 "
+                               "and size")
+    return dict(claim)
 
 
 def size_limit() -> int:

@@ -4,23 +4,25 @@ Publishing: ``enqueue`` (from the backend) and ``publish`` (also the outbox's sw
 back onto the broker) put ``seacucumber.send_email`` tasks on the broker, each task id our
 message id; ``routed_queue`` names the queue Celery's routing gives them.
 
-The task: one ``OutboundSend`` payload in, one SES send out. Read the JSON payload -> drop
-suppressed recipients (``events.suppression``) -> begin the attempt
+The task: one ``OutboundSend`` payload in, one SES send out. Back before its due time (a long
+wait taken in hops, ``SendTask.retry``): re-queue, nothing else -> read the JSON payload ->
+drop suppressed recipients (``events.suppression``) -> begin the attempt
 (``shared.attempt.begin``, one Redis round trip: the outbox record running, the send claimed
 in the send log, returning at once if SES has it already, the lane's hold checked (the
 reputation guard's, ``shared.reputation``), the recipients booked in the account's shared
-rate by the send's lane) -> DKIM-sign -> send through ``ses.send`` -> settle
-(``shared.attempt.settle``, the second round trip: sent mark, counter, outbox) -> on error,
-``ses.errors.classify`` decides: throttling (which also slows the shared rate) and transient
-errors retry with backoff (``retry.backoff_delay``) until the message's lifetime ends (so do
-retries for a shared-state Redis outage and for a send another attempt holds); a spent daily
-quota holds every send, for at most one quota window (24 h) past the lifetime; a held lane
-holds its sends until an operator releases it (they never expire); permanent errors fail at
-once. The task's result is SES's MessageId. The task is acknowledged only once the send is
-settled (``acks_late``), so a worker killed mid-task loses nothing: the broker hands the
-task to another worker. ``SendTask`` keeps the outbox (``shared.outbox``) in step with each
-attempt, for the one task a Redis broker can lose: the one a worker was taking off the queue
-as it died.
+rate by the send's lane) -> fetch a claim-checked message (``shared.claimcheck``) ->
+DKIM-sign -> send through ``ses.send`` -> settle (``shared.attempt.settle``, the second
+round trip: sent mark, counters, outbox) -> on error, ``ses.errors.classify`` decides:
+throttling (which also slows the shared rate) and transient errors retry with backoff
+(``retry.backoff_delay``) until the message's lifetime ends (so do retries for a
+shared-state Redis outage and for a send another attempt holds); a spent daily quota holds
+every send, for at most one quota window (24 h) past the lifetime; a held lane holds its
+sends until an operator releases it (they never expire); permanent errors fail at once. The
+task's result is SES's MessageId. The task is acknowledged only once the send is settled
+(``acks_late``), so a worker killed mid-task loses nothing: the broker hands the task to
+another worker. ``SendTask`` keeps the outbox (``shared.outbox``) in step with each attempt,
+for the one task a Redis broker can lose: the one a worker was taking off the queue as it
+died.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from .conf import Lane, conf
 from .conf import lane as conf_lane
 from .events import suppression
 from .exceptions import (
+    ClaimCheckFailed,
     EnqueueError,
     MalformedPayload,
     PermanentSendError,
@@ -51,7 +54,17 @@ from .exceptions import (
 from .payload import OutboundSend
 from .ses.errors import Outcome, classify
 from .ses.send import send
-from .shared import attempt, metrics, outbox, ratelimit, reputation, sendlog, sweeper
+from .shared import (
+    attempt,
+    claimcheck,
+    metrics,
+    outbox,
+    ratelimit,
+    reputation,
+    sendlog,
+    store,
+    sweeper,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,18 +96,20 @@ def _past_lifetime(outbound: OutboundSend, delay: float, code: str, reason: str,
     return PermanentSendError(code, reason)
 
 
-def _shared_state_retry(task: Any, outbound: OutboundSend, exc: Exception) -> Exception:
-    """The Retry to raise when the shared-state Redis failed: try again after a backoff,
-    within the message's lifetime (past it: the PermanentSendError to raise)."""
+def _shared_state_retry(task: Any, outbound: OutboundSend, exc: Exception,
+                        what: str = "shared state (Redis)") -> Exception:
+    """The Retry to raise when the shared-state Redis (or another ``what``) failed: try
+    again after a backoff, within the message's lifetime (past it: the PermanentSendError
+    to raise)."""
     failures = int(task.request.kwargs.get("failures", 0))
     delay = retry.backoff_delay(failures)
     expired = _past_lifetime(outbound, delay, "SharedStateUnavailable",
-                             f"shared state (Redis) unavailable: {exc}",
+                             f"{what} unavailable: {exc}",
                              float(task.request.kwargs.get("held") or 0.0))
     if expired is not None:
         return expired
-    logger.warning("message %s: shared state (Redis) unavailable (%s), retry in %.1fs",
-                   outbound.message_id, exc, delay)
+    logger.warning("message %s: %s unavailable (%s), retry in %.1fs",
+                   outbound.message_id, what, exc, delay)
     return task.retry(countdown=delay, kwargs=requeue_kwargs(task, failures=failures + 1),
                       throw=False)
 
@@ -123,23 +138,73 @@ def _held_retry(task: Any, outbound: OutboundSend, hold: reputation.Hold) -> Exc
     return task.retry(countdown=countdown, kwargs=requeue_kwargs(task, held=held), throw=False)
 
 
+#: SQS's longest DelaySeconds.
+SQS_MAX_DELAY = 900.0
+#: A task back this close to its due time sleeps the rest rather than hop once more.
+HOP_SLACK = 0.5
+
+
+def max_countdown() -> float | None:
+    """The longest countdown one retry may be published with (``SEACUCUMBER_MAX_COUNTDOWN``),
+    or by default what the broker allows: a Celery countdown is held by the worker as an
+    unacknowledged message, which SQS and kombu's Redis transport hand out again once their
+    visibility timeout passes, so a countdown must end well inside it (celery/celery#7009).
+    None: no limit (RabbitMQ)."""
+    given = conf.SEACUCUMBER_MAX_COUNTDOWN
+    if given is not None:
+        return float(given)
+    options = current_app.conf.broker_transport_options or {}
+    scheme = store.broker_scheme()
+    if scheme == "sqs":
+        return min(SQS_MAX_DELAY, float(options.get("visibility_timeout", 1800)) / 2)
+    if scheme in store.REDIS_BROKER_SCHEMES:
+        return float(options.get("visibility_timeout", 3600)) / 2
+    return None
+
+
 class SendTask(Task):
     """Keeps the outbox (``outbox``) in step with each attempt: running when it starts
     (``attempt.begin``), queued again before a retry is published, gone once the send is
-    settled (for a send, ``attempt.settle``)."""
+    settled (for a send, ``attempt.settle``); deletes a claim-checked payload once settled.
+    Every retry and re-queue goes through ``retry``, which takes a wait longer than the
+    broker allows (``max_countdown``) in hops."""
 
     def retry(self, *args: Any, countdown: float | None = None, **options: Any) -> Any:
+        """Celery's retry, with a countdown over ``max_countdown()`` cut to it and the task's
+        due time carried in the ``due`` kwarg: the task that comes back early hops again
+        (``hop``) without working."""
+        kwargs = options.get("kwargs")
+        kwargs = dict((self.request.kwargs or {}) if kwargs is None else kwargs)
+        kwargs.pop("due", None)
+        longest = None if self.request.is_eager else max_countdown()  # eager: no broker
+        if countdown is not None and longest is not None and countdown > longest:
+            kwargs["due"] = time.time() + countdown
+            countdown = longest
+        options["kwargs"] = kwargs
         if not self.request.called_directly:
             outbox.requeued(self.request.id, countdown or 0.0)
         return super().retry(*args, countdown=countdown, **options)
 
+    def hop(self, due: float | None) -> None:
+        """A task back before its ``due`` time (a wait taken in hops) is re-queued for the
+        rest (raises Celery's ``Retry``), or sleeps it when it is short; at or past it,
+        nothing happens."""
+        left = (due or 0.0) - time.time()
+        if left > HOP_SLACK:
+            logger.info("message %s: hop, due in %.1fs", self.request.id, left)
+            raise self.retry(countdown=left, kwargs=dict(self.request.kwargs))
+        if left > 0:  # a slot of the shared rate is booked for then: not earlier
+            time.sleep(left)
+
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
         if not getattr(self.request, "seacucumber_settled", False):  # sent: settle() did it
             outbox.settled(task_id)
+        claimcheck.release(args[0] if args else None)
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any,
                    einfo: Any) -> None:
         outbox.settled(task_id)  # failed for good (fail() said why; a bug: Celery's log)
+        claimcheck.release(args[0] if args else None)
 
 
 def _lane(outbound: OutboundSend) -> Lane:
@@ -233,12 +298,13 @@ worker_shutdown.connect(sweeper.stop, dispatch_uid="seacucumber.outbox.stop")
     max_retries=None,
 )
 def send_email(self: Any, payload: Any, reserved_at: float | None = None,
-               failures: int = 0, held: float = 0.0) -> str | None:
+               failures: int = 0, held: float = 0.0, due: float | None = None) -> str | None:
     """Send one message through SES; returns SES's MessageId (None: all recipients
     suppressed, not sent). ``reserved_at``: set by the shared rate when it re-queued the
     task for a slot it booked; ``failures``: SES errors so far (the backoff counts these,
     not the re-queues for the rate); ``held``: seconds the reputation guard held it (added
-    to its lifetime)."""
+    to its lifetime); ``due``: when a wait taken in hops ends."""
+    self.hop(due)  # back early from one hop of a long wait: re-queued, nothing done
     try:
         outbound = OutboundSend.from_json(payload)
     except MalformedPayload as exc:
@@ -256,6 +322,15 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
         logger.info("message %s was sent before as SES %s: not sending again",
                     outbound.message_id, claim.sent_id)
         return claim.sent_id
+    try:  # a claim-checked message is read only now: a re-queue or a resend never reads it
+        outbound = claimcheck.fetch(outbound)
+    except ClaimCheckFailed as exc:
+        claim.release()
+        fail(outbound, outbound.message_id, exc.code, exc.reason)
+        raise PermanentSendError(exc.code, exc.reason) from None
+    except claimcheck.STORE_ERRORS as exc:
+        claim.release()
+        raise _shared_state_retry(self, outbound, exc, "the claim check's store") from None
     try:  # DKIM here, not in send_messages: signing costs ms the caller must not wait for
         raw = dkim.sign(outbound.raw)
     except SigningError as exc:

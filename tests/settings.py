@@ -76,6 +76,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": 1,
     "unacked_restore_throttle": 1,
 }
+if CELERY_BROKER_URL.startswith("sqs://"):  # moto's SQS (tests/test_sqs.py): plain HTTP, polled
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "region": "us-east-1", "is_secure": False, "wait_time_seconds": 0,
+        "polling_interval": 0.1,
+        "visibility_timeout": float(os.environ.get("SEACUCUMBER_TEST_VISIBILITY", "1800")),
+    }
 
 AWS_SES_REGION_NAME = "us-east-1"
 SEACUCUMBER_ENDPOINT_URL = os.environ.get("SEACUCUMBER_ENDPOINT_URL")
@@ -87,6 +93,13 @@ SEACUCUMBER_REDIS_URL = os.environ.get("SEACUCUMBER_REDIS_URL") or None
 # tests that start workers give them a key prefix of their own (a limiter, an outbox)
 SEACUCUMBER_REDIS_PREFIX = os.environ.get("SEACUCUMBER_REDIS_PREFIX", "seacucumber")
 SEACUCUMBER_READ_TIMEOUT = float(os.environ.get("SEACUCUMBER_READ_TIMEOUT", "30"))
+SEACUCUMBER_RATE_MAX_WAIT = float(os.environ.get("SEACUCUMBER_RATE_MAX_WAIT", "1"))
+SEACUCUMBER_MAX_COUNTDOWN = (float(os.environ["SEACUCUMBER_MAX_COUNTDOWN"])
+                             if os.environ.get("SEACUCUMBER_MAX_COUNTDOWN") else None)
+# the claim check (tests/test_claimcheck.py, tests/test_sqs.py): store, bucket, S3 at moto
+SEACUCUMBER_CLAIM_CHECK_STORE = os.environ.get("SEACUCUMBER_CLAIM_CHECK_STORE") or None
+SEACUCUMBER_CLAIM_CHECK_BUCKET = os.environ.get("SEACUCUMBER_CLAIM_CHECK_BUCKET") or None
+SEACUCUMBER_S3_ENDPOINT_URL = os.environ.get("SEACUCUMBER_S3_ENDPOINT_URL") or None
 SEACUCUMBER_QUOTA_HOLD = float(os.environ.get("SEACUCUMBER_QUOTA_HOLD", "600"))
 SEACUCUMBER_QUOTA_REFRESH = float(os.environ.get("SEACUCUMBER_QUOTA_REFRESH", "300"))
 # The outbox (on with a Redis broker): crash tests look for lost tasks every second.

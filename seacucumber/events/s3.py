@@ -19,10 +19,8 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .. import clients
 from ..conf import conf
 from ..exceptions import InboundTooLarge, MailObjectGone, MailStoreUnavailable
 from ..ses import clients as ses_clients
@@ -34,29 +32,8 @@ logger = logging.getLogger(__name__)
 GONE_CODES = frozenset({"NoSuchKey", "NoSuchBucket"})
 
 
-def region_name() -> str | None:
-    return conf.SEACUCUMBER_S3_REGION_NAME or conf.AWS_SES_REGION_NAME or None
-
-
-def client() -> Any:
-    """The process's shared S3 client for the current settings."""
-    key = ("boto3", "s3", region_name(), conf.SEACUCUMBER_S3_ENDPOINT_URL,
-           conf.AWS_SES_ACCESS_KEY_ID, conf.AWS_SES_SECRET_ACCESS_KEY,
-           conf.AWS_SES_SESSION_TOKEN, conf.SEACUCUMBER_CONNECT_TIMEOUT,
-           conf.SEACUCUMBER_READ_TIMEOUT)
-    return clients.shared(key, _make_client)
-
-
-def _make_client() -> Any:
-    endpoint = conf.SEACUCUMBER_S3_ENDPOINT_URL or None
-    config = Config(
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        connect_timeout=conf.SEACUCUMBER_CONNECT_TIMEOUT,
-        read_timeout=conf.SEACUCUMBER_READ_TIMEOUT,
-        # an endpoint of our own (moto, MinIO) serves buckets by path, not by host name
-        s3={"addressing_style": "path"} if endpoint else None,
-    )
-    return ses_clients.session(region_name()).client("s3", endpoint_url=endpoint, config=config)
+#: The process's shared S3 client (``ses.clients.s3_client``: the claim check uses it too).
+client = ses_clients.s3_client
 
 
 def fetch_message(bucket: str, key: str) -> InboundMessage:

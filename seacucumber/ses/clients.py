@@ -87,3 +87,31 @@ def _make_client(service: str, region: str | None, endpoint: str | None,
     logger.info("SES client made: %s in %s at %s", service, made.meta.region_name,
                 made.meta.endpoint_url)
     return made
+
+
+def s3_region_name() -> str | None:
+    """The region of Sea Cucumber's S3 buckets (received mail, claim-checked payloads)."""
+    return conf.SEACUCUMBER_S3_REGION_NAME or conf.AWS_SES_REGION_NAME or None
+
+
+def s3_client() -> Any:
+    """The process's shared S3 client, with the SES credentials (``session``), the bucket's
+    region (``SEACUCUMBER_S3_REGION_NAME``, else ``AWS_SES_REGION_NAME``) and, for tests,
+    ``SEACUCUMBER_S3_ENDPOINT_URL``. boto3's own retries are off, as for SES."""
+    key = ("boto3", "s3", s3_region_name(), conf.SEACUCUMBER_S3_ENDPOINT_URL,
+           conf.AWS_SES_ACCESS_KEY_ID, conf.AWS_SES_SECRET_ACCESS_KEY,
+           conf.AWS_SES_SESSION_TOKEN, conf.SEACUCUMBER_CONNECT_TIMEOUT,
+           conf.SEACUCUMBER_READ_TIMEOUT)
+    return clients.shared(key, _make_s3_client)
+
+
+def _make_s3_client() -> Any:
+    endpoint = conf.SEACUCUMBER_S3_ENDPOINT_URL or None
+    config = Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=conf.SEACUCUMBER_CONNECT_TIMEOUT,
+        read_timeout=conf.SEACUCUMBER_READ_TIMEOUT,
+        # an endpoint of our own (moto, MinIO) serves buckets by path, not by host name
+        s3={"addressing_style": "path"} if endpoint else None,
+    )
+    return session(s3_region_name()).client("s3", endpoint_url=endpoint, config=config)

@@ -193,6 +193,8 @@ def begin(message_id: str, attempt: str, lane: Lane, cost: int, reserve: bool,
     ``cost`` recipients of the shared rate for ``lane``: one round trip. Without a
     shared-state Redis: ``go`` (nothing to share). ``redis.RedisError`` propagates."""
     if store.redis_url() is None:
+        if reserve:
+            ratelimit.limiter()  # says, once, that the rate is not shared
         return Begin("go", claimed=False)
     reserve = reserve and ratelimit.limiter() is not None
     flags = "c" + ("o" if task_id and outbox.enabled() else "") + ("r" if reserve else "")

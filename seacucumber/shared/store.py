@@ -27,6 +27,11 @@ def _broker_scheme() -> tuple[str, str]:
     return broker.split("://", 1)[0], broker
 
 
+def broker_scheme() -> str:
+    """The Celery broker URL's scheme (``redis``, ``amqp``, ``sqs``, ...)."""
+    return _broker_scheme()[0]
+
+
 def broker_is_redis() -> bool:
     """Whether the Celery broker is kombu's Redis transport (Sentinel included)."""
     return _broker_scheme()[0] in REDIS_BROKER_SCHEMES
