@@ -6,6 +6,7 @@ settings that would fail sends, or lose them, are reported before any message is
     W008       a default or domainless DEFAULT_FROM_EMAIL / SERVER_EMAIL
     W020       django-ses's inbound settings
     E010-E011  the rate settings
+    E030-E031, W030  the staging allowlist and its redirect
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
 
 from .conf import conf
+from .events import allowlist
 from .exceptions import InvalidMessage
 from .payload import bare_address
 from .shared import quota, store
@@ -117,6 +119,27 @@ def check_rate_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             read()
         except ImproperlyConfigured as exc:
             found.append(Error(str(exc), id=error_id))
+    return found
+
+
+@register()
+def check_recipient_allowlist(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The staging allowlist and its redirect, checked before any send: a malformed one
+    makes the worker refuse every send (it fails closed rather than mail anyone)."""
+    found: list[CheckMessage] = []
+    for read, error_id in ((allowlist.allowlist, "seacucumber.E030"),
+                           (allowlist.redirect, "seacucumber.E031")):
+        try:
+            read()
+        except ImproperlyConfigured as exc:
+            found.append(Error(str(exc), hint="See docs/deliverability.rst, \"Safe staging\".",
+                               id=error_id))
+    if conf.SEACUCUMBER_RECIPIENT_REDIRECT and conf.SEACUCUMBER_RECIPIENT_ALLOWLIST is None:
+        found.append(Warning(
+            "SEACUCUMBER_RECIPIENT_REDIRECT is set but SEACUCUMBER_RECIPIENT_ALLOWLIST is not: "
+            "nothing is redirected and everyone is mailed.",
+            hint="Set SEACUCUMBER_RECIPIENT_ALLOWLIST (an empty list redirects every "
+                 "recipient).", id="seacucumber.W030"))
     return found
 
 

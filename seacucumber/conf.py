@@ -188,6 +188,14 @@ SETTINGS: tuple[Setting, ...] = (
             "Drop suppressed recipients in the worker before each send. Unset: on when "
             "SEACUCUMBER_SUPPRESS_ON_BOUNCE or SEACUCUMBER_SUPPRESS_ON_COMPLAINT is on.",
             ("AWS_SES_USE_BLACKLIST",)),
+    # --- safe staging (docs/deliverability.rst) -----------------------------------------------
+    Setting("SEACUCUMBER_RECIPIENT_ALLOWLIST", None,
+            "Staging: only these recipients are mailed; a list of addresses, domains "
+            "('example.com' or '@example.com') and fnmatch patterns ('*@example.com'). Others "
+            "are dropped in the worker (or redirected), logged and counted. Unset: everyone."),
+    Setting("SEACUCUMBER_RECIPIENT_REDIRECT", None,
+            "With SEACUCUMBER_RECIPIENT_ALLOWLIST: one address that gets the mail meant for "
+            "recipients not allowed, instead of dropping them."),
     # --- inbound mail (SES receipt rules; docs/inbound.rst) ---------------------------------
     Setting("SEACUCUMBER_INBOUND_DROP_SPAM", False,
             "Drop received mail whose SES spam verdict is FAIL: answered 200, no "

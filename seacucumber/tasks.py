@@ -5,6 +5,7 @@ back onto the broker) put ``seacucumber.send_email`` tasks on the broker, each t
 message id; ``routed_queue`` names the queue Celery's routing gives them.
 
 The task: one ``OutboundSend`` payload in, one SES send out. Read the JSON payload -> drop
+(or redirect) recipients not on the staging allowlist (``events.allowlist``) -> drop
 suppressed recipients (``events.suppression``) -> claim the send in the send log
 (``shared.sendlog``: return at once if SES has it already) -> take the message's recipients
 from the account's shared rate (``shared.ratelimit.admit``) -> DKIM-sign -> send through
@@ -31,11 +32,12 @@ from typing import Any
 import redis
 from celery import Task, current_app, shared_task
 from celery.signals import worker_ready, worker_shutdown
+from django.core.exceptions import ImproperlyConfigured
 from kombu.exceptions import KombuError
 
 from . import dkim, retry, signals
 from .conf import conf
-from .events import suppression
+from .events import allowlist, suppression
 from .exceptions import (
     EnqueueError,
     MalformedPayload,
@@ -152,8 +154,14 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
         message_id = message_id if isinstance(message_id, str) else "?"
         fail(None, message_id, "MalformedPayload", str(exc))
         raise
-    screened = suppression.screen(outbound)  # drops suppressed recipients (one query)
-    if screened is None:  # every recipient suppressed: not sent, message_suppressed said so
+    try:  # staging: recipients not on SEACUCUMBER_RECIPIENT_ALLOWLIST never reach SES
+        screened = allowlist.screen(outbound)
+    except ImproperlyConfigured as exc:  # fail closed: a typo in the setting mails no one
+        fail(outbound, outbound.message_id, "RecipientAllowlistInvalid", str(exc))
+        raise PermanentSendError("RecipientAllowlistInvalid", str(exc)) from None
+    if screened is not None:
+        screened = suppression.screen(screened)  # drops suppressed recipients (one query)
+    if screened is None:  # no recipient left: not sent, message_suppressed said so
         return None
     outbound = screened
     try:  # the send log: a redelivery of a sent message stops here (see sendlog)

@@ -4,6 +4,7 @@ Worker processes get their broker, result backend, queue and SES endpoint from t
 environment the tests start them with.
 """
 
+import json
 import os
 import tempfile
 
@@ -107,3 +108,10 @@ SEACUCUMBER_TRACK_STATUS = os.environ.get("SEACUCUMBER_TRACK_STATUS") == "1"
 SEACUCUMBER_SUPPRESSION_LIST = (
     True if os.environ.get("SEACUCUMBER_SUPPRESSION_LIST") == "1" else None
 )
+
+# Safe staging for worker processes: the allowlist as JSON, the redirect as an address.
+SEACUCUMBER_RECIPIENT_ALLOWLIST = (
+    json.loads(os.environ["SEACUCUMBER_RECIPIENT_ALLOWLIST"])
+    if "SEACUCUMBER_RECIPIENT_ALLOWLIST" in os.environ else None
+)
+SEACUCUMBER_RECIPIENT_REDIRECT = os.environ.get("SEACUCUMBER_RECIPIENT_REDIRECT") or None
