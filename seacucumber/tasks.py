@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -49,7 +50,7 @@ from .exceptions import (
 from .payload import OutboundSend
 from .ses.errors import Outcome, classify
 from .ses.send import send
-from .shared import metrics, outbox, ratelimit, sendlog, sweeper
+from .shared import metrics, outbox, ratelimit, sendlog, sweeper, usage
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +128,16 @@ def _start_sweeper(sender: Any = None, **_: Any) -> None:
     sweeper.start(sender.app if sender is not None else current_app, publish)
 
 
+def _check_account(sender: Any = None, **_: Any) -> None:
+    """Say at start what the SES account's state means (sandbox, sending disabled), from a
+    thread: an SES that is slow or out of reach must not hold the worker's start."""
+    threading.Thread(target=usage.check_account_at_start, name="seacucumber-account",
+                     daemon=True).start()
+
+
 # every worker that imports the send task sweeps for tasks the broker lost (outbox on)
 worker_ready.connect(_start_sweeper, dispatch_uid="seacucumber.outbox.start")
+worker_ready.connect(_check_account, dispatch_uid="seacucumber.account.check")
 worker_shutdown.connect(sweeper.stop, dispatch_uid="seacucumber.outbox.stop")
 
 
