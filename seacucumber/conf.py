@@ -191,8 +191,9 @@ SETTINGS: tuple[Setting, ...] = (
     # --- safe staging (docs/deliverability.rst) -----------------------------------------------
     Setting("SEACUCUMBER_RECIPIENT_ALLOWLIST", None,
             "Staging: only these recipients are mailed; a list of addresses, domains "
-            "('example.com' or '@example.com') and fnmatch patterns ('*@example.com'). Others "
-            "are dropped in the worker (or redirected), logged and counted. Unset: everyone."),
+            "('example.com' or '@example.com') and fnmatch patterns (``*@example.com``). "
+            "Others are dropped in the worker (or redirected), logged and counted. Unset: "
+            "everyone."),
     Setting("SEACUCUMBER_RECIPIENT_REDIRECT", None,
             "With SEACUCUMBER_RECIPIENT_ALLOWLIST: one address that gets the mail meant for "
             "recipients not allowed, instead of dropping them."),
