@@ -260,6 +260,7 @@ def test_real_prefork_worker_signs(pipeline, start_worker, moto_ses, dkim_key):
     assert mail.get_connection().send_messages(messages) == 3
     sent = moto_ses.wait_for(3)
     assert all(verifies(received(m), dkim_key) for m in sent)
+    assert all(received(m).isascii() for m in sent)  # 8-bit text parts went 7-bit
 
 
 @pytest.mark.parametrize("pipeline", ["redis"], indirect=True)
