@@ -11,6 +11,7 @@ settings that would fail sends, or lose them, are reported before any message is
     E032       the reputation guard's settings
     E033       the claim check's store cannot work
     W033       an SQS broker with the claim check off
+    E034-E035, W034  the staging allowlist and its redirect
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
 
 from .conf import conf
+from .events import allowlist
 from .exceptions import ClaimCheckError, InvalidMessage
 from .payload import bare_address, base_url_problem
 from .shared import claimcheck, quota, reputation, store
@@ -149,6 +151,27 @@ def check_claim_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
             hint="Set SEACUCUMBER_CLAIM_CHECK_BUCKET (or SEACUCUMBER_REDIS_URL).",
             id="seacucumber.W033")]
     return []
+
+
+@register()
+def check_recipient_allowlist(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The staging allowlist and its redirect, checked before any send: a malformed one
+    makes the worker refuse every send (it fails closed rather than mail anyone)."""
+    found: list[CheckMessage] = []
+    for read, error_id in ((allowlist.allowlist, "seacucumber.E034"),
+                           (allowlist.redirect, "seacucumber.E035")):
+        try:
+            read()
+        except ImproperlyConfigured as exc:
+            found.append(Error(str(exc), hint="See docs/deliverability.rst, \"Safe staging\".",
+                               id=error_id))
+    if conf.SEACUCUMBER_RECIPIENT_REDIRECT and conf.SEACUCUMBER_RECIPIENT_ALLOWLIST is None:
+        found.append(Warning(
+            "SEACUCUMBER_RECIPIENT_REDIRECT is set but SEACUCUMBER_RECIPIENT_ALLOWLIST is not: "
+            "nothing is redirected and everyone is mailed.",
+            hint="Set SEACUCUMBER_RECIPIENT_ALLOWLIST (an empty list redirects every "
+                 "recipient).", id="seacucumber.W034"))
+    return found
 
 
 def _webhook_installed() -> bool:

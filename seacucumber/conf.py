@@ -193,15 +193,23 @@ SETTINGS: tuple[Setting, ...] = (
     # --- DKIM ---------------------------------------------------------------------------------
     Setting("DKIM_DOMAIN", None, "Domain to sign for (d=). Signing is on when this and "
             "DKIM_PRIVATE_KEY are set."),
-    Setting("DKIM_PRIVATE_KEY", None, "PEM private key (str or bytes)."),
+    Setting("DKIM_PRIVATE_KEY", None,
+            "PEM private key (str or bytes): RSA (rsa-sha256) or Ed25519 (ed25519-sha256, RFC "
+            "8463; also as dknewkey's base64 seed)."),
     Setting("DKIM_SELECTOR", "ses", "DKIM selector (s=)."),
-    Setting("DKIM_HEADERS", ("From", "To", "Cc", "Subject"),
-            "Headers to sign. Not Message-ID or Date: SES rewrites them."),
+    Setting("DKIM_HEADERS", ("From", "From", "To", "Cc", "Subject", "Reply-To", "MIME-Version",
+                             "Content-Type", "Content-Transfer-Encoding", "List-Unsubscribe",
+                             "List-Unsubscribe-Post"),
+            "Headers to sign, in h= order; a name listed twice is signed twice (From twice: "
+            "a From added later breaks the signature). List-Unsubscribe and "
+            "List-Unsubscribe-Post are signed whenever present, listed or not (RFC 8058). Not "
+            "Message-ID or Date: SES rewrites them."),
     # --- ops ----------------------------------------------------------------------------------
     Setting("SEACUCUMBER_DKIM_KEYS", None,
             "DKIM keys per sender domain: {domain: {'private_key': PEM, 'selector': ..., "
-            "'headers': [...]}}. The From domain (or its closest listed parent) picks the key; "
-            "others fall back to DKIM_DOMAIN."),
+            "'headers': [...]}}, or a list of such dicts, each with its own selector, for "
+            "several signatures (RSA and Ed25519: dual signing). The From domain (or its "
+            "closest listed parent) picks the keys; others fall back to DKIM_DOMAIN."),
     # --- events ---------------------------------------------------------------------------------
     Setting("SEACUCUMBER_EVENT_TOPIC_ARNS", (),
             "SNS topic ARNs the event webhook accepts. Empty: every post is refused (403) and "
@@ -239,6 +247,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Absolute URL at which seacucumber.urls are served (https://example.com/ses/): "
             "the base of one-click unsubscribe links. Needed by the unsubscribe_topic option; "
             "a system check wants https."),
+    # --- safe staging (docs/deliverability.rst) -----------------------------------------------
+    Setting("SEACUCUMBER_RECIPIENT_ALLOWLIST", None,
+            "Staging: only these recipients are mailed; a list of addresses, domains "
+            "('example.com' or '@example.com') and fnmatch patterns (``*@example.com``). "
+            "Others are dropped in the worker (or redirected), logged and counted. Unset: "
+            "everyone."),
+    Setting("SEACUCUMBER_RECIPIENT_REDIRECT", None,
+            "With SEACUCUMBER_RECIPIENT_ALLOWLIST: one address that gets the mail meant for "
+            "recipients not allowed, instead of dropping them."),
     # --- inbound mail (SES receipt rules; docs/inbound.rst) ---------------------------------
     Setting("SEACUCUMBER_INBOUND_DROP_SPAM", False,
             "Drop received mail whose SES spam verdict is FAIL: answered 200, no "

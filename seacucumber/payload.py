@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import re
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email import errors, headerregistry, policy
-from typing import Any
+from email import errors, headerregistry, policy, quoprimime
+from email.message import Message
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import django
@@ -280,10 +282,62 @@ _MODERN_EMAIL = django.VERSION >= (6, 0)
 
 def _raw(message: EmailMessage) -> bytes:
     """The message's bytes, CRLF line ends (as SES and SMTP want them), built as the Django
-    version in use intends: on 6.x with the SMTP email policy."""
+    version in use intends (on 6.x with the SMTP email policy), 7-bit clean (``seven_bit``)."""
     if _MODERN_EMAIL:
-        return bytes(message.message(policy=policy.SMTP).as_bytes())
-    return bytes(message.message().as_bytes(linesep="\r\n"))
+        return bytes(seven_bit(message.message(policy=policy.SMTP)).as_bytes())
+    return bytes(seven_bit(message.message()).as_bytes(linesep="\r\n"))
+
+
+#: Transfer encodings whose bytes are 7-bit by definition.
+_ENCODED = frozenset({"quoted-printable", "base64"})
+_MAX_LINE = 998  # RFC 5322: octets per line, CRLF excluded
+
+
+_Part = TypeVar("_Part", bound=Message)
+
+
+def seven_bit(part: _Part) -> _Part:
+    """``part`` with every leaf whose body is not 7-bit clean (8-bit or binary data, or a line
+    over 998 octets) re-encoded: text as quoted-printable, anything else as base64.
+
+    Why: Django sends ``utf-8`` text as ``8bit`` (5.2 when no line is long, 6.x through the
+    email package's own choice), and RFC 6376 section 5.3 asks a DKIM signer to convert such
+    parts to 7-bit first; a relay that converts them later (8BITMIME downgrade, SES's tracking
+    rewrites) breaks the signature. Copy on write: a part that changes is a copy, as are the
+    containers above it, so a MIME part the caller attached is left as it was."""
+    payload: Any = part.get_payload()
+    if isinstance(payload, list):
+        converted = [seven_bit(child) for child in payload]
+        cte = str(part.get("Content-Transfer-Encoding", "")).lower()
+        if all(a is b for a, b in zip(converted, payload, strict=True)) and cte not in (
+                "8bit", "binary"):
+            return part
+        container = copy.copy(part)
+        container.set_payload(converted)
+        if cte:  # a message/rfc822 or multipart labelled 8bit: its contents are 7-bit now
+            del container["Content-Transfer-Encoding"]
+            container["Content-Transfer-Encoding"] = "7bit"
+        return container
+    cte = str(part.get("Content-Transfer-Encoding", "7bit")).lower()
+    if cte in _ENCODED or not isinstance(payload, str):
+        return part
+    data: Any = part.get_payload(decode=True)
+    if data.isascii() and all(len(line) <= _MAX_LINE for line in data.splitlines()):
+        if cte == "7bit":
+            return part
+        leaf = copy.deepcopy(part)  # 8bit-labelled, but 7-bit bytes: the label tells the truth
+        del leaf["Content-Transfer-Encoding"]
+        leaf["Content-Transfer-Encoding"] = "7bit"
+        return leaf
+    leaf = copy.deepcopy(part)
+    del leaf["Content-Transfer-Encoding"]
+    if leaf.get_content_maintype() == "text":  # readable and small for mostly-ASCII text
+        leaf.set_payload(quoprimime.body_encode(data.decode("latin-1")))
+        leaf["Content-Transfer-Encoding"] = "quoted-printable"
+    else:
+        leaf.set_payload(base64.encodebytes(data).decode("ascii"))
+        leaf["Content-Transfer-Encoding"] = "base64"
+    return leaf
 
 
 # --- options: per mailer (backend keyword arguments, MAILERS OPTIONS) ------------------------

@@ -15,6 +15,8 @@ message_failed = Signal()
 #: The worker dropped suppressed recipients from a send (see the suppression list).
 #: Arguments: ``message_id``, ``sender_address``, ``suppressed`` (addresses dropped),
 #: ``recipients`` (those still sent to; empty when the whole send was suppressed and not sent).
+#: Also sent for recipients off the staging allowlist (``SEACUCUMBER_RECIPIENT_ALLOWLIST``),
+#: with ``reason="allowlist"`` and ``redirected_to`` (the redirect address, or None).
 message_suppressed = Signal()
 
 #: A recipient left a topic (one-click unsubscribe, ``ses_suppression add --topic``): sent once

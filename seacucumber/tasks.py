@@ -6,7 +6,8 @@ message id; ``routed_queue`` names the queue Celery's routing gives them.
 
 The task: one ``OutboundSend`` payload in, one SES send out. Back before its due time (a long
 wait taken in hops, ``SendTask.retry``): re-queue, nothing else -> read the JSON payload ->
-drop suppressed recipients (``events.suppression``) -> begin the attempt
+drop (or redirect) recipients not on the staging allowlist (``events.allowlist``) -> drop
+suppressed recipients (``events.suppression``) -> begin the attempt
 (``shared.attempt.begin``, one Redis round trip: the outbox record running, the send claimed
 in the send log, returning at once if SES has it already, the lane's hold checked (the
 reputation guard's, ``shared.reputation``), the recipients booked in the account's shared
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -37,12 +39,13 @@ from typing import Any
 import redis
 from celery import Task, current_app, shared_task
 from celery.signals import worker_ready, worker_shutdown
+from django.core.exceptions import ImproperlyConfigured
 from kombu.exceptions import KombuError
 
 from . import dkim, retry, signals
 from .conf import Lane, conf
 from .conf import lane as conf_lane
-from .events import suppression
+from .events import allowlist, suppression
 from .exceptions import (
     ClaimCheckFailed,
     EnqueueError,
@@ -64,6 +67,7 @@ from .shared import (
     sendlog,
     store,
     sweeper,
+    usage,
 )
 
 logger = logging.getLogger(__name__)
@@ -283,8 +287,16 @@ def _start_sweeper(sender: Any = None, **_: Any) -> None:
     sweeper.start(sender.app if sender is not None else current_app, publish)
 
 
+def _check_account(sender: Any = None, **_: Any) -> None:
+    """Say at start what the SES account's state means (sandbox, sending disabled), from a
+    thread: an SES that is slow or out of reach must not hold the worker's start."""
+    threading.Thread(target=usage.check_account_at_start, name="seacucumber-account",
+                     daemon=True).start()
+
+
 # every worker that imports the send task sweeps for tasks the broker lost (outbox on)
 worker_ready.connect(_start_sweeper, dispatch_uid="seacucumber.outbox.start")
+worker_ready.connect(_check_account, dispatch_uid="seacucumber.account.check")
 worker_shutdown.connect(sweeper.stop, dispatch_uid="seacucumber.outbox.stop")
 
 
@@ -312,8 +324,14 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
         message_id = message_id if isinstance(message_id, str) else "?"
         fail(None, message_id, "MalformedPayload", str(exc))
         raise
-    screened = suppression.screen(outbound)  # drops suppressed recipients (one query)
-    if screened is None:  # every recipient suppressed: not sent, message_suppressed said so
+    try:  # staging: recipients not on SEACUCUMBER_RECIPIENT_ALLOWLIST never reach SES
+        screened = allowlist.screen(outbound)
+    except ImproperlyConfigured as exc:  # fail closed: a typo in the setting mails no one
+        fail(outbound, outbound.message_id, "RecipientAllowlistInvalid", str(exc))
+        raise PermanentSendError("RecipientAllowlistInvalid", str(exc)) from None
+    if screened is not None:
+        screened = suppression.screen(screened)  # drops suppressed recipients (one query)
+    if screened is None:  # no recipient left: not sent, message_suppressed said so
         return None
     outbound = screened
     lane = _lane(outbound)

@@ -1,4 +1,4 @@
-"""Fixtures for the operator tools and DKIM: a test RSA key made at test time, and a
+"""Fixtures for the operator tools and DKIM: test RSA and Ed25519 keys made at test time, and a
 loopback HTTP endpoint that answers what a test tells it to (for the SES answers moto has
 no way to give: AccessDenied, v2 GetAccount). boto3 talks real HTTP to it."""
 
@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,31 @@ def make_key(bits: int = 2048) -> RSAKey:
     der = key.public_key().public_bytes(serialization.Encoding.DER,
                                         serialization.PublicFormat.SubjectPublicKeyInfo)
     return RSAKey(pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der))
+
+
+@dataclass(frozen=True)
+class Ed25519Key(RSAKey):
+    """An Ed25519 key (RFC 8463): its PEM (PKCS#8), its base64 seed (as ``dknewkey`` writes
+    it) and its DKIM TXT record (``k=ed25519``, the raw 32-byte public key)."""
+
+    seed: str = ""
+
+
+def make_ed25519_key() -> Ed25519Key:
+    key = ed25519.Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode("ascii")
+    seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                             serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.Raw,
+                                           serialization.PublicFormat.Raw)
+    return Ed25519Key(pem, b"v=DKIM1; k=ed25519; p=" + base64.b64encode(public),
+                      base64.b64encode(seed).decode("ascii"))
+
+
+@pytest.fixture(scope="session")
+def ed25519_key() -> Ed25519Key:
+    return make_ed25519_key()
 
 
 @pytest.fixture(scope="session")

@@ -126,3 +126,10 @@ SEACUCUMBER_SUPPRESSION_LIST = (
 )
 # The reputation guard: worker tests make a held send look again within a second.
 SEACUCUMBER_REPUTATION_RETRY = float(os.environ.get("SEACUCUMBER_REPUTATION_RETRY", "60"))
+
+# Safe staging for worker processes: the allowlist as JSON, the redirect as an address.
+SEACUCUMBER_RECIPIENT_ALLOWLIST = (
+    json.loads(os.environ["SEACUCUMBER_RECIPIENT_ALLOWLIST"])
+    if "SEACUCUMBER_RECIPIENT_ALLOWLIST" in os.environ else None
+)
+SEACUCUMBER_RECIPIENT_REDIRECT = os.environ.get("SEACUCUMBER_RECIPIENT_REDIRECT") or None

@@ -81,7 +81,8 @@ def test_signature_verifies_on_what_ses_received(moto_ses, eager, signing, setti
     found = tags(raw)
     assert (found["d"], found["s"], found["c"], found["a"]) == (
         "example.com", "ses", "relaxed/relaxed", "rsa-sha256")
-    assert found["h"] == "from:to:cc:subject"
+    assert found["h"] == ("from:from:to:cc:subject:reply-to:mime-version:content-type:"
+                          "content-transfer-encoding")  # From twice: oversigned
     assert verifies(raw, signing)
 
 
@@ -175,7 +176,7 @@ def _encrypted(pem: str) -> str:
     ({"DKIM_PRIVATE_KEY": "not a key"}, "DKIM_PRIVATE_KEY is not a PEM private key"),
     ({"DKIM_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"},
      "DKIM_PRIVATE_KEY is not a PEM private key"),
-    ({"DKIM_PRIVATE_KEY": "EC"}, "DKIM_PRIVATE_KEY is not an RSA key"),
+    ({"DKIM_PRIVATE_KEY": "EC"}, "DKIM_PRIVATE_KEY is neither an RSA nor an Ed25519 key"),
     ({"DKIM_PRIVATE_KEY": "ENCRYPTED"}, "DKIM_PRIVATE_KEY is encrypted"),
     ({"DKIM_PRIVATE_KEY": None}, "DKIM_DOMAIN is set but DKIM_PRIVATE_KEY is not"),
     ({"DKIM_DOMAIN": None}, "DKIM_PRIVATE_KEY is set but DKIM_DOMAIN is not"),
@@ -190,6 +191,12 @@ def _encrypted(pem: str) -> str:
      "SEACUCUMBER_DKIM_KEYS['other.org'] must be a dict with 'private_key'"),
     ({"SEACUCUMBER_DKIM_KEYS": {"other.org": {"private_key": "x"}}},
      "SEACUCUMBER_DKIM_KEYS['other.org']['private_key'] is not a PEM private key"),
+    ({"SEACUCUMBER_DKIM_KEYS": {"other.org": []}},
+     "SEACUCUMBER_DKIM_KEYS['other.org'] is an empty list"),
+    ({"SEACUCUMBER_DKIM_KEYS": {"other.org": [{"private_key": "SAME"}, {"private_key": "SAME"}]}},
+     "SEACUCUMBER_DKIM_KEYS['other.org']: each key needs a selector of its own"),
+    ({"SEACUCUMBER_DKIM_KEYS": {"other.org": [{"selector": "a"}]}},
+     "SEACUCUMBER_DKIM_KEYS['other.org'][0] must be a dict with 'private_key'"),
 ])
 def test_bad_settings_fail_at_start_up(settings, signing, change, message):
     for name, value in change.items():
@@ -197,6 +204,10 @@ def test_bad_settings_fail_at_start_up(settings, signing, change, message):
             value = _ec_key()
         elif value == "ENCRYPTED":
             value = _encrypted(signing.pem)
+        elif isinstance(value, dict):
+            value = {d: [{**e, "private_key": signing.pem} if e.get("private_key") == "SAME"
+                         else e for e in entries] if isinstance(entries, list) else entries
+                     for d, entries in value.items()}
         setattr(settings, name, value)
     with pytest.raises(ImproperlyConfigured) as caught:
         apps.get_app_config("seacucumber").ready()
@@ -249,6 +260,7 @@ def test_real_prefork_worker_signs(pipeline, start_worker, moto_ses, dkim_key):
     assert mail.get_connection().send_messages(messages) == 3
     sent = moto_ses.wait_for(3)
     assert all(verifies(received(m), dkim_key) for m in sent)
+    assert all(received(m).isascii() for m in sent)  # 8-bit text parts went 7-bit
 
 
 @pytest.mark.parametrize("pipeline", ["redis"], indirect=True)
@@ -259,3 +271,133 @@ def test_worker_with_a_bad_key_does_not_start(pipeline, start_worker):
         start_worker(env, queues=pipeline.queue)
     assert "ImproperlyConfigured: DKIM_PRIVATE_KEY is not a PEM private key" in str(caught.value)
 
+
+
+# --- 7-bit, oversigning, list headers, Ed25519 and dual signatures (issue 15) ---------------
+
+def parts(raw: bytes) -> list:
+    from email import message_from_bytes, policy
+
+    return [p for p in message_from_bytes(raw, policy=policy.default).walk()
+            if not p.is_multipart()]
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+def test_eight_bit_text_reaches_ses_seven_bit_and_signed(moto_ses, eager, signing, settings, v2):
+    """Django sends utf-8 text as 8bit; what SES gets is 7-bit (quoted-printable), every part
+    decodes back to what was sent, and the signature covers the converted bytes."""
+    settings.USE_SES_V2 = v2
+    message = rich_message()
+    assert b"Content-Transfer-Encoding: 8bit" in message.message().as_bytes()  # Django's own
+    assert mail.get_connection().send_messages([message]) == 1
+    raw = received(moto_ses.wait_for(1)[0])
+    assert raw.isascii()
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert b"8bit" not in raw.lower()
+    found = {(p.get_content_type(), p.get_filename()): p for p in parts(raw)}
+    text = found[("text/plain", None)]
+    assert text["Content-Transfer-Encoding"] == "quoted-printable"
+    # (Django 6's email API ends a text part with a line break)
+    assert text.get_content().replace("\r\n", "\n").rstrip("\n") == message.body
+    html = found[("text/html", None)].get_content().replace("\r\n", "\n")
+    assert html.rstrip("\n") == "<p>HTML ✓</p>\n<p>.dot line</p>"
+    notes = found[("text/plain", "notes.txt")]
+    assert notes.get_content().replace("\r\n", "\n") == "Notizen: äöü\n.dot\n"
+    assert found[("application/octet-stream", "data.bin")].get_content() == PNG
+    assert found[("image/png", None)].get_content() == PNG
+    assert verifies(raw, signing)
+
+
+def test_seven_bit_leaves_the_callers_parts_alone():
+    from email.mime.text import MIMEText
+
+    from seacucumber.payload import seven_bit
+
+    attached = MIMEText("Grüße", "plain", "utf-8")
+    attached.replace_header("Content-Transfer-Encoding", "8bit")
+    attached.set_payload("Grüße".encode().decode("ascii", "surrogateescape"))
+    before = attached.as_bytes()
+    message = EmailMessage("Hi", "plain ascii", SENDER, ["a@example.com"])
+    message.attach(attached)
+    built = message.message()
+    converted = seven_bit(built)
+    assert converted is not built and converted.as_bytes().isascii()
+    assert attached.as_bytes() == before  # the caller's part is unchanged
+    assert seven_bit(converted) is converted  # nothing left to convert: the same object
+
+
+def test_a_second_from_breaks_the_oversigned_signature(moto_ses, eager, signing, settings):
+    mail.send_mail("Hello", "Body", SENDER, ["to@example.com"])
+    raw = received(moto_ses.wait_for(1)[0])
+    assert verifies(raw, signing)
+    forged = re.sub(rb"(?m)^(From: [^\r]*\r\n)", rb"From: ceo@example.com\r\n\1", raw, count=1)
+    assert forged.count(b"\r\nFrom: ") + forged.startswith(b"From: ") == 2
+    assert not verifies(forged, signing)
+    # DKIM_HEADERS is taken as given: duplicates are kept, not collapsed (dkimpy's own
+    # verifier adds an extra From of its own accord; OpenDKIM and Mail::DKIM rely on h=)
+    settings.DKIM_HEADERS = ["From", "From", "Subject", "Subject", "To"]
+    mail.send_mail("Hello", "Body", SENDER, ["once@example.com"])
+    [once] = [received(m) for m in moto_ses.wait_for(2) if m.destinations[0] == "once@example.com"]
+    assert tags(once)["h"] == "from:from:subject:subject:to"
+    assert verifies(once, signing)
+    forged = once.replace(b"\r\nSubject: ", b"\r\nSubject: Win!\r\nSubject: ", 1)
+    assert not verifies(forged, signing)
+
+
+def test_list_headers_are_signed_whenever_present(moto_ses, eager, signing, settings):
+    settings.DKIM_HEADERS = ["From", "Subject"]  # narrowed: the list headers are signed anyway
+    unsubscribe = {"List-Unsubscribe": "<https://example.com/u/token>",
+                   "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    EmailMessage("News", "Body", SENDER, ["a@example.com"], headers=unsubscribe).send()
+    mail.send_mail("Receipt", "Body", SENDER, ["b@example.com"])
+    sent = {m.destinations[0]: received(m) for m in moto_ses.wait_for(2)}
+    news, receipt = sent["a@example.com"], sent["b@example.com"]
+    assert tags(news)["h"] == "from:subject:list-unsubscribe:list-unsubscribe-post"
+    assert verifies(news, signing)
+    assert not verifies(news.replace(b"/u/token", b"/u/other"), signing)
+    assert not verifies(news.replace(b"=One-Click", b"=Two-Click"), signing)
+    # absent: not signed as absent (SES's subscription management may add them after us)
+    assert tags(receipt)["h"] == "from:subject"
+    assert verifies(receipt, signing)
+
+
+@pytest.mark.parametrize("form", ["pem", "seed"])
+def test_ed25519_key_signs(moto_ses, eager, settings, ed25519_key, form):
+    settings.DKIM_DOMAIN = "example.com"
+    settings.DKIM_PRIVATE_KEY = ed25519_key.pem if form == "pem" else ed25519_key.seed
+    mail.send_mail("Hello", "Grüße ✓", SENDER, ["to@example.com"])
+    raw = received(moto_ses.wait_for(1)[0])
+    assert raw.count(b"DKIM-Signature: ") == 1
+    assert tags(raw)["a"] == "ed25519-sha256"
+    assert verifies(raw, ed25519_key)
+    assert not verifies(raw.replace(b"Subject: Hello", b"Subject: Hullo"), ed25519_key)
+    assert dkim.txt_record(settings.DKIM_PRIVATE_KEY) == ed25519_key.txt.decode()
+
+
+def test_dual_rsa_and_ed25519_signatures(moto_ses, eager, settings, dkim_key, ed25519_key):
+    settings.SEACUCUMBER_DKIM_KEYS = {"example.com": [
+        {"private_key": dkim_key.pem, "selector": "rsa1"},
+        {"private_key": ed25519_key.pem, "selector": "ed1"},
+    ]}
+    rich = rich_message()
+    rich.cc = []
+    assert mail.get_connection().send_messages([rich]) == 1
+    raw = received(moto_ses.wait_for(1)[0])
+    assert raw.count(b"DKIM-Signature: ") == 2
+    records = {b"rsa1._domainkey.example.com.": dkim_key.txt,
+               b"ed1._domainkey.example.com.": ed25519_key.txt}
+
+    def dns(name: bytes, timeout: int = 5) -> bytes | None:
+        return records.get(name)
+
+    verifier = dkimpy.DKIM(raw)
+    assert [verifier.verify(idx=i, dnsfunc=dns) for i in (0, 1)] == [True, True]
+    algorithms = [dict(p.split("=", 1) for p in re.sub(rb"\s+", b"", h).decode().split(";")
+                       if p)["a"]
+                  for h in re.findall(rb"(?ms)^DKIM-Signature:(.*?)\r\n(?=\S)", raw)]
+    assert algorithms == ["rsa-sha256", "ed25519-sha256"]
+    # a verifier that knows only one of the keys still passes that signature
+    only_rsa = {b"rsa1._domainkey.example.com.": dkim_key.txt}
+    assert verifier.verify(idx=0, dnsfunc=lambda n, timeout=5: only_rsa.get(n))
+    tampered = dkimpy.DKIM(raw.replace(b"Subject: ", b"Subject: X", 1))
+    assert not any(tampered.verify(idx=i, dnsfunc=dns) for i in (0, 1))

@@ -46,7 +46,8 @@ logger = logging.getLogger(__name__)
 SEP = "|"  #: between a counter's name and its label values in the hash's field names
 #: counter -> (help text, label names); a field is "<counter>|<label value>|..."
 COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "sends": ("Sends settled, by outcome (sent, failed, suppressed) and lane.",
+    "sends": ("Sends settled, by outcome (sent, failed, suppressed, not_allowed: every "
+              "recipient off the staging allowlist) and lane.",
               ("outcome", "lane")),
     "throttles": ("Throttling answers from SES, by lane.", ("lane",)),
     "retries": ("Send attempts retried after an SES error, by lane.", ("lane",)),
@@ -101,9 +102,10 @@ def _on_failed(sender: Any, **_: Any) -> None:
     count_send_outcome("failed")
 
 
-def _on_suppressed(sender: Any, recipients: list[str] | None = None, **_: Any) -> None:
+def _on_suppressed(sender: Any, recipients: list[str] | None = None, reason: str = "",
+                   **_: Any) -> None:
     if not recipients:  # the whole send was dropped (else it goes on to be sent)
-        count_send_outcome("suppressed")
+        count_send_outcome("not_allowed" if reason == "allowlist" else "suppressed")
 
 
 def _on_event(sender: Any, event_type: str = "unknown", **_: Any) -> None:

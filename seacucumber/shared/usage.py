@@ -12,11 +12,13 @@ equivalent; the v1 API serves every account). SES errors come out as
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..conf import conf
+from ..exceptions import OperatorError
 from ..ses.clients import client as ses_client
 from ..ses.errors import ses_call
 from . import outbox, ratelimit, reputation, store
@@ -27,6 +29,8 @@ from . import outbox, ratelimit, reputation, store
 BOUNCE_REVIEW, BOUNCE_AT_RISK = 0.05, 0.10
 COMPLAINT_REVIEW, COMPLAINT_AT_RISK = 0.001, 0.005
 STATISTICS_DAYS = 14
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,30 @@ class Quota:
         if self.max_24_hour_send <= 0:
             return None
         return 100.0 * self.sent_last_24_hours / self.max_24_hour_send
+
+
+#: What the SES sandbox means for sending (SES Developer Guide, "Request production access").
+SANDBOX_MEANS = ("mail goes only to verified addresses and domains, at most 200 messages in "
+                 "24 hours and 1 per second")
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """SES v2 ``GetAccount``'s view of the account: may it send, SES's enforcement status
+    (HEALTHY, PROBATION, SHUTDOWN), and has it left the sandbox. None: SES did not say."""
+
+    sending_enabled: bool | None
+    enforcement_status: str | None
+    production_access_enabled: bool | None
+
+    @property
+    def sandbox(self) -> bool:
+        return self.production_access_enabled is False
+
+    @classmethod
+    def from_account(cls, account: dict[str, Any]) -> AccountState:
+        return cls(account.get("SendingEnabled"), account.get("EnforcementStatus"),
+                   account.get("ProductionAccessEnabled"))
 
 
 @dataclass
@@ -76,6 +104,9 @@ class Usage:
     #: the reputation guard (``reputation.report``): per lane rates, samples, holds; None
     #: without a shared-state Redis, or when it could not be read
     reputation: dict[str, Any] | None = None
+    #: v2 GetAccount's account state, or None when it could not be read (``account_note``)
+    account: AccountState | None = None
+    account_note: str | None = None
 
     @property
     def totals(self) -> Day:
@@ -107,6 +138,9 @@ class Usage:
             "quota_hold_seconds": self.quota_hold_seconds,
             "outbox": self.outbox,
             "reputation": self.reputation,
+            "account": None if self.account is None else {
+                **asdict(self.account), "sandbox": self.account.sandbox},
+            "account_note": self.account_note,
             "days": [asdict(day) for day in self.days],
             "totals": {k: v for k, v in asdict(self.totals).items() if k != "date"},
             "bounce_rate": self.bounce_rate,
@@ -188,19 +222,32 @@ def rate_in_force() -> float | None:
     return shared_rate().rate_in_force
 
 
+def _get_account() -> dict[str, Any]:
+    with ses_call():
+        return dict(ses_client("sesv2").get_account())
+
+
+def _quota_of(account: dict[str, Any]) -> Quota:
+    quota = account.get("SendQuota", {})
+    return Quota(
+        float(quota.get("Max24HourSend", 0)),
+        float(quota.get("MaxSendRate", 0)),
+        float(quota.get("SentLast24Hours", 0)),
+        account.get("EnforcementStatus"),
+        account.get("SendingEnabled"),
+    )
+
+
+def fetch_account_state() -> AccountState:
+    """v2 ``GetAccount``'s account state (whichever API sends). Raises ``OperatorError``."""
+    return AccountState.from_account(_get_account())
+
+
 def fetch_quota() -> Quota:
     """The account's quota: v2 ``GetAccount`` with ``USE_SES_V2``, else v1 ``GetSendQuota``."""
+    if conf.USE_SES_V2:
+        return _quota_of(_get_account())
     with ses_call():
-        if conf.USE_SES_V2:
-            account = ses_client("sesv2").get_account()
-            quota = account.get("SendQuota", {})
-            return Quota(
-                float(quota.get("Max24HourSend", 0)),
-                float(quota.get("MaxSendRate", 0)),
-                float(quota.get("SentLast24Hours", 0)),
-                account.get("EnforcementStatus"),
-                account.get("SendingEnabled"),
-            )
         quota = ses_client("ses").get_send_quota()
         return Quota(float(quota["Max24HourSend"]), float(quota["MaxSendRate"]),
                      float(quota["SentLast24Hours"]))
@@ -229,13 +276,52 @@ def fetch_days(today: dt.date | None = None) -> list[Day]:
 
 
 def fetch() -> Usage:
-    """Quota, statistics and the rate in force, from SES and the shared rate."""
-    quota = fetch_quota()
+    """Quota, statistics, the account's state and the rate in force, from SES and the shared
+    rate. The account state comes from the same GetAccount as the quota under v2; under v1
+    from a GetAccount of its own, which may fail (no ``ses:GetAccount``) without failing the
+    report."""
+    account: AccountState | None = None
+    note: str | None = None
+    if conf.USE_SES_V2:
+        answer = _get_account()
+        quota, account = _quota_of(answer), AccountState.from_account(answer)
+    else:
+        quota = fetch_quota()
+        try:
+            account = fetch_account_state()
+        except OperatorError as exc:
+            note = str(exc)
     days = fetch_days()
     rate = shared_rate()
     return Usage(ses_client().meta.region_name, "v2" if conf.USE_SES_V2 else "v1", quota,
                  days, rate.rate_in_force, rate.note, rate.quota_hold_seconds, outbox_counts(),
-                 reputation_report())
+                 reputation_report(), account, note)
+
+
+def check_account_at_start() -> None:
+    """Log what the account's state means for sending (a worker calls this as it starts): an
+    ERROR when SES has sending disabled, a WARNING in the sandbox. Never raises: SES out of
+    reach or the call not permitted is logged and the worker goes on."""
+    try:
+        state = fetch_account_state()
+    except Exception as exc:  # noqa: BLE001 - OperatorError, a bad setting: log and go on
+        logger.warning("SES account state not read at worker start (%s); sending goes on",
+                       exc)
+        return
+    region = ses_client("sesv2").meta.region_name
+    if state.sending_enabled is False:
+        logger.error(
+            "SES sending is DISABLED for this account in %s (GetAccount SendingEnabled false, "
+            "enforcement status %s): every send will fail until it is enabled again (see the "
+            "SES console, Reputation metrics)", region, state.enforcement_status or "unknown")
+    if state.sandbox:
+        logger.warning(
+            "the SES account in %s is in the sandbox (GetAccount ProductionAccessEnabled "
+            "false): %s; mail to anyone else is refused. Request production access in the SES "
+            "console.", region, SANDBOX_MEANS)
+    if state.production_access_enabled and state.sending_enabled:
+        logger.info("SES account in %s: production access, sending enabled, enforcement "
+                    "status %s", region, state.enforcement_status or "unknown")
 
 
 def _number(value: float) -> str:
@@ -254,6 +340,20 @@ def duration(seconds: float) -> str:
 
 def _percent(rate: float | None, digits: int) -> str:
     return "n/a" if rate is None else f"{100 * rate:.{digits}f}%"
+
+
+def _account_lines(usage: Usage) -> list[str]:
+    state = usage.account
+    if state is None:
+        return [f"  account status     unknown ({usage.account_note or 'not read'})"]
+    access = {True: "yes", None: "unknown"}.get(state.production_access_enabled,
+                                               f"NO: the sandbox ({SANDBOX_MEANS})")
+    sending = {True: "enabled", None: "unknown"}.get(
+        state.sending_enabled, "DISABLED by SES: every send fails")
+    return [f"  account status     {state.enforcement_status or 'unknown'}"
+            f"{'' if state.sending_enabled is not False else ', sending disabled'}",
+            f"  production access  {access}",
+            f"  sending            {sending}"]
 
 
 def render(usage: Usage, bar_width: int = 30) -> str:
@@ -277,9 +377,7 @@ def render(usage: Usage, bar_width: int = 30) -> str:
     if usage.outbox is not None:
         lines.append(f"  not yet settled    {usage.outbox['queued']:,} queued, "
                      f"{usage.outbox['running']:,} sending (the outbox)")
-    if quota.enforcement_status is not None:
-        lines.append(f"  account status     {quota.enforcement_status}"
-                     f"{'' if quota.sending_enabled is not False else ', sending disabled'}")
+    lines += _account_lines(usage)
     lines += ["", f"Send statistics, last {STATISTICS_DAYS} days (UTC days, GetSendStatistics)",
               f"  {'day':<10} {'attempts':>9} {'bounces':>8} {'complaints':>10} {'rejects':>8}"]
     peak = max((day.delivery_attempts for day in usage.days), default=0)

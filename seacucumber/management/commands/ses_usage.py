@@ -1,4 +1,5 @@
-"""``manage.py ses_usage``: the SES quota, send rate, two weeks of statistics, reputation."""
+"""``manage.py ses_usage``: the SES quota, send rate, two weeks of statistics, reputation, and
+the account's state (sandbox, sending enabled)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ class Command(BaseCommand):
     help = (
         "Show the SES 24-hour quota and how much of it is used, the max send rate, the "
         "rate the workers hold (or why there is none) and any daily-quota hold on sends, two "
-        "weeks of send statistics, and the bounce and complaint rates against SES's review "
-        "levels."
+        "weeks of send statistics, the bounce and complaint rates against SES's review "
+        "levels, and the account's state (GetAccount: sending enabled, enforcement status, "
+        "production access or the sandbox)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -3,7 +3,8 @@
 moto's server speaks all of SES but tops out near 250 requests/s on two cores and knows no
 rates or faults. This emulator speaks the SES wire protocol for the calls a sender makes
 (v1 ``SendRawEmail``, ``GetSendQuota``, ``GetSendStatistics``; v2 ``SendEmail``,
-``GetAccount``) and adds what a real account does: a per-recipient send rate enforced with
+``GetAccount``, with a sandbox or paused account on request, and the account-level
+suppression list) and adds what a real account does: a per-recipient send rate enforced with
 real ``Throttling`` errors, a rolling 24-hour quota, latency, 5xx answers, dropped
 connections, and the mailbox simulator's bounce/complaint/delivery events posted, signed, to
 a webhook. It also receives mail as a receipt rule does (``receive``: a signed ``Received``
@@ -35,6 +36,7 @@ from .http import Handler, Server
 from .identities import Identities
 from .inbound import Received, Receiver
 from .state import Accepted, Account, Config
+from .suppression import SuppressionList
 
 __all__ = ["SESEmulator", "EmulatorClient", "main"]
 
@@ -54,6 +56,7 @@ class SESEmulator(EmulatorBase):
         self.account = Account(Config())
         self.account.configure(**config)
         self.identities = Identities()  #: kept across ``reset``, like the configuration
+        self.suppression = SuppressionList()  #: the account-level list, kept across ``reset``
         self.webhook_url = webhook_url
         self.topic_arn = topic_arn
         self.signing_cert_url = signing_cert_url
@@ -168,6 +171,8 @@ def command_line() -> argparse.ArgumentParser:
     parser.add_argument("--drop-after-accept", type=float, default=0.0)
     parser.add_argument("--verified", nargs="*", default=None,
                         help="senders allowed (addresses or domains); default: any")
+    parser.add_argument("--sandbox", action="store_true",
+                        help="GetAccount says the account is in the sandbox")
     parser.add_argument("--no-raw", action="store_true", help="do not keep message bodies")
     parser.add_argument("--webhook-url", default=None, help="where to post SNS events")
     parser.add_argument("--topic-arn", default=DEFAULT_TOPIC_ARN)
@@ -191,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         latency=args.latency, fail_5xx=args.fail_5xx, drop=args.drop,
         drop_after_accept=args.drop_after_accept,
         verified=tuple(args.verified) if args.verified is not None else None,
-        keep_raw=not args.no_raw, seed=args.seed,
+        keep_raw=not args.no_raw, seed=args.seed, sandbox=args.sandbox,
     ).start()
     if args.cert_file:
         Path(args.cert_file).write_bytes(emulator.cert_pem())

@@ -1,8 +1,9 @@
 """The emulator's HTTP server: routes SES calls and the ``/_emulator/`` control API.
 
 HTTP/1.1 with keep-alive (boto3 reuses connections), a thread per connection. SES calls:
-v1 ``SendRawEmail``, ``GetSendQuota``, ``GetSendStatistics``; v2 ``SendEmail`` and
-``GetAccount``; identities in both (``identities``). Control: ``GET /_emulator/stats``,
+v1 ``SendRawEmail``, ``GetSendQuota``, ``GetSendStatistics``; v2 ``SendEmail``,
+``GetAccount`` and the account-level suppression list (``suppression``); identities in both
+(``identities``). Control: ``GET /_emulator/stats``,
 ``GET /_emulator/messages?since=N``, ``POST /_emulator/config`` (JSON), ``POST
 /_emulator/reset``, ``GET /_emulator/cert.pem``, ``POST /_emulator/receive`` (JSON: ``raw``
 as base64 and ``SESEmulator.receive``'s options; answers the webhook's status and the ids).
@@ -20,7 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import identities, protocol
+from . import identities, protocol, suppression
 from .state import Verdict
 
 if TYPE_CHECKING:
@@ -85,13 +86,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._quota(v2=True)
         if path.startswith(identities.V2_PATH):
             return self._identities_v2("GET", path)
+        if path.startswith(suppression.PATH):
+            return self._suppression("GET", path)
         self._answer(protocol.v2_error(404, "NotFoundException", f"no route for GET {path}"))
+
+    def do_PUT(self) -> None:  # noqa: N802 - http.server's name
+        body = self._body()
+        path = urlsplit(self.path).path
+        if path.startswith(suppression.PATH):
+            return self._suppression("PUT", path, body)
+        self._answer(protocol.v2_error(404, "NotFoundException", f"no route for PUT {path}"))
+
+    def _suppression(self, method: str, path: str, body: bytes = b"") -> None:
+        emulator = self.server.emulator
+        self._latency()
+        if emulator.account.config.forbid_suppression:
+            return self._answer(protocol.access_denied(
+                "PutSuppressedDestination" if method == "PUT" else "ListSuppressedDestinations",
+                True))
+        self._answer(emulator.suppression.call(
+            method, path, urlsplit(self.path).query, body,
+            emulator.account.config.suppression_page_size))
 
     def do_DELETE(self) -> None:  # noqa: N802 - http.server's name
         self._body()
         path = urlsplit(self.path).path
         if path.startswith(identities.V2_PATH):
             return self._identities_v2("DELETE", path)
+        if path.startswith(suppression.PATH):
+            return self._suppression("DELETE", path)
         self._answer(protocol.v2_error(404, "NotFoundException", f"no route for DELETE {path}"))
 
     def _identities_v2(self, method: str, path: str, body: bytes = b"") -> None:
@@ -158,7 +181,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             account.count_denied_quota_call()
             return self._answer(protocol.access_denied(
                 "GetAccount" if v2 else "GetSendQuota", v2))
-        self._answer(protocol.quota_answer(account.quota(), v2))
+        self._answer(protocol.quota_answer(account.quota(), v2, account.config))
 
     # --- control API ---------------------------------------------------------------------
     def _control(self, method: str, path: str, body: bytes = b"") -> None:

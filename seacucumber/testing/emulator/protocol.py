@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
-from .state import Answer, Verdict
+from .state import Answer, Config, Verdict
 
 V1_NS = "http://ses.amazonaws.com/doc/2010-12-01/"
 V2_SEND_PATH = "/v2/email/outbound-emails"
@@ -173,11 +173,16 @@ def send_answer(answer: Answer, v2: bool, region: str) -> Response:
     return v2_error(status, v2_code, message) if v2 else v1_error(status, v1_code, message)
 
 
-def quota_answer(quota: dict[str, float], v2: bool) -> Response:
+def quota_answer(quota: dict[str, float], v2: bool, config: Config | None = None) -> Response:
+    """GetSendQuota's XML, or GetAccount's JSON with the account's state from ``config``
+    (sandbox, sending enabled, enforcement status)."""
     if v2:
+        config = config or Config()
         return v2_result({
-            "SendQuota": quota, "SendingEnabled": True, "ProductionAccessEnabled": True,
-            "EnforcementStatus": "HEALTHY", "DedicatedIpAutoWarmupEnabled": False,
+            "SendQuota": quota, "SendingEnabled": config.sending_enabled,
+            "ProductionAccessEnabled": not config.sandbox,
+            "EnforcementStatus": config.enforcement_status,
+            "DedicatedIpAutoWarmupEnabled": False,
         })
     inner = "".join(f"<{k}>{v}</{k}>" for k, v in quota.items())
     return v1_result("GetSendQuota", inner)

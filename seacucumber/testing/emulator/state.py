@@ -32,6 +32,11 @@ class Config:
     drop: float = 0.0             #: share of sends whose connection is closed, not processed
     drop_after_accept: float = 0.0  #: share accepted, then the connection closed unanswered
     forbid_quota: bool = False    #: GetSendQuota / GetAccount answer AccessDenied
+    sandbox: bool = False         #: GetAccount: ProductionAccessEnabled false (sandbox)
+    sending_enabled: bool = True  #: GetAccount: SendingEnabled
+    enforcement_status: str = "HEALTHY"  #: GetAccount: HEALTHY, PROBATION or SHUTDOWN
+    forbid_suppression: bool = False  #: the suppression list calls answer AccessDenied
+    suppression_page_size: int = 1000  #: most entries per ListSuppressedDestinations page
     sending_paused: bool = False  #: sends answer AccountSendingPausedException
     verified: tuple[str, ...] | None = None  #: senders allowed (addresses/domains); None: any
     keep_raw: bool = True         #: keep each accepted message's raw MIME
