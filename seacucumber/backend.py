@@ -78,6 +78,10 @@ class SESBackend(BaseEmailBackend):
         Each message checked and accepted carries ``seacucumber_ids`` afterwards: its sends'
         ids (one per group of up to 50 recipients), as ``seacucumber.status`` and the
         signals name them."""
+        with conf.held():  # each setting read once for the whole call
+            return self._send_messages(email_messages)
+
+    def _send_messages(self, email_messages: Iterable[EmailMessage] | None) -> int:
         checked: list[Queued] = []
         accepted: list[EmailMessage] = []
         for message in email_messages or ():
@@ -101,9 +105,10 @@ class SESBackend(BaseEmailBackend):
         return self._enqueue_all(checked)
 
     def _enqueue_all(self, checked: list[Queued]) -> int:
-        """Enqueue message by message within ``SEACUCUMBER_ENQUEUE_TIMEOUT``, stopping at the
-        first broker failure. The outbox (Redis broker) records every send first, one call
-        per queue, and drops the records of sends the broker did not take."""
+        """Enqueue every send within ``SEACUCUMBER_ENQUEUE_TIMEOUT`` (on Redis, in one
+        pipeline: ``tasks.enqueue``), stopping at the first broker failure. The outbox (Redis
+        broker) records every send first, one call per queue, and drops the records of sends
+        the broker did not take."""
         timeout = float(conf.SEACUCUMBER_ENQUEUE_TIMEOUT)
         deadline = time.monotonic() + timeout  # the outbox's record counts in it
         try:  # large messages wait in the claim check's store; their tasks carry a claim
@@ -119,27 +124,31 @@ class SESBackend(BaseEmailBackend):
         recording = outbox.enabled()
         if recording:
             self._record(checked, payloads, timeout / 4)
-        queued = 0
-        for message, message_payloads in zip(checked, payloads, strict=True):
-            try:
-                enqueue(message_payloads, deadline, message.queue)
-            except EnqueueError as exc:
-                sends = message.sends
-                unqueued = list(chain(sends[exc.sends_queued:],
-                                      chain.from_iterable(q.sends for q in checked[queued + 1:])))
-                if recording:
-                    outbox.discard((s.message_id for s in unqueued), timeout / 4)
-                status.record_unqueued(unqueued, str(exc))
-                if exc.sends_queued:
-                    logger.error("message partly queued: %d of its %d sends (groups of up to "
-                                 "50 recipients) went to the broker", exc.sends_queued, len(sends))
-                if not self.fail_silently:
-                    exc.queued = queued
-                    raise
-                logger.error("%s (%d message(s) queued before)", exc, queued)
-                break
-            queued += 1
-        return queued
+        try:
+            enqueue([(found, q.queue) for found, q in zip(payloads, checked, strict=True)],
+                    deadline)
+        except EnqueueError as exc:
+            sends_queued, queued = exc.sends_queued, 0
+            for message in checked:  # the messages whose every send went
+                if sends_queued < len(message.sends):
+                    break
+                sends_queued -= len(message.sends)
+                queued += 1
+            partial = checked[queued].sends if queued < len(checked) else []
+            unqueued = list(chain(partial[sends_queued:],
+                                  chain.from_iterable(q.sends for q in checked[queued + 1:])))
+            if recording:
+                outbox.discard((s.message_id for s in unqueued), timeout / 4)
+            status.record_unqueued(unqueued, str(exc))
+            if sends_queued:
+                logger.error("message partly queued: %d of its %d sends (groups of up to "
+                             "50 recipients) went to the broker", sends_queued, len(partial))
+            if not self.fail_silently:
+                exc.queued, exc.sends_queued = queued, sends_queued  # of the message that broke
+                raise
+            logger.error("%s (%d message(s) queued before)", exc, queued)
+            return queued
+        return len(checked)
 
     @staticmethod
     def _record(checked: list[Queued], payloads: list[list[dict[str, Any]]],

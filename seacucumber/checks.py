@@ -25,7 +25,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
 
-from .conf import conf
+from .conf import conf, lanes
 from .events import allowlist
 from .exceptions import ClaimCheckError, InvalidMessage
 from .payload import bare_address, base_url_problem
@@ -115,11 +115,12 @@ def check_sender_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckM
 
 @register()
 def check_rate_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """The rate settings, checked before any send: a bad one would otherwise fail every send
-    task."""
+    """The rate settings and the lanes under it, checked before any send: a bad one would
+    otherwise fail every send task (or every ``send_messages``)."""
     found: list[CheckMessage] = []
     for read, error_id in ((quota.configured_rate, "seacucumber.E010"),
-                           (quota.safety_factor, "seacucumber.E011")):
+                           (quota.safety_factor, "seacucumber.E011"),
+                           (lanes, "seacucumber.E012")):
         try:
             read()
         except ImproperlyConfigured as exc:

@@ -11,6 +11,9 @@ on every access, so ``override_settings`` works in tests. Use it as::
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -306,6 +309,21 @@ def lanes() -> tuple[Lane, ...]:
     naming the fault for a malformed entry (the system check ``seacucumber.E012`` reports it
     at start-up)."""
     value = conf.SEACUCUMBER_LANES
+    cached = _lanes_cache.get(id(value))
+    if cached is not None and cached[0] is value:
+        return cached[1]
+    found = _parse_lanes(value)
+    _lanes_cache.clear()  # one entry: the setting in force
+    _lanes_cache[id(value)] = (value, found)
+    return found
+
+
+#: The last ``SEACUCUMBER_LANES`` value read and its lanes: the backend asks for every
+#: message, and settings are not changed in place (``override_settings`` replaces them).
+_lanes_cache: dict[int, tuple[Any, tuple[Lane, ...]]] = {}
+
+
+def _parse_lanes(value: Any) -> tuple[Lane, ...]:
     if not value:
         return (Lane("transactional", 0),)
     if not isinstance(value, dict):
@@ -353,11 +371,33 @@ def lane(name: str | None = None) -> Lane:
     raise KeyError(name)
 
 
+#: Values read inside ``LazySettings.held()``: None outside it.
+_held: ContextVar[dict[str, Any] | None] = ContextVar("seacucumber_settings_held", default=None)
+
+
 class LazySettings:
-    """Attribute access to every setting in ``SETTINGS``, read at access time."""
+    """Attribute access to every setting in ``SETTINGS``, read at access time (inside
+    ``held()``, once per block)."""
 
     def __getattr__(self, name: str) -> Any:
-        return self.lookup(name)[1]
+        held = _held.get()
+        if held is None:
+            return self.lookup(name)[1]
+        try:
+            return held[name]
+        except KeyError:
+            value = held[name] = self.lookup(name)[1]
+            return value
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Read each setting once for the block: ``send_messages`` checks a thousand messages
+        against the same settings, and each read walks Django's settings and older names."""
+        token = _held.set({} if _held.get() is None else _held.get())
+        try:
+            yield
+        finally:
+            _held.reset(token)
 
     def lookup(self, name: str) -> tuple[str, Any]:
         """(the name the value was found under: the setting's or an older one, the value);

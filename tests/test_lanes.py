@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 from django.core import mail
+from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMessage
 
@@ -53,6 +54,8 @@ def test_default_lanes_and_a_bad_setting_named(settings):
         settings.SEACUCUMBER_LANES = bad
         with pytest.raises(ImproperlyConfigured, match=words):
             lanes()
+        [error] = [m for m in checks.run_checks() if m.id == "seacucumber.E012"]
+        assert words in error.msg
 
 
 # --- the limiter, per lane -------------------------------------------------------------------
@@ -85,10 +88,13 @@ def test_a_flood_on_the_first_lane_leaves_the_lower_lane_its_share(shared_redis)
 
 
 def test_lanes_together_hold_the_rate_and_the_first_is_served_first(shared_redis):
-    """Both lanes flooding for 2 s at 50/s, two threads each booking as fast as they may
-    (no sleeping: demand far above the rate): the slots due inside the window add up to the
-    rate (plus the burst), not more; the first lane gets most, the lower lane its share."""
-    rate, seconds, granted = 50.0, 2.0, {"transactional": 0, "bulk": 0}
+    """Both lanes flooding for 3 s at 50/s: the first lane books as far ahead as it may (a
+    0.5 s horizon here) as fast as it can, the lower lane's two threads wait for each slot
+    they get, like workers. The slots due inside the window add up to the rate (plus the
+    burst), not more; the first lane gets most, the lower lane about its 10% share, never
+    nothing."""
+    shared_redis.SEACUCUMBER_RATE_HORIZON = 0.5
+    rate, seconds, granted = 50.0, 3.0, {"transactional": 0, "bulk": 0}
     lock = threading.Lock()
     start = time.monotonic()
 
@@ -101,8 +107,10 @@ def test_lanes_together_hold_the_rate_and_the_first_is_served_first(shared_redis
             if decision.admitted and due <= seconds:
                 with lock:
                     granted[lane_name] += 1
+                if found.rank > 0:
+                    time.sleep(decision.wait)
             elif decision.admitted:
-                return  # booked past the window: this lane's demand is met
+                return  # booked past the window
             else:
                 time.sleep(0.01)
 
@@ -113,8 +121,8 @@ def test_lanes_together_hold_the_rate_and_the_first_is_served_first(shared_redis
     for thread in threads:
         thread.join()
     total = granted["transactional"] + granted["bulk"]
-    assert 0.9 * rate * seconds <= total <= rate * (seconds + 0.2) + 2
-    assert granted["bulk"] >= 0.1 * rate * seconds * 0.6, granted  # its min share, about
+    assert 0.85 * rate * seconds <= total <= rate * (seconds + 0.2) + 2, granted
+    assert granted["bulk"] >= 0.1 * rate * seconds * 0.5, granted  # its min share, about
     assert granted["transactional"] >= 0.75 * total, granted
 
 

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
+from django.core.exceptions import ImproperlyConfigured
 
 from .. import signals
 from ..conf import conf
@@ -58,6 +59,14 @@ LANE_TAG, CONFIGURATION_SET_TAG = "seacucumber-lane", "ses:configuration-set"
 def default_lane() -> str:
     """The first lane's name: the lane of mail that names none (``SEACUCUMBER_LANES``)."""
     return conf_lane().name
+
+
+def _first_lane_or_none() -> str | None:
+    """The first lane's name, or None while SEACUCUMBER_LANES is malformed (E012 says so)."""
+    try:
+        return default_lane()
+    except ImproperlyConfigured:
+        return None
 
 
 def send_lane(outbound: OutboundSend) -> str:
@@ -109,7 +118,7 @@ def setting_problems() -> list[str]:
     if isinstance(lanes, str) or not isinstance(lanes, list | tuple) or not all(
             isinstance(lane, str) and lane for lane in lanes):
         problems.append(f"SEACUCUMBER_REPUTATION_GUARD_LANES = {lanes!r}: a list of lane names")
-    elif default_lane() in lanes:
+    elif _first_lane_or_none() in lanes:
         problems.append(f"SEACUCUMBER_REPUTATION_GUARD_LANES holds {default_lane()!r}, the "
                         "first lane: holding transactional mail is what the guard is there "
                         "to prevent")
