@@ -257,3 +257,43 @@ def test_a_worker_per_lane(lanes_setup, start_worker):
     start_worker(env, queues=bulk_queue, pool="threads", concurrency=4)
     start_worker(env, queues=queue, pool="threads", concurrency=2)
     _transactional_passes_the_backlog(emulator)
+
+
+# --- the worker's hot path: two round trips to the shared-state Redis -----------------------
+
+@pytest.mark.django_db
+def test_a_send_costs_two_round_trips_to_the_shared_state(shared_redis, ses_emulator,
+                                                          monkeypatch):
+    """Every write redis-py makes to the shared-state Redis while the task runs (a pipeline
+    is one write): the attempt's begin and its settle, with the outbox, the send log, the
+    rate, the lane hold, the counters and the reputation guard all on. The first send of
+    each lane warms up (connection, scripts loaded); the second is counted."""
+    import redis as redis_py
+
+    from seacucumber.shared import outbox
+    from seacucumber.tasks import send_email
+
+    shared_redis.SEACUCUMBER_OUTBOX = True
+    shared_redis.SEACUCUMBER_RATE_LIMIT = 1000
+    shared_redis.SEACUCUMBER_REPUTATION_GUARD = True
+    counted_sends: list[int] = []
+    for lane_name in ("transactional", "transactional", "bulk", "bulk"):
+        message = EmailMessage("Hi", "B", SENDER, ["a@example.com", "b@example.com"])
+        [send] = build_sends(message, SESBackend(lane=lane_name).options)
+        outbox.record([send.to_json()], None, "mail", 5.0)
+        writes = []
+        real = redis_py.connection.AbstractConnection.send_packed_command
+
+        def counted(self, command, check_health=True, _real=real):
+            writes.append(command)
+            return _real(self, command, check_health)
+
+        monkeypatch.setattr(redis_py.connection.AbstractConnection, "send_packed_command",
+                            counted)
+        result = send_email.apply(args=[send.to_json()], task_id=send.message_id)
+        monkeypatch.undo()
+        assert result.successful(), result.traceback
+        counted_sends.append(len(writes))
+    assert counted_sends[1::2] == [2, 2], counted_sends
+    assert len(ses_emulator.messages()) == 4
+    assert outbox.counts() == {"queued": 0, "running": 0}
