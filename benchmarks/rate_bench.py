@@ -21,11 +21,17 @@ shared state, real ``celery worker`` processes (``benchmarks/rate_app.py``).
             concurrency, same endpoint, 50 ms latency; the worker with the outbox off
             beside it.
 4. startup  time from worker start to the full rate, the quota learned from SES.
+5. cpu      CPU time per send of the send task run in this process, beside a bare boto3
+            call of the same message, interleaved (the emulator in its own process).
+
+``caller`` also times one ``send_messages`` call of 1,000 messages per message, in rounds
+interleaved with 1,000 of Celery's ``apply_async``.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime
 import json
 import os
@@ -266,6 +272,17 @@ def run_caller(redis: RedisServer, messages: int, sync_sends: int) -> dict:
             started = time.perf_counter()
             connection.send_messages(chunk)
             in_batches.append((time.perf_counter() - started) / len(chunk))
+        # one call of 1,000 messages beside 1,000 of Celery's apply_async, interleaved rounds
+        thousand, floor_rounds = [], []
+        for _ in range(5):
+            chunk = mixed_messages(messages, recipients_at_odd=1)
+            started = time.perf_counter()
+            connection.send_messages(chunk)
+            thousand.append((time.perf_counter() - started) / len(chunk))
+            started = time.perf_counter()
+            for _ in range(messages):
+                send_email.apply_async(args=[{}], queue=queue + "-floor", serializer="json")
+            floor_rounds.append((time.perf_counter() - started) / messages)
         client = boto3.client("ses", endpoint_url=emulator.url, region_name="us-east-1",
                               config=Config(retries={"total_max_attempts": 1}))
         client.send_raw_email(Source="bench@example.com", Destinations=["to@example.com"],
@@ -289,6 +306,10 @@ def run_caller(redis: RedisServer, messages: int, sync_sends: int) -> dict:
             "build_sends_only": describe(building),
             "celery_apply_async_empty_payload": describe(floor),
             "send_messages_100_per_call_per_message": describe(in_batches),
+            "send_messages_1000_per_call_per_message": describe(thousand),
+            "celery_apply_async_1000_rounds_per_message": describe(floor_rounds),
+            "ratio_1000_per_call_to_apply_async": round(
+                statistics.median(thousand) / statistics.median(floor_rounds), 3),
             "boto3_sync_50ms": describe(sync)}
 
 
@@ -347,6 +368,60 @@ def run_capacity(redis: RedisServer, messages: int, concurrency: int, pool: str)
             "ratio_outbox_off": round(worker_rates[False] / bare_rate, 3)}
 
 
+# --- 5. worker CPU per send ----------------------------------------------------------------------
+
+def run_cpu(redis: RedisServer, sends: int) -> dict:
+    """CPU time (``time.process_time``) of the send task run in this process (Celery's
+    ``apply``: the tracer, the payload, the attempt's two Redis round trips, boto3, the
+    signals) beside a bare boto3 ``send_raw_email`` of the same message, interleaved; SES is
+    the emulator in a process of its own, answering at once, so its CPU is not counted."""
+    import boto3
+    from botocore.config import Config
+    from django.conf import settings
+    from django.core.mail import EmailMessage
+
+    from seacucumber.payload import build_sends
+    from seacucumber.shared import outbox
+    from seacucumber.tasks import send_email
+
+    emulator = Emulator(rate=0, daily_quota=-1)
+    try:
+        queue = f"bench-{uuid.uuid4().hex[:8]}"
+        point_app(f"{redis.url}/0", queue)
+        settings.SEACUCUMBER_ENDPOINT_URL = emulator.url
+        settings.SEACUCUMBER_OUTBOX = True
+        settings.SEACUCUMBER_RATE_LIMIT = 1000000
+        client = boto3.client("ses", endpoint_url=emulator.url, region_name="us-east-1",
+                              config=Config(retries={"total_max_attempts": 1}))
+        payloads = []
+        for n in range(sends + 20):
+            [send] = build_sends(EmailMessage("Bench", "Body", "bench@example.com",
+                                              [f"to{n}@example.com"]))
+            payloads.append(send.to_json())
+            outbox.record([payloads[-1]], queue, queue, 5.0)
+        task_cpu, bare_cpu = [], []
+        for n, payload in enumerate(payloads):
+            started = time.process_time()
+            result = send_email.apply(args=[payload], task_id=payload["id"])
+            spent = time.process_time() - started
+            assert result.successful(), result.traceback
+            raw = base64.b64decode(payload["raw"])
+            began = time.process_time()
+            client.send_raw_email(Source="bench@example.com", Destinations=payload["to"],
+                                  RawMessage={"Data": raw})
+            bare = time.process_time() - began
+            if n >= 20:  # the first ones warm up: clients, scripts, imports
+                task_cpu.append(spent)
+                bare_cpu.append(bare)
+        del settings.SEACUCUMBER_OUTBOX
+    finally:
+        emulator.stop()
+    task_ms, bare_ms = statistics.mean(task_cpu) * 1000, statistics.mean(bare_cpu) * 1000
+    return {"sends": sends, "task_cpu_ms_per_send": round(task_ms, 3),
+            "bare_boto3_cpu_ms_per_send": round(bare_ms, 3),
+            "ratio": round(task_ms / bare_ms, 3)}
+
+
 # --- 4. time to full rate ----------------------------------------------------------------------
 
 def run_startup(redis: RedisServer, account_rate: float) -> dict:
@@ -382,11 +457,12 @@ def run_startup(redis: RedisServer, account_rate: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("which", nargs="*", default=["all"],
-                        choices=["all", "shared", "caller", "capacity", "startup"])
+                        choices=["all", "shared", "caller", "capacity", "startup", "cpu"])
     parser.add_argument("--rate", type=float, default=30.0, help="account rate, recipients/s")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of a shared run")
     args = parser.parse_args()
-    which = {"shared", "caller", "capacity", "startup"} if "all" in args.which else set(args.which)
+    which = ({"shared", "caller", "capacity", "startup", "cpu"} if "all" in args.which
+             else set(args.which))
     import benchmarks.rate_app  # noqa: F401 - configures Django and the Celery app
 
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -397,6 +473,9 @@ def main() -> None:
         if "caller" in which:
             results["caller"] = run_caller(redis, 1000, 200)
             print(json.dumps(results["caller"]), flush=True)
+        if "cpu" in which:
+            results["cpu"] = run_cpu(redis, 1000)
+            print(json.dumps(results["cpu"]), flush=True)
         if "capacity" in which:
             results["capacity"] = [run_capacity(redis, 3000, concurrency, pool)
                                    for concurrency in (8, 16)
