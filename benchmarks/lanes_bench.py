@@ -34,7 +34,6 @@ Results: benchmarks/lanes_results.json and a table on stdout.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import statistics
 import sys
@@ -45,7 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.rate_bench import Emulator, machine, point_app, start_group  # noqa: E402
+from benchmarks.rate_bench import Emulator, point_app, stamp, start_group  # noqa: E402
 from seacucumber.testing.processes import RedisServer  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "lanes_results.json"
@@ -88,6 +87,8 @@ class StateTraffic:
 
 
 def lanes_setting(queue: str, lanes: bool) -> dict:
+    """``SEACUCUMBER_LANES``: the default lanes, the bulk queue named after ``queue``; or
+    one lane (lanes off)."""
     if not lanes:
         return {"transactional": {}}
     return {"transactional": {}, "bulk": {"queue": f"{queue}-bulk", "min_share": 0.1}}
@@ -110,6 +111,8 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict:
                "SEACUCUMBER_REDIS_URL": f"{state.url}/0", "SEACUCUMBER_REDIS_PREFIX": queue,
                "SEACUCUMBER_QUEUE": queue,
                "SEACUCUMBER_LANES": json.dumps(lanes_setting(queue, lanes))}
+        if args.prefetch:
+            env["CELERY_WORKER_PREFETCH_MULTIPLIER"] = str(args.prefetch)
         bulk = get_connection(lane="bulk") if lanes else get_connection()
         transactional = get_connection()
         newsletter = [EmailMessage(f"Newsletter {i}", "Body", "news@example.com",
@@ -166,6 +169,7 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict:
 def summarise(name: str, args: argparse.Namespace, accepted: list, sent: dict[str, float],
               stats: dict, window: dict[str, int], caller: dict[str, int],
               enqueue_s: float) -> dict:
+    import celeryconfig
     from seacucumber.conf import conf
 
     safety = float(conf.SEACUCUMBER_RATE_SAFETY_FACTOR or 1.0)  # the rate is learned
@@ -193,6 +197,7 @@ def summarise(name: str, args: argparse.Namespace, accepted: list, sent: dict[st
     return {
         "scenario": name, "recipients": args.recipients, "account_rate": args.rate,
         "held_rate": round(held, 3), "pool": args.pool, "concurrency": args.concurrency,
+        "prefetch_multiplier": args.prefetch or celeryconfig.worker_prefetch_multiplier,
         "enqueue_s": round(enqueue_s, 2),
         "transactional_sent": len(sent), "transactional_accepted": len(latencies),
         "latency_p50_s": pct(0.5), "latency_p99_s": pct(0.99),
@@ -239,6 +244,8 @@ def main() -> None:
                         help="lanes-on scenarios; the lanes-off baseline always runs")
     parser.add_argument("--pool", default="prefork")
     parser.add_argument("--concurrency", type=int, default=8, help="per worker process")
+    parser.add_argument("--prefetch", type=int, default=None,
+                        help="worker_prefetch_multiplier (unset: celeryconfig.py's, 4)")
     args = parser.parse_args()
     import benchmarks.rate_app  # noqa: F401 - configures Django and the Celery app
 
@@ -250,11 +257,7 @@ def main() -> None:
         print(json.dumps(runs[-1]), flush=True)
     print(report(runs))
     RESULTS.write_text(json.dumps({
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(),
-        "command": f".venv/bin/python benchmarks/lanes_bench.py --recipients {args.recipients} "
-                   f"--rate {args.rate:g} --mode {args.mode} --pool {args.pool} "
-                   f"--concurrency {args.concurrency}",
+        **stamp(args),
         "counted": StateTraffic.__doc__.split("\n\n")[0].replace("\n    ", " "),
         "runs": runs}, indent=1) + "\n")
 

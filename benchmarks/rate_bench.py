@@ -122,6 +122,13 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
+def stamp(args: argparse.Namespace) -> dict:
+    """When, where and how a result was measured, for its JSON file."""
+    return {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(), "command": " ".join([".venv/bin/python", *sys.argv]),
+            "options": vars(args)}
+
+
 # --- 1. shared rate ----------------------------------------------------------------------------
 
 def run_shared(redis: RedisServer, account_rate: float, seconds: float) -> list[dict]:

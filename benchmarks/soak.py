@@ -40,7 +40,6 @@ Results: benchmarks/soak_results.json and a summary on stdout.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import threading
@@ -52,7 +51,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.rate_bench import Emulator, machine, point_app, start_group  # noqa: E402
+from benchmarks.lanes_bench import lanes_setting  # noqa: E402
+from benchmarks.rate_bench import Emulator, point_app, stamp, start_group  # noqa: E402
 from seacucumber.testing.processes import RedisServer  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "soak_results.json"
@@ -143,8 +143,7 @@ def run(args: argparse.Namespace) -> dict:
         point_app(f"{broker.url}/0", queue, state=f"{state.url}/0")
         from django.conf import settings
 
-        settings.SEACUCUMBER_LANES = {"transactional": {},
-                                      "bulk": {"queue": f"{queue}-bulk", "min_share": 0.1}}
+        settings.SEACUCUMBER_LANES = lanes_setting(queue, lanes=True)
         env = {"CELERY_BROKER_URL": f"{broker.url}/0", "SEACUCUMBER_ENDPOINT_URL": emulator.url,
                "SEACUCUMBER_REDIS_URL": f"{state.url}/0", "SEACUCUMBER_REDIS_PREFIX": queue,
                "SEACUCUMBER_QUEUE": queue, "SEACUCUMBER_RATE_LIMIT": str(args.rate * 0.98),
@@ -286,11 +285,7 @@ def main() -> None:
     result = run(args)
     print(report(result))
     RESULTS.write_text(json.dumps({
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(),
-        "command": f".venv/bin/python benchmarks/soak.py --messages {args.messages} "
-                   f"--reference {args.reference} --rate {args.rate:g} --pool {args.pool} "
-                   f"--concurrency {args.concurrency}",
+        **stamp(args),
         **result}, indent=1) + "\n")
 
 
