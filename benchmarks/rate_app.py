@@ -1,10 +1,12 @@
-"""The benchmarks' Celery app and Django settings (rate_bench.py, chaos.py): the
+"""The benchmarks' Celery app and Django settings (rate_bench.py, chaos.py,
+lanes_bench.py, soak.py): the
 repository's celeryconfig.py, Sea Cucumber's task, everything else from the environment the
 benchmark sets.
 
 ``BENCH_CELERY_RATE_LIMIT`` puts Celery's own per-worker ``rate_limit`` on the send task,
 as Sea Cucumber 1.x did, for the side-by-side comparison."""
 
+import json
 import os
 
 import django
@@ -31,6 +33,9 @@ if not settings.configured:
         SEACUCUMBER_READ_TIMEOUT=float(os.environ.get("SEACUCUMBER_READ_TIMEOUT", "30")),
         SEACUCUMBER_QUEUE=os.environ.get("SEACUCUMBER_QUEUE", "mail"),
         LOGGING_CONFIG=None,
+        # lanes_bench.py: the lanes under test (unset: the package's default lanes)
+        **({"SEACUCUMBER_LANES": json.loads(os.environ["SEACUCUMBER_LANES"])}
+           if os.environ.get("SEACUCUMBER_LANES") else {}),
     )
     django.setup()
 

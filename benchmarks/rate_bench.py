@@ -77,10 +77,10 @@ class Emulator:
         self.process.wait(10)
 
 
-def point_app(broker: str, queue: str) -> None:
+def point_app(broker: str, queue: str, state: str | None = None) -> None:
     """This process sends to ``broker`` (db 0 of the private Redis) and ``queue``, with the
-    shared state where the benchmarks' workers keep it (db 1, the queue as key prefix), so
-    the outbox records what the workers settle."""
+    shared state where the benchmarks' workers keep it (``state``, else db 1 of the broker's
+    Redis; the queue as key prefix), so the outbox records what the workers settle."""
     from kombu import pools
 
     from benchmarks.rate_app import app
@@ -93,7 +93,7 @@ def point_app(broker: str, queue: str) -> None:
     from django.conf import settings
 
     settings.SEACUCUMBER_QUEUE = queue
-    settings.SEACUCUMBER_REDIS_URL = broker.rsplit("/", 1)[0] + "/1"
+    settings.SEACUCUMBER_REDIS_URL = state or broker.rsplit("/", 1)[0] + "/1"
     settings.SEACUCUMBER_REDIS_PREFIX = queue
 
 
@@ -126,6 +126,13 @@ def wait_accepted(client: EmulatorClient, count: int, timeout: float) -> bool:
 def machine() -> str:
     return (f"{platform.node()}: {platform.platform()}, {os.cpu_count()} CPUs, "
             f"Python {platform.python_version()}")
+
+
+def stamp(args: argparse.Namespace) -> dict:
+    """When, where and how a result was measured, for its JSON file."""
+    return {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(), "command": " ".join([".venv/bin/python", *sys.argv]),
+            "options": vars(args)}
 
 
 # --- 1. shared rate ----------------------------------------------------------------------------
