@@ -373,6 +373,8 @@ def lane(name: str | None = None) -> Lane:
 
 #: Values read inside ``LazySettings.held()``: None outside it.
 _held: ContextVar[dict[str, Any] | None] = ContextVar("seacucumber_settings_held", default=None)
+#: Values read since ``LazySettings.freeze()`` (a worker process): None before it.
+_frozen: dict[str, Any] | None = None
 
 
 class LazySettings:
@@ -380,7 +382,7 @@ class LazySettings:
     ``held()``, once per block)."""
 
     def __getattr__(self, name: str) -> Any:
-        held = _held.get()
+        held = _held.get() if _frozen is None else _frozen
         if held is None:
             return self.lookup(name)[1]
         try:
@@ -388,6 +390,14 @@ class LazySettings:
         except KeyError:
             value = held[name] = self.lookup(name)[1]
             return value
+
+    def freeze(self) -> None:
+        """Read each setting once for the rest of this process: a Celery worker's settings
+        do not change while it runs, and the send path reads dozens per send (the worker
+        calls this as it starts: ``tasks``)."""
+        global _frozen
+        if _frozen is None:
+            _frozen = {}
 
     @contextmanager
     def held(self) -> Iterator[None]:

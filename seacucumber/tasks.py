@@ -40,7 +40,7 @@ import redis
 from celery import Task, current_app, shared_task
 from celery.signals import after_task_publish as signals_after
 from celery.signals import before_task_publish as signals_before
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_ready, worker_shutdown
 from django.core.exceptions import ImproperlyConfigured
 from kombu.exceptions import KombuError
 from kombu.utils.json import dumps as json_dumps
@@ -297,6 +297,12 @@ def _check_account(sender: Any = None, **_: Any) -> None:
                      daemon=True).start()
 
 
+def _freeze_settings(**_: Any) -> None:
+    conf.freeze()
+
+
+# a worker's settings are read once: they do not change while it runs
+worker_init.connect(_freeze_settings, dispatch_uid="seacucumber.conf.freeze")
 # every worker that imports the send task sweeps for tasks the broker lost (outbox on)
 worker_ready.connect(_start_sweeper, dispatch_uid="seacucumber.outbox.start")
 worker_ready.connect(_check_account, dispatch_uid="seacucumber.account.check")
@@ -319,6 +325,13 @@ def send_email(self: Any, payload: Any, reserved_at: float | None = None,
     task for a slot it booked; ``failures``: SES errors so far (the backoff counts these,
     not the re-queues for the rate); ``held``: seconds the reputation guard held it (added
     to its lifetime); ``due``: when a wait taken in hops ends."""
+    with conf.held():  # each setting read once per run: the path reads dozens
+        return _send(self, payload, reserved_at, failures, held, due)
+
+
+def _send(self: Any, payload: Any, reserved_at: float | None, failures: int, held: float,
+          due: float | None) -> str | None:
+    """``send_email``'s body, with the settings held."""
     self.hop(due)  # back early from one hop of a long wait: re-queued, nothing done
     try:
         outbound = OutboundSend.from_json(payload)

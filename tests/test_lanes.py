@@ -12,8 +12,7 @@ import time
 import uuid
 
 import pytest
-from django.core import mail
-from django.core import checks
+from django.core import checks, mail
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMessage
 
@@ -284,7 +283,7 @@ def test_a_send_costs_two_round_trips_to_the_shared_state(shared_redis, ses_emul
         writes = []
         real = redis_py.connection.AbstractConnection.send_packed_command
 
-        def counted(self, command, check_health=True, _real=real):
+        def counted(self, command, check_health=True, _real=real, writes=writes):
             writes.append(command)
             return _real(self, command, check_health)
 
