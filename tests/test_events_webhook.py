@@ -309,6 +309,21 @@ def test_event_before_the_worker_stored_the_ses_id_is_retried_until_it_is(
     assert [name for name, _ in received] == ["delivery"]
 
 
+def test_an_event_with_our_id_tag_is_applied_at_once(webhook, in_flight, received, signer):
+    """Sends carry our id as the ``seacucumber-id`` message tag, which SES copies into the
+    event: the event finds its record by it, even before the worker stored SES's id (no
+    503, no waiting), and the record learns SES's id from it."""
+    event = ses_event("Delivery", "ses-2")
+    event["mail"]["tags"] = {"seacucumber-id": ["ours-2"], "seacucumber-lane": ["bulk"],
+                             "ses:configuration-set": ["news"]}
+    message = signer.sign({**notification(event), "Timestamp": published()})
+    answer = webhook(json.dumps(message))
+    assert (answer.status_code, answer.content) == (200, b"applied\n")
+    record = status.get(message_id="ours-2")
+    assert (record.status, record.ses_message_id) == ("delivered", "ses-2")
+    assert [name for name, _ in received] == ["delivery"]
+
+
 def test_waiting_for_the_ses_id_ends_so_no_event_is_lost(webhook, in_flight, received):
     """Past the grace (shorter than SNS's retry span) the event is applied without a record:
     signal and suppression happen, the record stays as it is."""

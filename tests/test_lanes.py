@@ -222,9 +222,10 @@ def lanes_setup(request, redis_url, settings):
 def _transactional_passes_the_backlog(emulator) -> None:
     """A bulk backlog of 160 (4 s at 40/s); once 20 are out, three password resets: each
     reaches SES while most of the backlog still waits."""
-    bulk = mail.get_connection(lane="bulk")
+    bulk = mail.get_connection(lane="bulk", tags={"campaign": "spring"})
     newsletter = [EmailMessage(f"News {n}", "B", SENDER, [f"reader{n}@example.com"])
                   for n in range(160)]
+    newsletter[0].seacucumber_options = {"tags": {"campaign": "first"}}
     assert bulk.send_messages(newsletter) == 160
     emulator.wait_for(20, timeout=60)
     resets = []
@@ -237,6 +238,13 @@ def _transactional_passes_the_backlog(emulator) -> None:
     order = [m.tags["seacucumber-id"] for m in accepted]
     lanes_seen = [m.tags["seacucumber-lane"] for m in accepted]
     assert lanes_seen.count("bulk") == 160 and lanes_seen.count("transactional") == 3
+    # our ids came back to the caller and reached SES; the controls too, the message's own
+    # over its connection's
+    assert set(order) == {*resets, *(m.seacucumber_ids[0] for m in newsletter)}
+    campaigns = {m.tags["seacucumber-id"]: m.tags.get("campaign") for m in accepted}
+    assert campaigns[newsletter[0].seacucumber_ids[0]] == "first"
+    assert campaigns[newsletter[1].seacucumber_ids[0]] == "spring"
+    assert campaigns[resets[0]] is None
     positions = [order.index(found) for found in resets]
     # FIFO would put them after all 160; lanes put each within a few sends of its arrival
     assert max(positions) < 80, positions
