@@ -203,7 +203,8 @@ def begin(message_id: str, attempt: str, lane: Lane, cost: int, reserve: bool,
 
 
 def claim(message_id: str, attempt: str) -> sendlog.Claim:
-    """The send-log claim alone (``begin`` without the rate): ours, sent before, or busy."""
+    """The send-log claim alone (``begin`` without the rate; tests stand in for another
+    attempt with it): ours, sent before, or busy."""
     token = f"claim:{attempt}"
     if store.redis_url() is None:
         return sendlog.Claim(message_id, token=token)
@@ -227,7 +228,7 @@ def started(task_id: str) -> None:
 def reserve(cost: int, rate: float, lane: Lane | None = None, horizon: float | None = None,
             burst: float | None = None, attempt: str = "reserve") -> ratelimit.Decision:
     """Book ``cost`` tokens at ``rate`` for ``lane`` (None: the first) without a claim:
-    ``begin``'s rate step alone (tests, benchmarks, ``ses_usage``)."""
+    ``begin``'s rate step alone (tests, benchmarks)."""
     found = _run("r", "-", attempt, lane or conf_lane(), cost, rate, horizon, burst)
     return ratelimit.Decision(admitted=found.outcome == "admitted",
                               held=found.outcome == "quota_held", wait=found.wait,
