@@ -9,6 +9,7 @@ import time
 
 from django.core import mail
 from django.core.mail import EmailMessage
+from django.core.mail.backends.base import BaseEmailBackend
 
 SIMULATOR = "simulator.amazonses.com"
 
@@ -36,7 +37,7 @@ def messages(count: int) -> list[EmailMessage]:
     return batch
 
 
-def newsletter_connection():  # noqa: ANN201 - Django's backend type differs by version
+def newsletter_connection() -> BaseEmailBackend:
     """The bulk lane's connection: Django 6.1's "bulk" mailer, or get_connection before it."""
     if hasattr(mail, "mailers"):
         return mail.mailers["bulk"]

@@ -116,11 +116,11 @@ def lane_rows(newsletter: list[str], newsletter_queued: float, resets: PasswordR
     return [
         ("transactional lane", f"{len(resets.sent)} password resets, {at_ses} at SES; "
                                f"{rate('transactional'):.1f} recipients/s"),
-        ("  send -> SES", f"{latency} (send_messages returning to SES taking it)"),
+        ("  send_messages -> SES", latency),
         ("bulk lane", f"the newsletter: {len(bulk)} messages, "
                       f"{sum(len(m.destinations) for m in bulk)} recipients at SES; "
                       f"{rate('bulk'):.1f} recipients/s"),
-        ("  send -> SES", f"{drained:.1f} s (send_messages returning to its last message at SES)"),
+        ("  send_messages -> SES", f"{drained:.1f} s to its last message"),
     ]
 
 
