@@ -111,9 +111,9 @@ def main() -> int:
         queued = mailing.newsletter_connection().send_messages(batch)
         newsletter_queued = time.time()  # wall clock, as the emulator stamps what it takes
         print(f"queued:   a newsletter of {queued} messages on the bulk lane in "
-              f"{(time.monotonic() - started) * 1000:.0f} ms (send_messages returned; the "
-              f"workers\n          take it from here), and a password reset every "
-              f"{RESET_EVERY:g} s on the transactional\n          lane while it drains")
+              f"{(time.monotonic() - started) * 1000:.0f} ms (send_messages returned;\n"
+              f"          the workers take it from here); a password reset every "
+              f"{RESET_EVERY:g} s on the\n          transactional lane while it drains")
         newsletter = [send for message in batch for send in
                       getattr(message, "seacucumber_ids", ())]
         resets = mailing.PasswordResets(RESET_EVERY).start()

@@ -51,8 +51,8 @@ def progress(newsletter: list[str], resets: PasswordResets, started: float,
         if tty or done or elapsed - last_line >= 2:
             filled = int(BAR * done_newsletter / max(len(newsletter), 1))
             line = (f"[{'#' * filled}{'.' * (BAR - filled)}] {done_newsletter:>4}/"
-                    f"{len(newsletter)} newsletter sends settled  {len(resets.sent):>3} "
-                    f"password resets  {stats['recipients_accepted']:>4} recipients at SES  "
+                    f"{len(newsletter)} newsletter settled  {len(resets.sent):>3} resets  "
+                    f"{stats['recipients_accepted']:>4} recipients at SES  "
                     f"{stats['throttled']} throttled  {elapsed:5.1f} s")
             print(("\r" if tty else "") + line, end="" if tty and not done else "\n",
                   flush=True)
