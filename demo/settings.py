@@ -23,9 +23,20 @@ DATABASES = {"default": {
 }}
 
 if django.VERSION >= (6, 1):  # MAILERS replaces EMAIL_BACKEND
-    MAILERS = {"default": {"BACKEND": "seacucumber.backend.SESBackend"}}
-else:
+    MAILERS = {
+        "default": {"BACKEND": "seacucumber.backend.SESBackend"},
+        # the newsletter's mailer: mail.mailers["bulk"]
+        "bulk": {"BACKEND": "seacucumber.backend.SESBackend", "OPTIONS": {"lane": "bulk"}},
+    }
+else:  # the newsletter's connection: mail.get_connection(lane="bulk")
     EMAIL_BACKEND = "seacucumber.backend.SESBackend"
+# Two lanes under the account's rate (docs/rate.rst): password resets (any mail that names no
+# lane) are served first, on the queue celeryconfig.py routes mail to; the newsletter takes
+# what they leave, from a queue of its own. The demo's workers consume both.
+SEACUCUMBER_LANES = {
+    "transactional": {"queue": "mail"},
+    "bulk": {"queue": "mail-bulk", "min_share": 0.1},
+}
 SERVER_EMAIL = "errors@example.com"  # error reports: an address SES takes
 DEFAULT_FROM_EMAIL = "Sea Cucumber Demo <demo@example.com>"
 AWS_SES_REGION_NAME = "us-east-1"
@@ -38,6 +49,10 @@ SEACUCUMBER_RETRY_BASE_DELAY = 0.5
 SEACUCUMBER_TRACK_STATUS = True
 SEACUCUMBER_SUPPRESS_ON_BOUNCE = True
 SEACUCUMBER_SUPPRESS_ON_COMPLAINT = True
+# The demo's newsletter bounces and complains far more than a real list may (to show the
+# suppression list): the reputation guard would hold its lane a minute at a time
+# (docs/deliverability.rst), and with REDIS_URL its counts would outlive the run.
+SEACUCUMBER_REPUTATION_GUARD = False
 SEACUCUMBER_EVENT_TOPIC_ARNS = ["arn:aws:sns:us-east-1:123456789012:ses-events"]
 _CERT = STATE / "emulator-cert.pem"
 SEACUCUMBER_SNS_CERTIFICATES = {

@@ -78,12 +78,17 @@ def test_celery_services_name_the_example_app(name):
     assert "app = Celery(" in (app_dir / "exampleproject" / "celery.py").read_text()
 
 
+def worker_queues() -> list[str]:
+    """The queues the compose worker consumes (its ``-Q``)."""
+    command = SERVICES["worker"]["command"]
+    return command[command.index("-Q") + 1].split(",")
+
+
 def test_worker_consumes_the_queue_mail_is_routed_to():
     import celeryconfig
 
-    command = SERVICES["worker"]["command"]
-    queue = command[command.index("-Q") + 1]
-    assert celeryconfig.task_routes["seacucumber.send_email"]["queue"] == queue
+    queue = celeryconfig.task_routes["seacucumber.send_email"]["queue"]
+    assert queue == worker_queues()[0]
     example = (ROOT / "example/exampleproject/settings.py").read_text()
     assert f'"seacucumber.send_email": {{"queue": "{queue}"}}' in example
 
@@ -114,15 +119,38 @@ print(json.dumps({
 """
 
 
+#: The broker queue of every lane the example's settings declare, as its backend sends it:
+#: the lane's queue, else SEACUCUMBER_QUEUE, else the Celery app's routing.
+LANE_QUEUES = r"""
+import json
+
+import django
+from celery.app.utils import find_app
+
+find_app("exampleproject").set_current()
+django.setup()
+from seacucumber.conf import conf, lanes
+from seacucumber.tasks import routed_queue
+
+print(json.dumps({lane.name: lane.queue or conf.SEACUCUMBER_QUEUE or routed_queue()
+                  for lane in lanes()}))
+"""
+
+
 def example_app_conf(keys: str, **env_extra: str) -> dict:
-    """The example's Celery app as a compose service loads it: the compose environment
-    (and nothing of ours), /app on PYTHONPATH as the Dockerfile sets, the example folder as
-    working directory."""
+    """The example's Celery app as a compose service loads it (``APP_CONF``)."""
+    return run_in_example(APP_CONF, keys, **env_extra)
+
+
+def run_in_example(script: str, *args: str, **env_extra: str) -> dict:
+    """Run ``script`` as a compose service runs: the compose environment (and nothing of
+    ours), /app on PYTHONPATH as the Dockerfile sets, the example folder as working
+    directory; its last line of output is JSON."""
     env = {name: value for name, value in os.environ.items()
            if not name.startswith(("CELERY_", "SEACUCUMBER_", "DJANGO_", "EXAMPLE_"))}
     env.update({name: str(value) for name, value in COMPOSE["x-app-env"].items()})
     env.update(PYTHONPATH=str(ROOT), **env_extra)
-    done = subprocess.run([sys.executable, "-c", APP_CONF, keys],
+    done = subprocess.run([sys.executable, "-c", script, *args],
                           cwd=local_path(SERVICES["worker"]["working_dir"]), env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -162,6 +190,21 @@ def test_example_django_celery_settings_agree_with_celeryconfig():
                                  and not isinstance(value, types.ModuleType)}
     assert conf["unknown"] == []
     assert conf["different"] == {}, "settings.py vs celeryconfig.py: " + repr(conf["different"])
+
+
+@pytest.mark.parametrize("config", ["celeryconfig", "django"])
+def test_worker_consumes_every_lane_queue(config):
+    """Each lane has its own broker queue (docs/rate.rst): the compose worker consumes the
+    queue of every lane the example's settings declare, as the example routes them, with
+    the compose configuration (celeryconfig.py) and with the example's Django CELERY_ settings;
+    otherwise that lane's mail would wait in its queue forever."""
+    extra = {} if config == "celeryconfig" else {"CELERY_CONFIG_MODULE": ""}
+    queues = run_in_example(LANE_QUEUES, **extra)
+    assert list(queues) == ["transactional", "bulk"], queues
+    assert queues["transactional"] != queues["bulk"], queues  # bulk mail has its own queue
+    missing = {lane: queue for lane, queue in queues.items() if queue not in worker_queues()}
+    assert not missing, f"the compose worker (-Q {','.join(worker_queues())}) does not " \
+                        f"consume the queues of lanes {missing}"
 
 
 def test_web_command_uses_files_that_exist():

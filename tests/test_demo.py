@@ -1,4 +1,5 @@
-"""`make demo` keeps working: run it as the Makefile does and read its summary."""
+"""`make demo` keeps working: run it as the Makefile does and read its summary: a newsletter
+on the bulk lane, password resets on the transactional lane while it drains."""
 
 import os
 import re
@@ -56,24 +57,54 @@ def test_demo_prints_the_summary(tmp_path, broker, redis_url):
     want = expected(count)
     output = run_demo(tmp_path, count, **extra)
 
-    # the workers: two processes sharing the rate through Redis, or one on the filesystem
+    # the workers: two processes sharing the rate through Redis, or one on the filesystem;
+    # either way consuming both lanes' queues
     workers = row(output, "workers:")
+    assert "queues 'mail' (transactional lane) and 'mail-bulk' (bulk lane)" in output, output
     if broker == "redis":
         assert re.match(r"2 celery worker processes ready \(pids \d+, \d+\)", workers), workers
-        assert "sharing the account's rate through Redis" in output
+        assert "sharing the account's rate through Redis, transactional first" in output
     else:
         assert re.match(r"1 celery worker process ready \(pid \d+\)", workers), workers
-        assert "no Redis, so no shared rate and no send log" in output
+        assert "no Redis, so no shared rate, no lanes' priority and no send log" in output
 
-    assert row(output, "accepted by send_messages") == f"{count + 1} messages"
+    # the newsletter, and the password resets sent while it drained (one recipient each)
+    accepted = re.fullmatch(r"(\d+) messages \((\d+) newsletter, (\d+) password resets\)",
+                            row(output, "accepted by send_messages"))
+    assert accepted, output
+    total, newsletter, resets = map(int, accepted.groups())
+    assert newsletter == count + 1 and total == newsletter + resets
+    assert resets >= 3, output  # one every 0.7 s over a newsletter of several seconds
     # the stranger's message is refused by SES
     assert row(output, "sent \\(accepted by SES\\)") == (
-        f"{count} messages, {want['recipients']} recipients")
+        f"{count + resets} messages, {want['recipients'] + resets} recipients")
+
+    # each lane: every reset at SES, its wait from send_messages to SES; the newsletter's
+    # recipients all at SES, and how long it took; each lane's rate while it drained
+    transactional = re.fullmatch(
+        rf"{resets} password resets, all at SES; (\d+\.\d) recipients/s",
+        row(output, "transactional lane"))
+    assert transactional, output
+    waits = re.search(r"^transactional lane .*\n  send_messages -> SES\s+median (\d+\.\d\d) s, "
+                      r"p99 (\d+\.\d\d) s, max (\d+\.\d\d) s$", output, re.MULTILINE)
+    assert waits, output
+    median, p99, longest = map(float, waits.groups())
+    assert 0 < median <= p99 <= longest, output
+    bulk = re.fullmatch(rf"the newsletter: {count} messages, {want['recipients']} recipients at "
+                        r"SES; (\d+\.\d) recipients/s", row(output, "bulk lane"))
+    assert bulk, output
+    drained = re.search(r"^bulk lane .*\n  send_messages -> SES\s+(\d+\.\d) s to its last "
+                        r"message$", output, re.MULTILINE)
+    assert drained, output
+    drained_in = float(drained.group(1))
+    assert 0 < drained_in, output
+    lanes_rate = float(transactional.group(1)) + float(bulk.group(1))
+    assert float(transactional.group(1)) > 0, output
 
     # both Redis workers took a share of the mail; every message is someone's
     sent_by = dict((app, int(n)) for app, n in
                    re.findall(r"(worker\d) (\d+) messages", row(output, "sent by")))
-    assert sum(sent_by.values()) == count, output
+    assert sum(sent_by.values()) == count + resets, output
     assert set(sent_by) == ({"worker1", "worker2"} if broker == "redis" else {"worker1"})
     assert min(sent_by.values()) > 0, output
 
@@ -94,10 +125,16 @@ def test_demo_prints_the_summary(tmp_path, broker, redis_url):
         # the shared rate holds the account's rate, no faster, no slower
         assert 0.9 <= float(ratio) <= 1.02, output
         assert throttles == 0, output
+        # together the lanes keep to the account's rate (the first second's burst aside)
+        assert 0.85 * ACCOUNT_RATE <= lanes_rate <= 1.1 * ACCOUNT_RATE, output
+        # lanes: a reset waits for a free slot, not behind the newsletter (which took
+        # several seconds); without them it would wait half the newsletter on average
+        assert median < min(1.0, drained_in / 3), output
+        assert longest < drained_in, output
     else:
         assert 0 < float(ratio) <= 1.1, output
 
-    assert row(output, "delivered") == str(want["delivered"])
+    assert row(output, "delivered") == str(want["delivered"] + resets)
     assert row(output, "bounced") == f"{want['bounced']} (now on the suppression list)"
     assert row(output, "complained") == f"{want['complained']} (now on the suppression list)"
     assert row(output, "failed") == "1"
@@ -105,7 +142,8 @@ def test_demo_prints_the_summary(tmp_path, broker, redis_url):
                      r"address is not verified", output, re.MULTILINE), output
     elapsed = float(re.fullmatch(r"(\d+\.\d) s", row(output, "elapsed")).group(1))
     assert 0 < elapsed < 60, output
-    assert f"{count + 1}/{count + 1} settled" in output
+    assert re.search(rf"^\[#{{32}}\]\s+{count + 1}/{count + 1} newsletter settled\s+"
+                     rf"{resets} resets", output, re.MULTILINE), output
 
     # the summary ends with the operator's commands, answered by the same SES
     tail = output[output.index("$ manage.py ses_address verify example.com"):]
@@ -114,4 +152,4 @@ def test_demo_prints_the_summary(tmp_path, broker, redis_url):
                      tail, re.MULTILINE), tail
     usage = tail[tail.index("$ manage.py ses_usage"):]
     assert re.search(rf"^\s+max send rate\s+{ACCOUNT_RATE} recipients/s$", usage, re.MULTILINE)
-    assert re.search(rf"^\s+total\s+{want['recipients']}\s", usage, re.MULTILINE), usage
+    assert re.search(rf"^\s+total\s+{want['recipients'] + resets}\s", usage, re.MULTILINE), usage

@@ -15,6 +15,8 @@ pytestmark = pytest.mark.worker
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example"
 SENDER = "example@example.com"
+#: What docker-compose.yml's worker consumes: both lanes' queues (example settings' LANES).
+QUEUES = "mail,mail-bulk"
 
 SEND_AND_READ = """
 import time
@@ -60,7 +62,7 @@ def test_example_page_sends_through_a_worker_and_shows_status(
         done = subprocess.run(manage + command, cwd=EXAMPLE, env=env, capture_output=True,
                               text=True, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
-    worker = Worker(app="exampleproject", env=env, queues="mail", cwd=EXAMPLE)
+    worker = Worker(app="exampleproject", env=env, queues=QUEUES, cwd=EXAMPLE)
     worker.start()
     try:
         done = subprocess.run(manage + ["shell", "-c", SEND_AND_READ], cwd=EXAMPLE, env=env,
@@ -123,7 +125,7 @@ def test_example_page_shows_replies_received_through_ses(tmp_path, redis_url, mo
     done = subprocess.run(manage + ["migrate", "--noinput"], cwd=EXAMPLE, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    worker = Worker(app="exampleproject", env=env, queues="mail", cwd=EXAMPLE)
+    worker = Worker(app="exampleproject", env=env, queues=QUEUES, cwd=EXAMPLE)
     worker.start()
     try:
         done = subprocess.run(manage + ["shell", "-c", SEND_ONE], cwd=EXAMPLE, env=env,
