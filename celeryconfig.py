@@ -27,9 +27,11 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 # Tasks whose worker lost its broker connection go back to the queue rather than running on.
 worker_cancel_long_running_tasks_on_connection_loss = True
-# A few tasks reserved per pool slot: enough to keep sends flowing, few enough that a
-# crash hands little back.
-worker_prefetch_multiplier = int(os.environ.get("CELERY_WORKER_PREFETCH_MULTIPLIER", "4"))
+# One task reserved per pool slot: a worker consuming every lane's queue then takes a
+# password reset as soon as a slot frees, rather than after the newsletter sends it had
+# already reserved (docs/rate.rst, "Lanes"), and a crash hands little back. Sends wait on
+# SES, not on the broker, so this costs no throughput on Redis or RabbitMQ.
+worker_prefetch_multiplier = int(os.environ.get("CELERY_WORKER_PREFETCH_MULTIPLIER", "1"))
 
 # Redis broker: an unacknowledged task goes back on the queue after visibility_timeout.
 # It must outlast the longest retry countdown (SEACUCUMBER_RETRY_MAX_DELAY, 300 s by
