@@ -111,10 +111,10 @@ SETTINGS: tuple[Setting, ...] = (
             "SEACUCUMBER_CLAIM_CHECK_BUCKET), 'redis' (the shared-state Redis) or 'off'. "
             "Unset: 's3' when a bucket is set, else 'redis' when there is a shared-state "
             "Redis, else off."),
-    Setting("SEACUCUMBER_CLAIM_CHECK_THRESHOLD", 128 * 1024,
+    Setting("SEACUCUMBER_CLAIM_CHECK_THRESHOLD", 96 * 1024,
             "Raw message size, in bytes, above which a send's message is claim-checked. "
-            "The default keeps a task within SQS's 256 KiB after Celery's envelope and two "
-            "rounds of base64 (payload and SQS transport)."),
+            "The default keeps a task within SQS's 256 KiB after three rounds of base64 (the "
+            "payload's, kombu's body encoding, the SQS transport's) and Celery's envelope."),
     Setting("SEACUCUMBER_CLAIM_CHECK_BUCKET", None,
             "S3 bucket for claim-checked payloads (store 's3'); objects under "
             "'<SEACUCUMBER_REDIS_PREFIX>/claim/'. Give it a lifecycle rule as a backstop."),

@@ -165,3 +165,42 @@ def test_without_a_shared_redis_sqs_sends_with_the_documented_degradation(
     assert mail.get_connection().send_messages(tagged_messages(5)) == 5
     assert set(wait_all(emulator, 5, timeout=30).values()) == {1}
     assert "no shared-state Redis" in worker.log()
+
+
+def test_a_message_just_under_the_threshold_fits_in_one_sqs_message(sqs_env):
+    """SQS takes a message body of at most 256 KiB (262,144 bytes), and a task's raw message
+    is base64-encoded three times on its way (the payload, kombu's body, the SQS transport):
+    a send just under ``SEACUCUMBER_CLAIM_CHECK_THRESHOLD`` is queued whole and fits; one
+    just over travels as a claim. Read back from the queue as SQS holds it, no worker."""
+    from seacucumber.conf import conf
+    from seacucumber.payload import build_sends
+    from tests.proj.celery import app
+
+    _, queue, _ = sqs_env
+    threshold = int(conf.SEACUCUMBER_CLAIM_CHECK_THRESHOLD)
+
+    def raw_size(length: int) -> int:
+        message = EmailMessage("s", "x" * length, SENDER, ["to@example.com"])
+        return len(build_sends(message)[0].raw)
+
+    low, high = 0, threshold  # the longest body whose raw message is at most the threshold
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if raw_size(middle) <= threshold else (low, middle - 1)
+    assert threshold - 8 <= raw_size(low) <= threshold < raw_size(low + 8)
+    messages = [EmailMessage("s", "x" * length, SENDER, ["to@example.com"])
+                for length in (low, low + 8)]
+    assert mail.get_connection().send_messages(messages) == 2
+    port = urlsplit("//" + app.conf.broker_url.rpartition("@")[2]).port
+    sqs = boto3.client("sqs", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+    bodies: list[str] = []
+    for _ in range(5):
+        found = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        bodies += [m["Body"] for m in found]
+        if len(bodies) >= 2:
+            break
+    big, small = sorted((len(b.encode()) for b in bodies), reverse=True)
+    assert big <= 262_144, f"a whole message just under the threshold is {big} bytes"
+    assert small < 8_000  # the one over it carries only its claim
