@@ -12,6 +12,7 @@ settings that would fail sends, or lose them, are reported before any message is
     E033       the claim check's store cannot work
     W033       an SQS broker with the claim check off
     E034-E035, W034  the staging allowlist and its redirect
+    W035       the reputation guard with no configuration set (events carry no lane)
 """
 
 from __future__ import annotations
@@ -133,6 +134,24 @@ def check_reputation_settings(app_configs: Any = None, **kwargs: Any) -> list[Ch
     """The reputation guard's settings (docs/deliverability.rst): a bad one would otherwise
     fail in the webhook or the worker."""
     return [Error(problem, id="seacucumber.E032") for problem in reputation.setting_problems()]
+
+
+@register()
+def check_reputation_sees_lanes(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The reputation guard tells a bounce's lane by the send's ``seacucumber-lane`` tag,
+    which SES puts in an event only when the send names a configuration set (event
+    publishing): without one, every bounce counts against the first lane and a guarded lane
+    is never held."""
+    if not reputation.enabled() or conf.AWS_SES_CONFIGURATION_SET:
+        return []
+    return [Warning(
+        "the reputation guard is on but AWS_SES_CONFIGURATION_SET is unset: SES events carry "
+        "a send's lane (its seacucumber-lane tag) only through a configuration set's event "
+        "publishing, so without one every bounce and complaint counts against the first lane",
+        hint="Set AWS_SES_CONFIGURATION_SET (an SNS event destination to the webhook), or give "
+             "every mailer of a guarded lane a configuration_set option and silence this "
+             "check (seacucumber.W035).",
+        id="seacucumber.W035")]
 
 
 @register()

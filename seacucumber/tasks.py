@@ -140,6 +140,7 @@ def _held_retry(task: Any, outbound: OutboundSend, hold: reputation.Hold) -> Exc
     base = float(conf.SEACUCUMBER_REPUTATION_RETRY)
     countdown = base + random.uniform(0, base / 2)
     held = float(task.request.kwargs.get("held") or 0.0) + countdown
+    claimcheck.keep(task.request.args[0] if task.request.args else None)  # outlives the hold
     logger.info("message %s held: lane %r is held by the reputation guard (%s rate); "
                 "looking again in %.0fs", outbound.message_id, hold.lane, hold.rate, countdown)
     return task.retry(countdown=countdown, kwargs=requeue_kwargs(task, held=held), throw=False)

@@ -321,6 +321,30 @@ def test_a_held_send_never_expires_and_its_wait_extends_its_lifetime(guard, ses_
     assert ses_emulator.messages() == []
 
 
+@pytest.mark.django_db
+def test_a_held_claim_checked_send_keeps_its_stored_message(guard, ses_emulator):
+    """A hold never expires, a claim-checked message in Redis does: each look at the held
+    lane starts the stored message's TTL again, so it outlives the hold."""
+    from seacucumber.shared import claimcheck
+
+    guard.SEACUCUMBER_CLAIM_CHECK_STORE = "redis"
+    guard.SEACUCUMBER_CLAIM_CHECK_THRESHOLD = 100
+    guard.SEACUCUMBER_CLAIM_CHECK_TTL = 100
+    [[send]] = claimcheck.check_in([[bulk_send(6)]], timeout=5.0)
+    payload = send.to_json()
+    key = payload["claim"]["key"]
+    assert 0 < store.redis_client().ttl(key) <= 100
+    store.redis_client().set(reputation.hold_key_of("bulk"), "held by hand")
+    guard.SEACUCUMBER_CLAIM_CHECK_TTL = 5000
+    with pytest.raises(Retry):
+        send_email(payload)
+    assert store.redis_client().ttl(key) > 100
+    reputation.release("bulk")
+    assert send_email.apply(args=[payload]).successful()  # released: sent, copy deleted
+    assert not store.redis_client().exists(key)
+    assert len(ses_emulator.messages()) == 1
+
+
 # --- the operator's commands --------------------------------------------------------------------
 
 def run(*args):

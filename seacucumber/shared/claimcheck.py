@@ -208,6 +208,21 @@ def fetch(outbound: OutboundSend) -> OutboundSend:
     return dataclasses.replace(outbound, raw=data)
 
 
+def keep(payload: Any) -> None:
+    """The send of ``payload`` waits on (a lane the reputation guard holds, which never
+    expires): start its stored message's Redis TTL again, so the message outlives the hold.
+    An S3 copy lives by the bucket's lifecycle rule: give it longer than any hold."""
+    claim = payload.get("claim") if isinstance(payload, dict) else None
+    if not isinstance(claim, dict) or claim.get("store") != "redis":
+        return
+    if claim.get("key") != key_for("redis", str(payload.get("id"))):
+        return
+    try:
+        store.redis_client().expire(claim["key"], max(1, int(ttl())))
+    except redis.RedisError as exc:
+        logger.warning("claim check: could not keep %s: %s", claim["key"], exc)
+
+
 def release(payload: Any) -> None:
     """The send of ``payload`` (a task's JSON payload) is settled: delete its stored message,
     if it has one. Best effort: a payload left behind expires (Redis TTL; S3: the bucket's

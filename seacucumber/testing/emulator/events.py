@@ -55,10 +55,9 @@ def ses_notifications(message: Accepted) -> list[dict[str, Any]]:
             "subject": str(headers.get("Subject", "")) if headers else "",
         },
     }
-    tags = {name: [value] for name, value in message.tags.items()}  # SES: lists of values
-    if "ConfigurationSetName" in message.options:
+    if "ConfigurationSetName" in message.options:  # event publishing: the send's tags come
+        tags = {name: [value] for name, value in message.tags.items()}  # as lists of values
         tags["ses:configuration-set"] = [message.options["ConfigurationSetName"]]
-    if tags:
         mail["tags"] = tags
     bounced, complained, delivered = [], [], []
     for address in message.destinations:
