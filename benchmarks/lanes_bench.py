@@ -245,7 +245,7 @@ def main() -> None:
     parser.add_argument("--pool", default="prefork")
     parser.add_argument("--concurrency", type=int, default=8, help="per worker process")
     parser.add_argument("--prefetch", type=int, default=None,
-                        help="worker_prefetch_multiplier (unset: celeryconfig.py's, 4)")
+                        help="worker_prefetch_multiplier (unset: celeryconfig.py's, 1)")
     args = parser.parse_args()
     import benchmarks.rate_app  # noqa: F401 - configures Django and the Celery app
 

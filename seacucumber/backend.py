@@ -134,15 +134,15 @@ class SESBackend(BaseEmailBackend):
                     break
                 sends_queued -= len(message.sends)
                 queued += 1
-            partial = checked[queued].sends if queued < len(checked) else []
-            unqueued = list(chain(partial[sends_queued:],
+            broken = checked[queued].sends if queued < len(checked) else []
+            unqueued = list(chain(broken[sends_queued:],
                                   chain.from_iterable(q.sends for q in checked[queued + 1:])))
             if recording:
                 outbox.discard((s.message_id for s in unqueued), timeout / 4)
             status.record_unqueued(unqueued, str(exc))
             if sends_queued:
                 logger.error("message partly queued: %d of its %d sends (groups of up to "
-                             "50 recipients) went to the broker", sends_queued, len(partial))
+                             "50 recipients) went to the broker", sends_queued, len(broken))
             if not self.fail_silently:
                 exc.queued, exc.sends_queued = queued, sends_queued  # of the message that broke
                 raise

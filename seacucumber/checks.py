@@ -12,7 +12,7 @@ settings that would fail sends, or lose them, are reported before any message is
     E033       the claim check's store cannot work
     W033       an SQS broker with the claim check off
     E034-E035, W034  the staging allowlist and its redirect
-    W035       the reputation guard with no configuration set (events carry no lane)
+    I035       the reputation guard with no configuration set (events carry no lane)
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Info, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
 
@@ -144,14 +144,14 @@ def check_reputation_sees_lanes(app_configs: Any = None, **kwargs: Any) -> list[
     is never held."""
     if not reputation.enabled() or conf.AWS_SES_CONFIGURATION_SET:
         return []
-    return [Warning(
+    return [Info(
         "the reputation guard is on but AWS_SES_CONFIGURATION_SET is unset: SES events carry "
         "a send's lane (its seacucumber-lane tag) only through a configuration set's event "
         "publishing, so without one every bounce and complaint counts against the first lane",
         hint="Set AWS_SES_CONFIGURATION_SET (an SNS event destination to the webhook), or give "
              "every mailer of a guarded lane a configuration_set option and silence this "
-             "check (seacucumber.W035).",
-        id="seacucumber.W035")]
+             "check (seacucumber.I035).",
+        id="seacucumber.I035")]
 
 
 @register()
