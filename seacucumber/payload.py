@@ -19,7 +19,9 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email import errors, headerregistry, policy, quoprimime
+from email.generator import BytesGenerator
 from email.message import Message
+from io import BytesIO
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -282,10 +284,31 @@ _MODERN_EMAIL = django.VERSION >= (6, 0)
 
 def _raw(message: EmailMessage) -> bytes:
     """The message's bytes, CRLF line ends (as SES and SMTP want them), built as the Django
-    version in use intends (on 6.x with the SMTP email policy), 7-bit clean (``seven_bit``)."""
+    version in use intends (on 6.x with the SMTP email policy), 7-bit clean (``seven_bit``).
+    On 5.2 the bytes are Django's own ``as_bytes``, written with ``_QuickFoldCompat32``."""
     if _MODERN_EMAIL:
         return bytes(seven_bit(message.message(policy=policy.SMTP)).as_bytes())
-    return bytes(seven_bit(message.message()).as_bytes(linesep="\r\n"))
+    out = BytesIO()
+    BytesGenerator(out, mangle_from_=False, policy=_QUICK_FOLD).flatten(
+        seven_bit(message.message()), linesep="\r\n")
+    return out.getvalue()
+
+
+class _QuickFoldCompat32(policy.Compat32):
+    """The email package's ``compat32`` policy (Django 5.2's messages use it), writing a
+    header that needs no folding (printable ASCII within the line length) directly. Those are
+    the same bytes ``compat32`` writes through its ``Header`` class (tests compare the two),
+    which cost about 40% of building a whole message: most headers are such headers."""
+
+    def _fold(self, name: str, value: Any, sanitize: bool) -> str:
+        limit = self.max_line_length or 0
+        if (isinstance(value, str) and value.isascii() and value.isprintable()
+                and (not limit or len(name) + 2 + len(value) <= limit)):
+            return f"{name}: {value}{self.linesep}"
+        return str(super()._fold(name, value, sanitize))  # type: ignore[misc]
+
+
+_QUICK_FOLD = _QuickFoldCompat32(linesep="\r\n")
 
 
 #: Transfer encodings whose bytes are 7-bit by definition.
