@@ -197,10 +197,12 @@ def test_read_hold_is_a_pure_reading_of_the_key(value, expected):
 
 
 def test_send_lane_defaults_to_transactional():
+    from seacucumber.tasks import _lane
+
     [outbound] = build_sends(EmailMessage("Hi", "Body", SENDER, ["a@example.com"]))
-    assert reputation.send_lane(outbound) == "transactional"
+    assert _lane(outbound).name == "transactional"
     bulk = dataclasses.replace(outbound, options={**outbound.options, "lane": "bulk"})
-    assert reputation.send_lane(OutboundSend.from_json(bulk.to_json())) == "bulk"
+    assert _lane(OutboundSend.from_json(bulk.to_json())).name == "bulk"
 
 
 @pytest.mark.parametrize(("name", "value", "says"), [

@@ -44,7 +44,6 @@ from django.core.exceptions import ImproperlyConfigured
 from .. import signals
 from ..conf import conf
 from ..conf import lane as conf_lane
-from ..payload import OutboundSend
 from . import store
 
 logger = logging.getLogger(__name__)
@@ -67,11 +66,6 @@ def _first_lane_or_none() -> str | None:
         return default_lane()
     except ImproperlyConfigured:
         return None
-
-
-def send_lane(outbound: OutboundSend) -> str:
-    """The lane of a send (its payload's, else the first lane)."""
-    return str(outbound.lane or default_lane())
 
 
 def enabled() -> bool:

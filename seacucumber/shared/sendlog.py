@@ -78,7 +78,8 @@ class Claim:
         if not enabled():
             return
         try:
-            store.redis_client().set(
-                key(self.message_id), f"sent:{ses_message_id}", ex=keep_seconds())
+            pipe = store.redis_client().pipeline(transaction=False)
+            mark_sent_in(pipe, self.message_id, ses_message_id)
+            pipe.execute()
         except redis.RedisError:
             pass  # sent all the same; only a later redelivery could send it again
