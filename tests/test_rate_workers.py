@@ -107,18 +107,20 @@ def test_throttling_from_another_sender_slows_the_workers(rate_setup, start_work
     other_app = boto3.client("ses", endpoint_url=emulator.url, region_name="us-east-1",
                              config=Config(retries={"total_max_attempts": 1}))
     assert mail.get_connection().send_messages(mixed_messages(30)[::2]) == 15
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:  # another application on the same account
-        try:
-            other_app.send_raw_email(Source=SENDER, Destinations=["x@example.com"],
-                                     RawMessage={"Data": b"Subject: other\r\n\r\nx"})
-        except other_app.exceptions.ClientError:
-            pass
-        time.sleep(0.05)
+    # another application on the same account, sending as fast as it can, so the bucket is
+    # empty whenever a worker's send arrives; it stops once a worker has been throttled
+    deadline = time.monotonic() + 20
+    while "SES throttled a send: shared rate slowed" not in worker.log():
+        assert time.monotonic() < deadline, worker.log()[-3000:]
+        for _ in range(10):
+            try:
+                other_app.send_raw_email(Source=SENDER, Destinations=["x@example.com"],
+                                         RawMessage={"Data": b"Subject: other\r\n\r\nx"})
+            except other_app.exceptions.ClientError:
+                pass
     ours = [m for m in emulator.wait_for(15, timeout=60) if m.destinations != ["x@example.com"]]
     deadline = time.monotonic() + 60
     while len(ours) < 15:
         assert time.monotonic() < deadline, f"{len(ours)} of 15 sent"
         time.sleep(0.2)
         ours = [m for m in emulator.messages() if m.destinations != ["x@example.com"]]
-    assert "SES throttled a send: shared rate slowed" in worker.log()
