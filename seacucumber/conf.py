@@ -11,11 +11,11 @@ on every access, so ``override_settings`` works in tests. Use it as::
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
@@ -371,6 +371,8 @@ def lane(name: str | None = None) -> Lane:
     raise KeyError(name)
 
 
+_T = TypeVar("_T")
+
 #: Values read inside ``LazySettings.held()``: None outside it.
 _held: ContextVar[dict[str, Any] | None] = ContextVar("seacucumber_settings_held", default=None)
 #: Values read since ``LazySettings.freeze()`` (a worker process): None before it.
@@ -408,6 +410,20 @@ class LazySettings:
             yield
         finally:
             _held.reset(token)
+
+    def derived(self, name: str, build: Callable[[], _T]) -> _T:
+        """``build()``, a value made from settings alone (the worker's Redis key names and
+        script arguments), made once while the settings are held or frozen, and at each
+        call otherwise. ``name`` says what it is (and the values it depends on)."""
+        held = _held.get() if _frozen is None else _frozen
+        if held is None:
+            return build()
+        key = "derived:" + name  # not a setting's name: those have no ':'
+        try:
+            found: _T = held[key]
+        except KeyError:
+            found = held[key] = build()
+        return found
 
     def lookup(self, name: str) -> tuple[str, Any]:
         """(the name the value was found under: the setting's or an older one, the value);

@@ -260,7 +260,12 @@ _built: dict[Any, Signers] = {}
 
 def signers() -> Signers:
     """The signers for the current settings (built and checked once per distinct settings
-    value, so keys are parsed once per process); ``ImproperlyConfigured`` naming the problem."""
+    value, so keys are parsed once per process; found once while the settings are held);
+    ``ImproperlyConfigured`` naming the problem."""
+    return conf.derived("dkim:signers", _signers)
+
+
+def _signers() -> Signers:
     current = (conf.DKIM_DOMAIN, conf.DKIM_PRIVATE_KEY, conf.DKIM_SELECTOR,
                conf.DKIM_HEADERS, conf.SEACUCUMBER_DKIM_KEYS)
     frozen = _freeze(current)

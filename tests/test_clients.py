@@ -4,6 +4,8 @@ and never carried across a fork (a child must not share its parent's sockets).""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -37,14 +39,42 @@ def test_a_maker_may_ask_for_another_client():
 
 
 def test_a_forked_child_makes_its_own_clients():
+    """Neither the process's clients nor the forking thread's own cross a fork."""
     parent_client = clients.shared(("test", "fork"), object)
+    parent_object = clients.per_thread(("test", "fork-thread"), object)
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: its registry starts empty
-        child_client = clients.shared(("test", "fork"), object)
-        os.write(write_end, b"own" if child_client is not parent_client else b"parent's")
+    if pid == 0:  # the child: its registries start empty
+        fresh = (clients.shared(("test", "fork"), object) is not parent_client
+                 and clients.per_thread(("test", "fork-thread"), object) is not parent_object)
+        os.write(write_end, b"own" if fresh else b"parent's")
         os._exit(0)
     os.close(write_end)
     os.waitpid(pid, 0)
     assert os.read(read_end, 16) == b"own"
     assert clients.shared(("test", "fork"), object) is parent_client
+
+
+def test_a_thread_keeps_its_own_object_until_the_registry_is_cleared():
+    key = ("test", "per-thread")
+    mine = clients.per_thread(key, object)
+    assert clients.per_thread(key, object) is mine
+    other: list[object] = []
+    thread = threading.Thread(target=lambda: other.append(clients.per_thread(key, object)))
+    thread.start()
+    thread.join()
+    assert other and other[0] is not mine
+    clients.clear()
+    assert clients.per_thread(key, object) is not mine
+
+
+def test_green_threads_are_not_real_threads():
+    """Under gevent's monkey patching (Celery's gevent pool) ``threading.local`` is per
+    greenlet, and the pool starts one per task: nothing is kept per thread there."""
+    assert clients.threads_are_real()
+    code = ("from gevent import monkey; monkey.patch_all()\n"
+            "from seacucumber import clients\n"
+            "print(clients.threads_are_real())")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, timeout=60)
+    assert found.stdout.strip() == "False"

@@ -277,7 +277,7 @@ def test_a_send_costs_two_round_trips_to_the_shared_state(shared_redis, ses_emul
     each lane warms up (connection, scripts loaded); the second is counted."""
     import redis as redis_py
 
-    from seacucumber.shared import outbox
+    from seacucumber.shared import metrics, outbox, reputation, store
     from seacucumber.tasks import send_email
 
     shared_redis.SEACUCUMBER_OUTBOX = True
@@ -303,4 +303,9 @@ def test_a_send_costs_two_round_trips_to_the_shared_state(shared_redis, ses_emul
         counted_sends.append(len(writes))
     assert counted_sends[1::2] == [2, 2], counted_sends
     assert len(ses_emulator.messages()) == 4
+    # what settle's one script wrote: records dropped, sends counted, recipients counted
     assert outbox.counts() == {"queued": 0, "running": 0}
+    counters = store.redis_client().hgetall(metrics.counters_key())
+    for lane_name in ("transactional", "bulk"):
+        assert counters[metrics.counter_field("sends", "sent", lane_name).encode()] == b"2"
+        assert reputation.window_counts("lane", lane_name)[0].sent == 4

@@ -55,9 +55,7 @@ def holds():
 
 
 def sent(lane, recipients, now=T0, configuration_set=None):
-    pipe = store.redis_client().pipeline()
-    reputation.record_sent(pipe, lane, configuration_set, recipients, now=now)
-    pipe.execute()
+    reputation.count("sent", lane, configuration_set, recipients, now=now)
 
 
 def held(lane):
@@ -84,20 +82,21 @@ def test_counts_per_lane_and_configuration_set_in_expiring_hourly_buckets(guard)
     assert reputation.window_counts("lane", "bulk", now=T0 + 27 * HOUR)[0] == reputation.Counts()
 
 
-def test_record_sent_only_adds_to_the_callers_pipeline(guard):
-    pipe = store.redis_client().pipeline()
-    reputation.record_sent(pipe, "bulk", "news", 3, now=T0)
+def test_counted_gives_the_settling_script_both_scopes_and_writes_nothing(guard):
+    bucket = int(T0 // HOUR)
+    keys, args = reputation.counted("sent", "bulk", "news", 3, now=T0)
+    assert keys == [reputation.bucket_key("lane", "bulk", bucket), reputation.names_key("lane"),
+                    reputation.bucket_key("cs", "news", bucket), reputation.names_key("cs")]
+    assert args == ["sent", 3, reputation.window_seconds() + HOUR, "bulk", "news"]
     assert reputation.window_counts("lane", "bulk", now=T0)[0].sent == 0  # nothing sent yet
-    assert len(pipe.command_stack) == 8  # two hashes: HINCRBY, EXPIRE, SADD, EXPIRE each
-    pipe.execute()
+    reputation.count("sent", "bulk", "news", 3, now=T0)
     assert reputation.window_counts("lane", "bulk", now=T0)[0].sent == 3
+    assert reputation.window_counts("cs", "news", now=T0)[0].sent == 3
 
 
 def test_guard_off_counts_nothing_and_holds_nothing(guard):
     guard.SEACUCUMBER_REPUTATION_GUARD = False
-    pipe = store.redis_client().pipeline()
-    reputation.record_sent(pipe, "bulk", None, 500, now=T0)
-    assert pipe.command_stack == []
+    assert reputation.counted("sent", "bulk", None, 500, now=T0) == ([], [])
     assert reputation.record_event("bounced", "bulk", None, 400, now=T0) is None
     assert reputation.hold_key("bulk") is None
     guard.SEACUCUMBER_REPUTATION_GUARD = True

@@ -37,3 +37,21 @@ def test_client_talks_to_real_redis(settings, redis_url):
     client.set(store.key("probe"), "1")
     assert client.get("seacucumber:probe") == b"1"
     assert store.redis_client() is client
+
+
+def test_the_send_task_keeps_a_connection_per_thread(settings, redis_url):
+    """``attempt``'s round trips go over a connection the thread holds (no check-out from
+    the pool per command); another thread has its own."""
+    import threading
+
+    settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/5"
+    client = store.task_client()
+    assert client is store.task_client() and client is not store.redis_client()
+    client.set(store.key("probe-task"), "2")
+    assert client.connection is not None  # redis-py's single_connection_client: held
+    assert store.redis_client().get(store.key("probe-task")) == b"2"
+    others: list[object] = []
+    thread = threading.Thread(target=lambda: others.append(store.task_client()))
+    thread.start()
+    thread.join()
+    assert others[0] is not client

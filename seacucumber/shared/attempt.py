@@ -9,7 +9,7 @@ worker five or six round trips per send; here they are two:
   log (or finds it sent, or claimed by another attempt), checks the lane's hold, and books
   the recipients in the shared rate for the send's lane, atomically. An attempt that does
   not go on to send gives its claim back inside the same script.
-- ``settle``: one pipeline marks the send sent in the send log, counts it (metrics, the
+- ``settle``: one Lua script marks the send sent in the send log, counts it (metrics, the
   reputation guard), and drops its outbox record.
 
 The rate, per lane (docs/rate.rst). GCRA, as ``ratelimit`` explains: one "theoretical
@@ -146,30 +146,58 @@ def lane_hold_key(lane: str) -> str:
     return reputation.hold_key(lane) or store.key("reputation", "never-held")
 
 
-def _keys(message_id: str, lane: Lane) -> list[str]:
-    names = outbox.key_names()
-    return [sendlog.key(message_id), *ratelimit.Limiter.keys(),
-            store.key("lane", lane.name, "share"), store.key("lane", lane.name, "waiters"),
-            lane_hold_key(lane.name),
-            names["task"], names["queue"], names["queued"], names["running"]]
+@dataclass(frozen=True)
+class _Fixed:
+    """What ``_BEGIN`` takes for a lane that depends on settings alone: its keys after the
+    send log's (2-11) and its fixed arguments, made once while the settings are held."""
+
+    lane: Lane
+    keys: list[str]
+    claim_ms: int
+    published_prefix: str
+    running_for: float
+    burst: str
+    horizon: str
+    recovery: str
+    min_share: str
+    top_horizon: str
+    max_wait: str
+
+    @classmethod
+    def of(cls, lane: Lane) -> _Fixed:
+        names = outbox.key_names()
+        top_horizon = float(conf.SEACUCUMBER_RATE_HORIZON)
+        return cls(
+            lane=lane,
+            keys=[*ratelimit.Limiter.keys(), store.key("lane", lane.name, "share"),
+                  store.key("lane", lane.name, "waiters"), lane_hold_key(lane.name),
+                  names["task"], names["queue"], names["queued"], names["running"]],
+            claim_ms=int(sendlog.claim_seconds() * 1000),
+            published_prefix=outbox.published_prefix(),
+            running_for=outbox.attempt_seconds() + outbox.grace(),
+            burst=repr(float(conf.SEACUCUMBER_RATE_BURST)),
+            horizon=repr(top_horizon if lane.lookahead is None else lane.lookahead),
+            recovery=repr(ratelimit.RECOVERY_SECONDS),
+            min_share=repr(lane.min_share),
+            top_horizon=repr(top_horizon),
+            max_wait=repr(float(conf.SEACUCUMBER_RATE_MAX_WAIT)))
 
 
 def _run(flags: str, message_id: str, attempt: str, lane: Lane, cost: int, rate: float,
          horizon: float | None = None, burst: float | None = None,
          task_id: str | None = None) -> Begin:
-    top_horizon = float(conf.SEACUCUMBER_RATE_HORIZON)
-    if horizon is None:
-        horizon = top_horizon if lane.lookahead is None else lane.lookahead
-    burst = float(conf.SEACUCUMBER_RATE_BURST if burst is None else burst)
-    token = f"claim:{attempt}"
+    fixed = conf.derived(f"attempt:{lane.name}", lambda: _Fixed.of(lane))
+    if fixed.lane != lane:  # a lane made by hand (tests, benchmarks) under a declared name
+        fixed = _Fixed.of(lane)
     if "r" in flags and lane.rank > 0:
         flags += "l"
-    args = [flags, token, int(sendlog.claim_seconds() * 1000), task_id or attempt,
-            outbox.published_prefix(),
-            time.time() + outbox.attempt_seconds() + outbox.grace(), repr(float(rate)),
-            repr(burst), int(cost), repr(float(horizon)), repr(ratelimit.RECOVERY_SECONDS),
-            repr(lane.min_share), repr(top_horizon), repr(float(conf.SEACUCUMBER_RATE_MAX_WAIT))]
-    answer = store.run_script(_BEGIN, _keys(message_id, lane), args)
+    args = [flags, f"claim:{attempt}", fixed.claim_ms, task_id or attempt,
+            fixed.published_prefix, time.time() + fixed.running_for, repr(float(rate)),
+            fixed.burst if burst is None else repr(float(burst)), int(cost),
+            fixed.horizon if horizon is None else repr(float(horizon)), fixed.recovery,
+            fixed.min_share, fixed.top_horizon, fixed.max_wait]
+    answer = store.run_script(_BEGIN, [sendlog.key(message_id), *fixed.keys], args,
+                              client=store.task_client())
     outcome = answer[0].decode() if isinstance(answer[0], bytes) else str(answer[0])
     values = [v.decode() if isinstance(v, bytes) else str(v) for v in answer[1:]]
     if outcome == "sent":
@@ -179,7 +207,7 @@ def _run(flags: str, message_id: str, attempt: str, lane: Lane, cost: int, rate:
     claimed = "c" in flags and outcome in ("go", "admitted")
     numbers = [float(v) for v in values]
     wait, rate_in_force = (numbers + [0.0, 0.0])[:2]
-    if outcome == "admitted" and wait > float(conf.SEACUCUMBER_RATE_MAX_WAIT):
+    if outcome == "admitted" and wait > float(fixed.max_wait):
         claimed = False  # the script gave the claim back: the re-run claims again
     waiters = int(numbers[2]) if len(numbers) > 2 else 0
     return Begin(outcome, wait=max(0.0, wait), rate=rate_in_force, waiters=waiters,
@@ -235,26 +263,43 @@ def reserve(cost: int, rate: float, lane: Lane | None = None, horizon: float | N
                               rate=found.rate, waiters=found.waiters)
 
 
+#: KEYS: 1 send-log key, 2 metrics counters, 3-6 outbox task, queue, queued, running, then
+#: the reputation guard's pairs (``reputation.COUNT_LUA``). ARGV: 1 "o" to drop the outbox
+#: record (else "-"), 2 the sent mark, 3 seconds it is kept, 4 the counter's field,
+#: 5 outbox published prefix, 6 task id, then from 7 the guard's (field, amount, keep,
+#: names).
+_SETTLE = outbox.DROP_RECORD_LUA + reputation.COUNT_LUA + """
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
+if ARGV[1] == 'o' then drop_record(3, ARGV[5], ARGV[6]) end
+count_reputation(7, 7)
+return 1
+"""
+
+
 def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
            task_id: str | None) -> None:
     """The send went through: mark it sent in the send log, count it (the metrics, the
-    reputation guard's sent recipients), drop its outbox record; one pipelined round trip. A
-    Redis error is logged: the message is sent all the same (only a redelivery could send it
-    again, and the sweeper finds no record)."""
+    reputation guard's sent recipients), drop its outbox record; one script, one round
+    trip. A Redis error is logged: the message is sent all the same (only a redelivery
+    could send it again, and the sweeper finds no record)."""
     if store.redis_url() is None:
         return
     from . import metrics  # metrics reads usage, which reads this package's modules
 
     message_id = outbound.message_id
-    pipe = store.redis_client().pipeline(transaction=False)
-    sendlog.mark_sent_in(pipe, message_id, ses_message_id)
-    metrics.count_in(pipe, "sends", "sent", lane)
-    reputation.record_sent(pipe, lane, outbound.options.get("configuration_set"),
-                           len(outbound.recipients))
-    if task_id and outbox.enabled():
-        outbox.settled_in(pipe, task_id)
+    drop, fixed_keys, keep, counter, prefix = conf.derived(f"settle:{lane}", lambda: (
+        outbox.enabled(), [metrics.counters_key(), *outbox.record_keys()],
+        sendlog.keep_seconds(),
+        metrics.counter_field("sends", "sent", lane), outbox.published_prefix()))
+    guard_keys, guard_args = reputation.counted(
+        "sent", lane, outbound.options.get("configuration_set"), len(outbound.recipients),
+        time.time())
+    keys = [sendlog.key(message_id), *fixed_keys, *guard_keys]
+    args = ["o" if drop and task_id else "-", sendlog.sent_mark(ses_message_id),
+            keep, counter, prefix, task_id or "", *guard_args]
     try:
-        pipe.execute()
+        store.run_script(_SETTLE, keys, args, client=store.task_client())
     except redis.RedisError as exc:
         logger.warning("message %s sent as SES %s, but its shared records were not updated: %s",
                        message_id, ses_message_id, exc)

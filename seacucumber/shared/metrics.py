@@ -72,14 +72,15 @@ def count(name: str, *labels: str, amount: int = 1) -> None:
     if store.redis_url() is None:
         return
     try:
-        store.redis_client().hincrby(counters_key(), SEP.join((name, *labels)), amount)
+        store.redis_client().hincrby(counters_key(), counter_field(name, *labels), amount)
     except (redis.RedisError, OSError) as exc:
         logger.warning("metrics: %s not counted (%s)", name, exc)
 
 
-def count_in(pipe: redis.client.Pipeline, name: str, *labels: str, amount: int = 1) -> None:
-    """Add ``count``'s write to ``pipe`` (the worker's one settling round trip)."""
-    pipe.hincrby(counters_key(), SEP.join((name, *labels)), amount)
+def counter_field(name: str, *labels: str) -> str:
+    """The hash field counter ``name`` with ``labels`` adds to (``attempt.settle`` adds to
+    it in its own script)."""
+    return SEP.join((name, *labels))
 
 
 def lane() -> str:

@@ -133,15 +133,21 @@ def settled(task_id: str | None) -> None:
 # The scripts' keys: KEYS[1] task, KEYS[2] queue, KEYS[3] queued, KEYS[4] running;
 # ARGV[1] the published:<queue> prefix (the queue is read from the record), ARGV[2] the id.
 
-_SETTLED = """
-for i = 2, #ARGV do
-  local queue = redis.call('HGET', KEYS[2], ARGV[i])
-  if queue then redis.call('ZREM', ARGV[1] .. queue, ARGV[i]) end
-  redis.call('HDEL', KEYS[1], ARGV[i])
-  redis.call('HDEL', KEYS[2], ARGV[i])
-  redis.call('ZREM', KEYS[3], ARGV[i])
-  redis.call('ZREM', KEYS[4], ARGV[i])
+#: Drop one record (a Lua fragment: ``_SETTLED`` and ``attempt.settle``'s script use it):
+#: KEYS[k] .. KEYS[k + 3] are task, queue, queued, running; ``prefix`` is published:<queue>'s.
+DROP_RECORD_LUA = """
+local function drop_record(k, prefix, id)
+  local queue = redis.call('HGET', KEYS[k + 1], id)
+  if queue then redis.call('ZREM', prefix .. queue, id) end
+  redis.call('HDEL', KEYS[k], id)
+  redis.call('HDEL', KEYS[k + 1], id)
+  redis.call('ZREM', KEYS[k + 2], id)
+  redis.call('ZREM', KEYS[k + 3], id)
 end
+"""
+
+_SETTLED = DROP_RECORD_LUA + """
+for i = 2, #ARGV do drop_record(1, ARGV[1], ARGV[i]) end
 return 1
 """
 
@@ -156,10 +162,8 @@ return 1
 
 
 def _script(script: str, *args: Any, timeout: float = 10.0) -> None:
-    keys = key_names()
     try:
-        run_script(script, [keys["task"], keys["queue"], keys["queued"], keys["running"]],
-                   [published_prefix(), *args], timeout)
+        run_script(script, record_keys(), [published_prefix(), *args], timeout)
     except redis.RedisError as exc:  # a record left behind is swept; the send log guards
         logger.warning("outbox: could not update %s: %s", args[0], exc)
 
@@ -168,11 +172,10 @@ def _drop(ids: list[str], timeout: float = 10.0) -> None:
     _script(_SETTLED, *ids, timeout=timeout)
 
 
-def settled_in(pipe: redis.client.Pipeline, task_id: str) -> None:
-    """Add ``settled``'s step to ``pipe`` (the worker's one settling round trip)."""
+def record_keys() -> list[str]:
+    """The keys ``DROP_RECORD_LUA`` takes, in its order."""
     keys = key_names()
-    pipe.eval(_SETTLED, 4, keys["task"], keys["queue"], keys["queued"], keys["running"],
-              published_prefix(), task_id)
+    return [keys["task"], keys["queue"], keys["queued"], keys["running"]]
 
 
 def requeued(task_id: str | None, countdown: float) -> None:

@@ -11,8 +11,9 @@ Counting, in the shared-state Redis: one hash per lane (and per configuration se
 hour, ``<prefix>:reputation:<lane|cs>:<name>:<hour>``, fields ``sent`` (recipients SES
 accepted), ``bounced`` (permanently bounced recipients) and ``complained``, each key kept
 one rolling window (``SEACUCUMBER_REPUTATION_WINDOW``) plus an hour. The worker adds its
-``sent`` count to a pipeline it already runs (``record_sent``); the webhook counts events
-(``record_event``) once their transaction commits, at the time they arrive. A rate is judged
+``sent`` count in the settling round trip it makes anyway (``attempt.settle``, with
+``COUNT_LUA``); the webhook counts events (``record_event``) once their transaction
+commits, at the time they arrive. A rate is judged
 only on a sample of at least ``SEACUCUMBER_REPUTATION_MIN_SENDS`` recipients (for complaints,
 ``SEACUCUMBER_REPUTATION_MIN_COMPLAINT_SENDS``, so one complaint alone cannot trip it).
 
@@ -70,7 +71,8 @@ def _first_lane_or_none() -> str | None:
 
 def enabled() -> bool:
     """Whether the guard counts and holds: the setting is on and there is a shared Redis."""
-    return bool(conf.SEACUCUMBER_REPUTATION_GUARD) and store.redis_url() is not None
+    return conf.derived("reputation:enabled", lambda: bool(conf.SEACUCUMBER_REPUTATION_GUARD)
+                        and store.redis_url() is not None)
 
 
 def guarded_lanes() -> tuple[str, ...]:
@@ -137,13 +139,42 @@ def setting_problems() -> list[str]:
 
 # --- counting -----------------------------------------------------------------------------
 
-def _add(pipe: Any, scope: str, name: str, field: str, amount: int, now: float) -> None:
-    keep = window_seconds() + BUCKET_SECONDS
-    name_key = bucket_key(scope, name, _bucket(now))
-    pipe.hincrby(name_key, field, amount)
-    pipe.expire(name_key, keep)
-    pipe.sadd(names_key(scope), name)
-    pipe.expire(names_key(scope), keep)
+#: Count recipients in each scope's hourly hash and note the scope's name (a Lua fragment:
+#: ``_COUNT`` and ``attempt.settle``'s script use it). KEYS from ``k``, in pairs: the hash,
+#: the scope's names set. ARGV from ``a``: the field, the amount, seconds to keep, then one
+#: name per pair.
+COUNT_LUA = """
+local function count_reputation(k, a)
+  local field, amount, keep, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], a + 3
+  for i = k, #KEYS, 2 do
+    redis.call('HINCRBY', KEYS[i], field, amount)
+    redis.call('EXPIRE', KEYS[i], keep)
+    redis.call('SADD', KEYS[i + 1], ARGV[n])
+    redis.call('EXPIRE', KEYS[i + 1], keep)
+    n = n + 1
+  end
+end
+"""
+
+_COUNT = COUNT_LUA + """
+count_reputation(1, 1)
+return 1
+"""
+
+
+def counted(field: str, lane: str, configuration_set: str | None, recipients: int,
+            now: float) -> tuple[list[str], list[Any]]:
+    """The keys and arguments ``COUNT_LUA`` takes to count ``recipients`` under ``field``
+    for the lane (and the configuration set); nothing while the guard is off."""
+    if not enabled() or recipients <= 0:
+        return [], []
+    bucket = _bucket(now)
+    keys: list[str] = []
+    names: list[str] = []
+    for scope, name in _scopes(lane, configuration_set):
+        keys += [bucket_key(scope, name, bucket), names_key(scope)]
+        names.append(name)
+    return keys, [field, recipients, window_seconds() + BUCKET_SECONDS, *names]
 
 
 def _scopes(lane: str, configuration_set: str | None) -> list[tuple[str, str]]:
@@ -153,15 +184,16 @@ def _scopes(lane: str, configuration_set: str | None) -> list[tuple[str, str]]:
     return found
 
 
-def record_sent(pipe: Any, lane: str, configuration_set: str | None, recipients: int,
-                now: float | None = None) -> None:
-    """Add a send SES accepted (``recipients`` of them) to ``pipe`` (a redis-py pipeline
-    the caller executes: this adds no round trip). Adds nothing while the guard is off."""
-    if not enabled() or recipients <= 0:
-        return
-    now = time.time() if now is None else now
-    for scope, name in _scopes(lane, configuration_set):
-        _add(pipe, scope, name, "sent", recipients, now)
+def count(field: str, lane: str, configuration_set: str | None, recipients: int,
+          now: float | None = None) -> None:
+    """Count ``recipients`` under ``field`` (``FIELDS``) now: one round trip. A worker's
+    sent recipients ride on ``attempt.settle``'s round trip instead."""
+    if field not in FIELDS:
+        raise ValueError(f"the guard counts {', '.join(FIELDS)}, not {field!r}")
+    keys, args = counted(field, lane, configuration_set, recipients,
+                         time.time() if now is None else now)
+    if keys:
+        store.run_script(_COUNT, keys, args)
 
 
 def record_event(field: str, lane: str, configuration_set: str | None, recipients: int,
@@ -173,10 +205,7 @@ def record_event(field: str, lane: str, configuration_set: str | None, recipient
     if not enabled() or recipients <= 0:
         return None
     now = time.time() if now is None else now
-    pipe = store.redis_client().pipeline(transaction=False)
-    for scope, name in _scopes(lane, configuration_set):
-        _add(pipe, scope, name, field, recipients, now)
-    pipe.execute()
+    count(field, lane, configuration_set, recipients, now)
     return judge(lane, now)
 
 

@@ -48,10 +48,9 @@ def keep_seconds() -> int:
     return int(float(conf.SEACUCUMBER_MESSAGE_LIFETIME) + 24 * 3600)
 
 
-def mark_sent_in(pipe: redis.client.Pipeline, message_id: str, ses_message_id: str) -> None:
-    """Add the sent mark's write to ``pipe`` (the worker's one settling round trip)."""
-    if enabled():
-        pipe.set(key(message_id), f"sent:{ses_message_id}", ex=keep_seconds())
+def sent_mark(ses_message_id: str) -> str:
+    """The value that says SES accepted the message (``attempt``'s scripts read its prefix)."""
+    return f"sent:{ses_message_id}"
 
 
 @dataclass
@@ -78,8 +77,7 @@ class Claim:
         if not enabled():
             return
         try:
-            pipe = store.redis_client().pipeline(transaction=False)
-            mark_sent_in(pipe, self.message_id, ses_message_id)
-            pipe.execute()
+            store.redis_client().set(key(self.message_id), sent_mark(ses_message_id),
+                                     ex=keep_seconds())
         except redis.RedisError:
             pass  # sent all the same; only a later redelivery could send it again

@@ -65,6 +65,20 @@ def redis_client(timeout: float = 10.0) -> redis.Redis:
     ))
 
 
+def task_client() -> redis.Redis:
+    """The client of the send task's two round trips (``attempt``): a connection each worker
+    thread keeps (redis-py's ``single_connection_client``), as a pooled client checks a
+    connection out and back in for every command, with a poll of its socket, a quarter of
+    the CPU such a round trip costs. Under gevent or eventlet (a greenlet per task) the
+    process's pooled client. ``RuntimeError`` when no Redis is configured."""
+    url = redis_url()
+    if url is None or not clients.threads_are_real():
+        return redis_client()
+    return clients.per_thread(("redis-task", url), lambda: redis.Redis.from_url(
+        url, socket_connect_timeout=5.0, socket_timeout=10.0, health_check_interval=30,
+        single_connection_client=True))
+
+
 #: Compare-and-delete, atomically: drop a key (a claim, a lock) only while it is still ours.
 _DELETE_IF_EQUAL = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -80,9 +94,11 @@ def delete_if_equal(name: str, value: str) -> bool:
 _scripts: dict[str, Any] = {}
 
 
-def run_script(script: str, keys: list[str], args: list[Any], timeout: float = 10.0) -> Any:
-    """Run a Lua script on the shared-state Redis by its SHA (sent once, on first use)."""
-    client = redis_client(timeout)
+def run_script(script: str, keys: list[str], args: list[Any], timeout: float = 10.0,
+               client: redis.Redis | None = None) -> Any:
+    """Run a Lua script on the shared-state Redis (``client``, else the process's client
+    with that ``timeout``) by its SHA (sent once, on first use)."""
+    client = client or redis_client(timeout)
     found = _scripts.get(script)
     if found is None:
         found = _scripts[script] = client.register_script(script)
