@@ -98,10 +98,9 @@ class Sampler(threading.Thread):
         return found
 
 
-def redis_state(client, prefix: str) -> dict:
-    """The shared-state Redis's memory, its key count, and its keys by kind (the part after
-    the prefix, ids dropped) with how many carry no expiry."""
-    memory = client.info("memory")
+def redis_state(client, prefix: str, url: str) -> dict:
+    """The shared-state Redis's memory (``settled_memory``), its key count, and its keys by
+    kind (the part after the prefix, ids dropped) with how many carry no expiry."""
     kinds: dict[str, dict[str, int]] = defaultdict(lambda: {"keys": 0, "no_expiry": 0})
     for key in client.scan_iter(count=1000):
         name = key.decode()
@@ -109,13 +108,39 @@ def redis_state(client, prefix: str) -> dict:
         kind = ":".join(part for part in parts[:2] if not looks_like_id(part)) or "?"
         kinds[kind]["keys"] += 1
         kinds[kind]["no_expiry"] += client.ttl(key) == -1
+    dbsize = client.dbsize()
+    client.connection_pool.disconnect()  # its buffers (the scan's replies) are this script's
+    memory = settled_memory(url)
+    return {**memory, "dbsize": dbsize, "kinds": dict(sorted(kinds.items()))}
+
+
+def settled_memory(url: str) -> dict:
+    """``INFO memory`` once Redis has shrunk its key tables after deletions (its cron resizes
+    and rehashes them a step every 100 ms): read over a fresh connection every half second
+    until ``used_memory`` is the same twice running, for at most 30 s. The clients'
+    buffers are reported apart (``mem_clients_normal``): they belong to the connections
+    open at the time, not to stored records."""
+    import redis
+
+    last, memory = None, {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        reader = redis.Redis.from_url(url)
+        memory = reader.info("memory")
+        clients = reader.info("clients")["connected_clients"] - 1  # not this reader
+        reader.close()
+        if memory["used_memory"] == last:
+            break
+        last = memory["used_memory"]
+        time.sleep(0.5)
     return {"used_memory": memory["used_memory"],
             "used_memory_dataset": memory["used_memory_dataset"],
             "mem_clients_normal": memory["mem_clients_normal"],
+            "used_memory_without_clients": memory["used_memory"]
+            - memory["mem_clients_normal"],
             "used_memory_scripts": memory["used_memory_scripts"],
             "used_memory_overhead": memory["used_memory_overhead"],
-            "connected_clients": client.info("clients")["connected_clients"],
-            "dbsize": client.dbsize(), "kinds": dict(sorted(kinds.items()))}
+            "connected_clients": clients}
 
 
 def looks_like_id(part: str) -> bool:
@@ -164,7 +189,7 @@ def run(args: argparse.Namespace) -> dict:
         emulator.client.wait_for(WARM_UP, timeout=120)
         time.sleep(3)
         delete_keys(client, match=f"{queue}:sent:*")
-        before = redis_state(client, queue)
+        before = redis_state(client, queue, f"{state.url}/0")
         sampler = Sampler(emulator, [w.process.pid for w in workers], WARM_UP)
         sampler.start()
         queued, started = 0, time.monotonic()
@@ -185,12 +210,12 @@ def run(args: argparse.Namespace) -> dict:
         sampler.done.set()
         sampler.join()
         end = sampler.sample()
-        after = redis_state(client, queue)
+        after = redis_state(client, queue, f"{state.url}/0")
         sent_keys = after["kinds"].get("sent", {})
         delete_keys(client, match=f"{queue}:sent:*")
-        without_sent = redis_state(client, queue)
+        without_sent = redis_state(client, queue, f"{state.url}/0")
         delete_keys(client, expiring_only=True)
-        without_expiring = redis_state(client, queue)
+        without_expiring = redis_state(client, queue, f"{state.url}/0")
         stats = emulator.client.stats()
     finally:
         if sampler is not None:
@@ -237,6 +262,8 @@ def summarise(args, queued, stats, samples, end, drained_s, before, after, sent_
                                                            before["used_memory"]),
         "used_memory_growth_pct_without_expiring_keys": growth(without_expiring["used_memory"],
                                                                before["used_memory"]),
+        "used_memory_without_clients_growth_pct_without_sent_keys": growth(
+            without_sent["used_memory_without_clients"], before["used_memory_without_clients"]),
         "keys_without_expiry_not_there_before": leaked,
     }
 
@@ -260,7 +287,9 @@ def report(result: dict) -> str:
         found = result[key]
         lines.append(f"shared-state Redis {label}: used_memory {found['used_memory']} B"
                      + (f" ({result[growth]:+} %; target within 5)" if growth else "")
-                     + f", {found['dbsize']} keys {found['kinds']}")
+                     + f", of which clients' buffers {found['mem_clients_normal']} B "
+                     f"({found['connected_clients']} clients), {found['dbsize']} keys "
+                     f"{found['kinds']}")
     sent = result["sent_keys"]
     lines.append(f"send-log keys after the drain: {sent.get('keys', 0)}, "
                  f"{sent.get('no_expiry', 0)} without expiry")
