@@ -277,6 +277,17 @@ return 1
 """
 
 
+def _settle_fixed(lane: str) -> tuple[bool, list[str], int, str, str]:
+    """What ``_SETTLE`` takes for a lane that depends on settings alone: whether the outbox
+    is on, the counters' and outbox keys, the sent mark's seconds, the counter's field, the
+    outbox published prefix (made once while the settings are held)."""
+    from . import metrics  # metrics reads usage, which reads this package's modules
+
+    return (outbox.enabled(), [metrics.counters_key(), *outbox.record_keys()],
+            sendlog.keep_seconds(), metrics.counter_field("sends", "sent", lane),
+            outbox.published_prefix())
+
+
 def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
            task_id: str | None) -> None:
     """The send went through: mark it sent in the send log, count it (the metrics, the
@@ -285,13 +296,9 @@ def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
     could send it again, and the sweeper finds no record)."""
     if store.redis_url() is None:
         return
-    from . import metrics  # metrics reads usage, which reads this package's modules
-
     message_id = outbound.message_id
-    drop, fixed_keys, keep, counter, prefix = conf.derived(f"settle:{lane}", lambda: (
-        outbox.enabled(), [metrics.counters_key(), *outbox.record_keys()],
-        sendlog.keep_seconds(),
-        metrics.counter_field("sends", "sent", lane), outbox.published_prefix()))
+    drop, fixed_keys, keep, counter, prefix = conf.derived(f"settle:{lane}",
+                                                           lambda: _settle_fixed(lane))
     guard_keys, guard_args = reputation.counted(
         "sent", lane, outbound.options.get("configuration_set"), len(outbound.recipients),
         time.time())

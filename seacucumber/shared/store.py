@@ -59,10 +59,14 @@ def redis_client(timeout: float = 10.0) -> redis.Redis:
         raise RuntimeError(
             "no shared-state Redis: set SEACUCUMBER_REDIS_URL (or use a Redis broker)"
         )
-    return clients.shared(("redis", url, timeout), lambda: redis.Redis.from_url(
-        url, socket_connect_timeout=min(5.0, timeout), socket_timeout=timeout,
-        health_check_interval=30,
-    ))
+    return clients.shared(("redis", url, timeout), lambda: _connect(url, timeout))
+
+
+def _connect(url: str, timeout: float, **options: Any) -> redis.Redis:
+    """A new redis-py client for ``url`` with a socket ``timeout`` (connecting takes at most
+    5 s of it) and a health check after 30 s idle; ``options`` go to redis-py."""
+    return redis.Redis.from_url(url, socket_connect_timeout=min(5.0, timeout),
+                                socket_timeout=timeout, health_check_interval=30, **options)
 
 
 def task_client() -> redis.Redis:
@@ -74,9 +78,8 @@ def task_client() -> redis.Redis:
     url = redis_url()
     if url is None or not clients.threads_are_real():
         return redis_client()
-    return clients.per_thread(("redis-task", url), lambda: redis.Redis.from_url(
-        url, socket_connect_timeout=5.0, socket_timeout=10.0, health_check_interval=30,
-        single_connection_client=True))
+    return clients.per_thread(("redis-task", url), lambda: _connect(
+        url, 10.0, single_connection_client=True))
 
 
 #: Compare-and-delete, atomically: drop a key (a claim, a lock) only while it is still ours.
