@@ -12,20 +12,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import re
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email import errors, headerregistry, policy, quoprimime
-from email.generator import BytesGenerator
-from email.message import Message
-from io import BytesIO
-from typing import Any, TypeVar
+from email import errors, headerregistry, policy
+from typing import Any
 from urllib.parse import urlsplit
 
-import django
 from django.core import signing
 from django.core.mail import EmailMessage
 
@@ -39,6 +34,7 @@ from .exceptions import (
     InvalidUnsubscribeToken,
     MalformedPayload,
 )
+from .mime import message_bytes
 
 #: The payload version this code writes when a send needs nothing a version-1 reader lacks.
 #: Version 2 adds the per-mailer client options (``region``, ``endpoint_url``, ``profile``);
@@ -275,92 +271,6 @@ def _unique(addresses: list[str]) -> list[str]:
             seen.add(address.lower())
             kept.append(address)
     return kept
-
-
-#: Django 6.0 builds messages with Python's modern email API (``message(policy=...)``);
-#: Django 5.2 with its own legacy MIME classes.
-_MODERN_EMAIL = django.VERSION >= (6, 0)
-
-
-def _raw(message: EmailMessage) -> bytes:
-    """The message's bytes, CRLF line ends (as SES and SMTP want them), built as the Django
-    version in use intends (on 6.x with the SMTP email policy), 7-bit clean (``seven_bit``).
-    On 5.2 the bytes are Django's own ``as_bytes``, written with ``_QuickFoldCompat32``."""
-    if _MODERN_EMAIL:
-        return bytes(seven_bit(message.message(policy=policy.SMTP)).as_bytes())
-    out = BytesIO()
-    BytesGenerator(out, mangle_from_=False, policy=_QUICK_FOLD).flatten(
-        seven_bit(message.message()), linesep="\r\n")
-    return out.getvalue()
-
-
-class _QuickFoldCompat32(policy.Compat32):
-    """The email package's ``compat32`` policy (Django 5.2's messages use it), writing a
-    header that needs no folding (printable ASCII within the line length) directly. Those are
-    the same bytes ``compat32`` writes through its ``Header`` class (tests compare the two),
-    which cost about 40% of building a whole message: most headers are such headers."""
-
-    def _fold(self, name: str, value: Any, sanitize: bool) -> str:
-        limit = self.max_line_length or 0
-        if (isinstance(value, str) and value.isascii() and value.isprintable()
-                and (not limit or len(name) + 2 + len(value) <= limit)):
-            return f"{name}: {value}{self.linesep}"
-        return str(super()._fold(name, value, sanitize))  # type: ignore[misc]
-
-
-_QUICK_FOLD = _QuickFoldCompat32(linesep="\r\n")
-
-
-#: Transfer encodings whose bytes are 7-bit by definition.
-_ENCODED = frozenset({"quoted-printable", "base64"})
-_MAX_LINE = 998  # RFC 5322: octets per line, CRLF excluded
-
-
-_Part = TypeVar("_Part", bound=Message)
-
-
-def seven_bit(part: _Part) -> _Part:
-    """``part`` with every leaf whose body is not 7-bit clean (8-bit or binary data, or a line
-    over 998 octets) re-encoded: text as quoted-printable, anything else as base64.
-
-    Why: Django sends ``utf-8`` text as ``8bit`` (5.2 when no line is long, 6.x through the
-    email package's own choice), and RFC 6376 section 5.3 asks a DKIM signer to convert such
-    parts to 7-bit first; a relay that converts them later (8BITMIME downgrade, SES's tracking
-    rewrites) breaks the signature. Copy on write: a part that changes is a copy, as are the
-    containers above it, so a MIME part the caller attached is left as it was."""
-    payload: Any = part.get_payload()
-    if isinstance(payload, list):
-        converted = [seven_bit(child) for child in payload]
-        cte = str(part.get("Content-Transfer-Encoding", "")).lower()
-        if all(a is b for a, b in zip(converted, payload, strict=True)) and cte not in (
-                "8bit", "binary"):
-            return part
-        container = copy.copy(part)
-        container.set_payload(converted)
-        if cte:  # a message/rfc822 or multipart labelled 8bit: its contents are 7-bit now
-            del container["Content-Transfer-Encoding"]
-            container["Content-Transfer-Encoding"] = "7bit"
-        return container
-    cte = str(part.get("Content-Transfer-Encoding", "7bit")).lower()
-    if cte in _ENCODED or not isinstance(payload, str):
-        return part
-    data: Any = part.get_payload(decode=True)
-    if data.isascii() and all(len(line) <= _MAX_LINE for line in data.splitlines()):
-        if cte == "7bit":
-            return part
-        leaf = copy.deepcopy(part)  # 8bit-labelled, but 7-bit bytes: the label tells the truth
-        del leaf["Content-Transfer-Encoding"]
-        leaf["Content-Transfer-Encoding"] = "7bit"
-        return leaf
-    leaf = copy.deepcopy(part)
-    del leaf["Content-Transfer-Encoding"]
-    if leaf.get_content_maintype() == "text":  # readable and small for mostly-ASCII text
-        leaf.set_payload(quoprimime.body_encode(data.decode("latin-1")))
-        leaf["Content-Transfer-Encoding"] = "quoted-printable"
-    else:
-        leaf.set_payload(base64.encodebytes(data).decode("ascii"))
-        leaf["Content-Transfer-Encoding"] = "base64"
-    return leaf
 
 
 # --- options: per mailer (backend keyword arguments, MAILERS OPTIONS) ------------------------
@@ -713,7 +623,7 @@ def build_sends(message: EmailMessage, mailer: MailerOptions = _NO_OPTIONS) -> l
         raise InvalidMessage("message has its own List-Unsubscribe header(s) and an "
                              "unsubscribe_topic, which adds them per recipient: give one")
     try:
-        raw = _raw(message)
+        raw = message_bytes(message)
     except ValueError as exc:  # Django 5.2's BadHeaderError is one too
         raise InvalidMessage(f"message cannot be built: {exc}") from None
     limit = size_limit() - (UNSUBSCRIBE_ALLOWANCE if topic is not None else 0)

@@ -311,7 +311,7 @@ def test_eight_bit_text_reaches_ses_seven_bit_and_signed(moto_ses, eager, signin
 def test_seven_bit_leaves_the_callers_parts_alone():
     from email.mime.text import MIMEText
 
-    from seacucumber.payload import seven_bit
+    from seacucumber.mime import seven_bit
 
     attached = MIMEText("Grüße", "plain", "utf-8")
     attached.replace_header("Content-Transfer-Encoding", "8bit")

@@ -3,26 +3,13 @@
 import copy
 import email
 import json
-import re
 from email import policy
 
-import django
 import pytest
 from django.core.mail import EmailMessage, EmailMultiAlternatives
-from hypothesis import given
-from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
 
 from seacucumber.exceptions import InvalidMessage, MalformedPayload
-from seacucumber.payload import (
-    _QUICK_FOLD,
-    MAX_SIZE_V1,
-    MAX_SIZE_V2,
-    OutboundSend,
-    _raw,
-    build_sends,
-    seven_bit,
-)
+from seacucumber.payload import MAX_SIZE_V1, MAX_SIZE_V2, OutboundSend, build_sends
 
 
 def parse(raw: bytes):
@@ -209,61 +196,3 @@ def test_dkim_signing_keeps_room_for_its_header(settings):
     from seacucumber.payload import DKIM_SIGNATURE_ALLOWANCE, size_limit
 
     assert size_limit() == MAX_SIZE_V1 - DKIM_SIGNATURE_ALLOWANCE
-
-
-# --- the MIME bytes: the quick fold writes what compat32 writes ------------------------------
-
-_COMPAT32 = policy.compat32.clone(linesep="\r\n")
-
-
-@hypothesis_settings(max_examples=3000, deadline=None)
-@given(name=st.sampled_from(["Subject", "From", "To", "Cc", "Reply-To", "X-Long-Header-Name",
-                             "Message-ID", "Content-Type"]),
-       value=st.text(st.characters(min_codepoint=0, max_codepoint=0x2FF), max_size=120))
-def test_quick_fold_writes_exactly_what_compat32_writes(name, value):
-    """Any value: printable ASCII short enough takes the quick path, anything else (long,
-    non-ASCII, tabs, line breaks) compat32's own; the bytes are the same either way."""
-    try:
-        expected = _COMPAT32.fold_binary(name, value)
-    except Exception as exc:  # noqa: BLE001 - compat32 refuses it: so must the quick fold
-        with pytest.raises(type(exc)):
-            _QUICK_FOLD.fold_binary(name, value)
-        return
-    assert _QUICK_FOLD.fold_binary(name, value) == expected
-
-
-def test_raw_is_django_own_bytes_for_every_kind_of_message():
-    """The bytes SES gets are the bytes Django's own ``as_bytes`` writes (for the Django in
-    use), 7-bit converted: short and long, ASCII and not, attachments, alternatives."""
-    long_subject = "A subject long enough to be folded over more than one line " * 3
-    messages = [
-        EmailMessage("Hi", "Body", "sender@example.com", ["to@example.com"]),
-        EmailMessage(long_subject, "Body\nline two", "Sender Name <sender@example.com>",
-                     [f"r{n}@example.com" for n in range(12)], cc=["cc@example.com"],
-                     reply_to=["Reply Person <reply@example.com>"],
-                     headers={"X-Tag": "a  b\tc", "List-Id": "<news.example.com>"}),
-        EmailMessage("Grüße aus Köln ✓", "Ünïcödé body ✓", "Jörg <sender@example.com>",
-                     ["Zoë <zoe@example.com>"]),
-    ]
-    with_parts = EmailMultiAlternatives("Parts", "text", "sender@example.com",
-                                        ["to@example.com"])
-    with_parts.attach_alternative("<p>html ✓</p>", "text/html")
-    with_parts.attach("report.csv", "a,b\n1,2\n", "text/csv")
-    with_parts.attach("blob.bin", bytes(range(256)) * 4, "application/octet-stream")
-    messages.append(with_parts)
-    for message in messages:
-        if django.VERSION >= (6, 0):
-            expected = seven_bit(message.message(policy=policy.SMTP)).as_bytes()
-        else:
-            expected = seven_bit(message.message()).as_bytes(linesep="\r\n")
-        found = _raw(message)
-        # each build has its own Message-ID, Date and MIME boundaries: compare without them
-        assert _stable(found) == _stable(expected)
-
-
-def _stable(raw: bytes) -> bytes:
-    raw = re.sub(rb"(?m)^(Message-ID|Date): .*\r\n", b"", raw)
-    boundaries = re.findall(rb'boundary="([^"]+)"', raw)
-    for n, boundary in enumerate(boundaries):
-        raw = raw.replace(boundary, f"BOUNDARY{n}".encode())
-    return raw
