@@ -58,6 +58,7 @@ from .exceptions import (
     TransientSendError,
 )
 from .payload import OutboundSend
+from .ses import clients as ses_clients
 from .ses.errors import Outcome, classify
 from .ses.send import send
 from .shared import (
@@ -302,8 +303,14 @@ def _freeze_settings(**_: Any) -> None:
     conf.freeze()
 
 
+def _warm_ses_client(**_: Any) -> None:
+    ses_clients.warm()
+
+
 # a worker's settings are read once: they do not change while it runs
 worker_init.connect(_freeze_settings, dispatch_uid="seacucumber.conf.freeze")
+# before the prefork pool forks: each child then makes its SES client from parsed models
+worker_init.connect(_warm_ses_client, dispatch_uid="seacucumber.ses.warm")
 # every worker that imports the send task sweeps for tasks the broker lost (outbox on)
 worker_ready.connect(_start_sweeper, dispatch_uid="seacucumber.outbox.start")
 worker_ready.connect(_check_account, dispatch_uid="seacucumber.account.check")

@@ -1,5 +1,6 @@
 """The per-process client registry: one client per key, made once however many threads ask,
-and never carried across a fork (a child must not share its parent's sockets)."""
+and never carried across a fork (a child must not share its parent's sockets); and the
+botocore models every SES session shares, which do cross a fork."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import sys
 import threading
 import time
 
+from botocore.loaders import JSONFileLoader
+
 from seacucumber import clients
+from seacucumber.ses import clients as ses_clients
 
 
 def test_a_client_is_made_once_for_all_threads():
@@ -78,3 +82,39 @@ def test_green_threads_are_not_real_threads():
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True, timeout=60)
     assert found.stdout.strip() == "False"
+
+
+def test_every_ses_session_shares_one_data_loader_whose_search_path_holds():
+    """boto3 adds its data folder to the loader for each session: the path must not grow."""
+    first, second, third = ses_clients.session(), ses_clients.session(), ses_clients.session()
+    loader = first._session.get_component("data_loader")
+    assert second._session.get_component("data_loader") is loader
+    assert third._session.get_component("data_loader") is loader
+    assert len(loader.search_paths) == len(set(loader.search_paths))
+
+
+def test_a_forked_child_makes_its_ses_client_from_the_models_its_parent_parsed():
+    """What ``warm`` at worker_init buys a prefork child: no model file read again."""
+    clients.clear()
+    ses_clients.warm()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a client of its own, from the parsed models
+        files: list[str] = []
+        real_load_file = JSONFileLoader.load_file
+        JSONFileLoader.load_file = (  # type: ignore[method-assign]  # this child only
+            lambda self, path: files.append(path) or real_load_file(self, path))
+        fresh = ses_clients.client()
+        os.write(write_end, f"{len(files)} {fresh.meta.service_model.service_name}".encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    assert os.read(read_end, 64).decode() == "0 ses"
+
+
+def test_warm_logs_a_client_it_cannot_make_and_goes_on(settings, caplog):
+    clients.clear()
+    settings.AWS_SES_REGION_NAME = "not a region!"
+    ses_clients.warm()
+    assert "SES client not made at worker start" in caplog.text
+    assert "not a region!" in caplog.text
