@@ -100,13 +100,16 @@ def test_a_forked_child_makes_its_ses_client_from_the_models_its_parent_parsed()
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: a client of its own, from the parsed models
-        files: list[str] = []
-        real_load_file = JSONFileLoader.load_file
-        JSONFileLoader.load_file = (  # type: ignore[method-assign]  # this child only
-            lambda self, path: files.append(path) or real_load_file(self, path))
-        fresh = ses_clients.client()
-        os.write(write_end, f"{len(files)} {fresh.meta.service_model.service_name}".encode())
-        os._exit(0)
+        try:
+            files: list[str] = []
+            real_load_file = JSONFileLoader.load_file
+            JSONFileLoader.load_file = (  # type: ignore[method-assign]  # this child only
+                lambda self, path: files.append(path) or real_load_file(self, path))
+            fresh = ses_clients.client()
+            os.write(write_end,
+                     f"{len(files)} {fresh.meta.service_model.service_name}".encode())
+        finally:  # never back into pytest in the child, whatever happened
+            os._exit(0)
     os.close(write_end)
     os.waitpid(pid, 0)
     assert os.read(read_end, 64).decode() == "0 ses"
