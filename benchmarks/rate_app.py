@@ -1,16 +1,18 @@
 """The benchmarks' Celery app and Django settings (rate_bench.py, chaos.py,
 lanes_bench.py, soak.py): the
 repository's celeryconfig.py, Sea Cucumber's task, everything else from the environment the
-benchmark sets.
+benchmark sets. ``floor_send`` is Celery's own floor for rate_bench.py's capacity runs.
 
 ``BENCH_CELERY_RATE_LIMIT`` puts Celery's own per-worker ``rate_limit`` on the send task,
 as Sea Cucumber 1.x did, for the side-by-side comparison."""
 
 import json
 import os
+from typing import Any
 
 import django
 from celery import Celery
+from celery.signals import worker_init
 from django.conf import settings
 
 if not settings.configured:
@@ -52,3 +54,36 @@ if os.environ.get("BENCH_CELERY_RATE_LIMIT"):
     app.conf.task_annotations = {
         "seacucumber.send_email": {"rate_limit": os.environ["BENCH_CELERY_RATE_LIMIT"]}}
 app.autodiscover_tasks(["seacucumber"])
+
+
+# --- Celery's own floor (rate_bench.py capacity) -------------------------------------------
+# The same worker, pool and broker running a task that makes the bare boto3 call and nothing
+# else: what Celery and kombu cost a send before any of Sea Cucumber's work.
+
+_floor_clients: list = []
+
+
+def _floor_client() -> Any:
+    if not _floor_clients:
+        import boto3
+        from botocore.config import Config
+
+        _floor_clients.append(boto3.client(
+            "ses", endpoint_url=os.environ["SEACUCUMBER_ENDPOINT_URL"], region_name="us-east-1",
+            config=Config(retries={"total_max_attempts": 1})))
+    return _floor_clients[0]
+
+
+@app.task(name="benchmarks.floor_send")
+def floor_send(raw: str) -> str:
+    """The bare pool's call as a Celery task (acknowledged late, as celeryconfig.py says)."""
+    return _floor_client().send_raw_email(
+        Source="bench@example.com", Destinations=["to@example.com"],
+        RawMessage={"Data": raw.encode()})["MessageId"]
+
+
+@worker_init.connect
+def _floor_client_before_fork(**_: object) -> None:
+    """Made before a prefork pool forks, as Sea Cucumber's own client is (``ses.clients.warm``)."""
+    if os.environ.get("BENCH_FLOOR"):
+        _floor_client()

@@ -18,8 +18,11 @@ shared state, real ``celery worker`` processes (``benchmarks/rate_app.py``).
             the per-message cost of 100-message calls.
 3. capacity messages/s of one worker host (limiter on but never binding; threads and
             prefork pools, concurrency 8 and 16) / a bare boto3 thread pool of the same
-            concurrency, same endpoint, 50 ms latency, in three pairs run one after the
-            other (the median pair's ratio); the worker with the outbox off beside it.
+            concurrency, same endpoint, 50 ms latency, in rounds run one after the other
+            (the median round's ratio); beside it in each round, the same worker running
+            a task that makes only the bare call (Celery's own floor), and once the worker
+            with the outbox off; the worker's and the floor's CPU per message, in the
+            worker's main process and in its pool.
 4. startup  time from worker start to the full rate, the quota learned from SES.
 5. cpu      CPU time per send of the send task run in this process, beside a bare boto3
             call of the same message, interleaved (the emulator in its own process).
@@ -112,6 +115,33 @@ def start_group(name: str, env: dict, queue: str, pool: str, concurrency: int) -
     worker = Worker(app="benchmarks.rate_app", env={**env, "AWS_SDK_UA_APP_ID": name},
                     queues=queue, pool=pool, concurrency=concurrency, cwd=ROOT)
     return worker.start()
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def window_cpu(pid: int, client: EmulatorClient, count: int) -> dict:
+    """CPU milliseconds per message of worker ``pid`` ("main") and of its pool children
+    ("pool": prefork's; 0 for a threads pool) while SES accepts the middle three quarters
+    of ``count`` messages: start-up and the last sends left out."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+
+    def reading() -> tuple[int, float, float]:
+        accepted = client.stats()["accepted"]
+        pool = sum(process_cpu(int(child)) for child in children.read_text().split())
+        return accepted, process_cpu(pid), pool
+
+    def at(share: float) -> tuple[int, float, float]:
+        if not wait_accepted(client, int(share * count), timeout=600):
+            raise TimeoutError(f"SES accepted under {share:.0%} of {count} in 600 s")
+        return reading()
+
+    (first, main_0, pool_0), (last, main_1, pool_1) = at(1 / 8), at(7 / 8)
+    sent = last - first
+    return {"main": 1000 * (main_1 - main_0) / sent, "pool": 1000 * (pool_1 - pool_0) / sent}
 
 
 def wait_accepted(client: EmulatorClient, count: int, timeout: float) -> bool:
@@ -324,10 +354,11 @@ def run_caller(redis: RedisServer, messages: int, sync_sends: int) -> dict:
 
 def run_capacity(redis: RedisServer, messages: int, concurrency: int, pool: str,
                  rounds: int = 3) -> dict:
-    """``rounds`` pairs, each a worker draining ``messages`` (outbox on) and then the bare
-    pool sending as many: each pair's ratio is taken within minutes, the median of the
-    pairs is reported (a 2-core shared machine drifts by more than the differences
-    measured). One worker run with the outbox off after the pairs."""
+    """``rounds`` rounds, each a worker draining ``messages`` (outbox on), then the same
+    worker draining as many tasks that make only the bare boto3 call (Celery's own floor:
+    ``benchmarks.floor_send``), then the bare pool sending as many: each round's ratios are
+    taken within a minute, the median round's are reported (a 2-core shared machine drifts
+    by more than the differences measured). One worker run with the outbox off after."""
     import boto3
     from botocore.config import Config
     from django.core.mail import get_connection
@@ -344,21 +375,34 @@ def run_capacity(redis: RedisServer, messages: int, concurrency: int, pool: str,
         point_app(f"{redis.url}/0", queue)
         from django.conf import settings
 
-        def worker_rate(outbox: bool) -> float:
-            settings.SEACUCUMBER_OUTBOX = outbox
-            get_connection().send_messages(mixed_messages(messages, recipients_at_odd=1))
+        def drain(env: dict) -> tuple[float, dict]:
+            """A worker on this host's settings (``env`` over them) drains the queue: the
+            drain's rate, and the worker's CPU per message (``window_cpu``)."""
             env = {"CELERY_BROKER_URL": f"{redis.url}/0",
                    "SEACUCUMBER_ENDPOINT_URL": emulator.url,
                    "SEACUCUMBER_REDIS_URL": f"{redis.url}/1", "SEACUCUMBER_REDIS_PREFIX": queue,
                    "SEACUCUMBER_RATE_LIMIT": "1000000", "SEACUCUMBER_QUEUE": queue,
-                   "CELERY_WORKER_PREFETCH_MULTIPLIER": "4",
-                   "SEACUCUMBER_OUTBOX": "1" if outbox else "0"}
+                   "CELERY_WORKER_PREFETCH_MULTIPLIER": "4", **env}
             worker = start_group("host", env, queue, pool, concurrency)
             try:
+                cpu = window_cpu(worker.process.pid, emulator.client, messages)
                 wait_accepted(emulator.client, messages, timeout=600)
             finally:
                 worker.stop()
-            return drained_rate()
+            return drained_rate(), cpu
+
+        def worker_rate(outbox: bool) -> tuple[float, dict]:
+            settings.SEACUCUMBER_OUTBOX = outbox
+            get_connection().send_messages(mixed_messages(messages, recipients_at_odd=1))
+            return drain({"SEACUCUMBER_OUTBOX": "1" if outbox else "0"})
+
+        def floor_rate() -> tuple[float, dict]:
+            from benchmarks.rate_app import app, floor_send
+
+            with app.producer_or_acquire() as producer:
+                for _ in range(messages):
+                    floor_send.apply_async(args=[RAW.decode()], queue=queue, producer=producer)
+            return drain({"BENCH_FLOOR": "1"})
 
         def bare_rate() -> float:
             def bare(count: int) -> None:
@@ -374,18 +418,33 @@ def run_capacity(redis: RedisServer, messages: int, concurrency: int, pool: str,
                 list(executor.map(bare, [share] * concurrency))
             return drained_rate()
 
-        pairs = [(worker_rate(outbox=True), bare_rate()) for _ in range(rounds)]
-        outbox_off = worker_rate(outbox=False)  # the outbox's cost in the worker, beside
+        rounds_run = [(worker_rate(outbox=True), floor_rate(), bare_rate())
+                      for _ in range(rounds)]
+        outbox_off, _ = worker_rate(outbox=False)  # the outbox's cost in the worker, beside
         del settings.SEACUCUMBER_OUTBOX
     finally:
         emulator.stop()
-    ratios = [worker / bare for worker, bare in pairs]
-    bare_median = statistics.median(bare for _, bare in pairs)
+    runs = [(worker, floor, bare) for (worker, _), (floor, _), bare in rounds_run]
+    ratios = [worker / bare for worker, _, bare in runs]
+    floor_ratios = [floor / bare for _, floor, bare in runs]
+    bare_median = statistics.median(bare for *_, bare in runs)
+
+    def cpu_median(which: int) -> dict:
+        return {part: round(statistics.median(run[which][1][part] for run in rounds_run), 3)
+                for part in ("main", "pool")}
+
     return {"pool": pool, "concurrency": concurrency, "messages": messages,
-            "worker_msgs_per_s": round(statistics.median(w for w, _ in pairs), 1),
+            "worker_msgs_per_s": round(statistics.median(w for w, *_ in runs), 1),
             "bare_pool_msgs_per_s": round(bare_median, 1),
             "ratio": round(statistics.median(ratios), 3),
             "ratios": [round(ratio, 3) for ratio in ratios],
+            "celery_floor_msgs_per_s": round(statistics.median(f for _, f, _ in runs), 1),
+            "celery_floor_ratio": round(statistics.median(floor_ratios), 3),
+            "celery_floor_ratios": [round(ratio, 3) for ratio in floor_ratios],
+            "worker_to_floor": round(statistics.median(
+                worker / floor for worker, floor, _ in runs), 3),
+            "worker_cpu_ms_per_msg": cpu_median(0),
+            "celery_floor_cpu_ms_per_msg": cpu_median(1),
             "worker_outbox_off_msgs_per_s": round(outbox_off, 1),
             "ratio_outbox_off": round(outbox_off / bare_median, 3)}
 
@@ -491,6 +550,7 @@ def main() -> None:
                         choices=["all", "shared", "caller", "capacity", "startup", "cpu"])
     parser.add_argument("--rate", type=float, default=30.0, help="account rate, recipients/s")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of a shared run")
+    parser.add_argument("--rounds", type=int, default=3, help="capacity rounds per setting")
     args = parser.parse_args()
     which = ({"shared", "caller", "capacity", "startup", "cpu"} if "all" in args.which
              else set(args.which))
@@ -505,7 +565,7 @@ def main() -> None:
             results["caller"] = run_caller(redis, 1000, 200)
             print(json.dumps(results["caller"]), flush=True)
         if "capacity" in which:
-            results["capacity"] = [run_capacity(redis, 3000, concurrency, pool)
+            results["capacity"] = [run_capacity(redis, 3000, concurrency, pool, args.rounds)
                                    for concurrency in (8, 16)
                                    for pool in ("threads", "prefork")]
             print(json.dumps(results["capacity"]), flush=True)
