@@ -6,6 +6,7 @@ benchmark sets. ``floor_send`` is Celery's own floor for rate_bench.py's capacit
 ``BENCH_CELERY_RATE_LIMIT`` puts Celery's own per-worker ``rate_limit`` on the send task,
 as Sea Cucumber 1.x did, for the side-by-side comparison."""
 
+import functools
 import json
 import os
 from typing import Any
@@ -56,30 +57,35 @@ if os.environ.get("BENCH_CELERY_RATE_LIMIT"):
 app.autodiscover_tasks(["seacucumber"])
 
 
-# --- Celery's own floor (rate_bench.py capacity) -------------------------------------------
-# The same worker, pool and broker running a task that makes the bare boto3 call and nothing
-# else: what Celery and kombu cost a send before any of Sea Cucumber's work.
-
-_floor_clients: list = []
+# --- the bare boto3 call, and Celery's own floor (rate_bench.py) -------------------------
 
 
+def bare_ses_client(endpoint: str) -> Any:
+    """A plain boto3 SES client for ``endpoint``: no Sea Cucumber code, boto3's retries off
+    (as Sea Cucumber's own client has them)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("ses", endpoint_url=endpoint, region_name="us-east-1",
+                        config=Config(retries={"total_max_attempts": 1}))
+
+
+def bare_send(client: Any, raw: bytes) -> str:
+    """The bare call every comparison makes: ``raw`` to one recipient; the SES MessageId."""
+    return client.send_raw_email(Source="bench@example.com", Destinations=["to@example.com"],
+                                 RawMessage={"Data": raw})["MessageId"]
+
+
+@functools.cache
 def _floor_client() -> Any:
-    if not _floor_clients:
-        import boto3
-        from botocore.config import Config
-
-        _floor_clients.append(boto3.client(
-            "ses", endpoint_url=os.environ["SEACUCUMBER_ENDPOINT_URL"], region_name="us-east-1",
-            config=Config(retries={"total_max_attempts": 1})))
-    return _floor_clients[0]
+    return bare_ses_client(os.environ["SEACUCUMBER_ENDPOINT_URL"])
 
 
 @app.task(name="benchmarks.floor_send")
 def floor_send(raw: str) -> str:
-    """The bare pool's call as a Celery task (acknowledged late, as celeryconfig.py says)."""
-    return _floor_client().send_raw_email(
-        Source="bench@example.com", Destinations=["to@example.com"],
-        RawMessage={"Data": raw.encode()})["MessageId"]
+    """The bare call as a Celery task, nothing else: what Celery and kombu cost a send before
+    any of Sea Cucumber's work (acknowledged late, as celeryconfig.py says)."""
+    return bare_send(_floor_client(), raw.encode())
 
 
 @worker_init.connect

@@ -271,9 +271,9 @@ def plot_shared(runs: list[dict], account_rate: float, path: Path) -> None:
 # --- 2. caller cost ----------------------------------------------------------------------------
 
 def run_caller(redis: RedisServer, messages: int, sync_sends: int) -> dict:
-    import boto3
-    from botocore.config import Config
     from django.core.mail import get_connection
+
+    from benchmarks.rate_app import bare_send, bare_ses_client
 
     emulator = Emulator(rate=0, latency=0.05, daily_quota=-1)
     try:
@@ -320,15 +320,12 @@ def run_caller(redis: RedisServer, messages: int, sync_sends: int) -> dict:
             for _ in range(messages):
                 send_email.apply_async(args=[{}], queue=queue + "-floor", serializer="json")
             floor_rounds.append((time.perf_counter() - started) / messages)
-        client = boto3.client("ses", endpoint_url=emulator.url, region_name="us-east-1",
-                              config=Config(retries={"total_max_attempts": 1}))
-        client.send_raw_email(Source="bench@example.com", Destinations=["to@example.com"],
-                              RawMessage={"Data": RAW})
+        client = bare_ses_client(emulator.url)
+        bare_send(client, RAW)
         sync = []
         for _ in range(sync_sends):
             started = time.perf_counter()
-            client.send_raw_email(Source="bench@example.com", Destinations=["to@example.com"],
-                                  RawMessage={"Data": RAW})
+            bare_send(client, RAW)
             sync.append(time.perf_counter() - started)
     finally:
         emulator.stop()
@@ -359,9 +356,9 @@ def run_capacity(redis: RedisServer, messages: int, concurrency: int, pool: str,
     ``benchmarks.floor_send``), then the bare pool sending as many: each round's ratios are
     taken within a minute, the median round's are reported (a 2-core shared machine drifts
     by more than the differences measured). One worker run with the outbox off after."""
-    import boto3
-    from botocore.config import Config
     from django.core.mail import get_connection
+
+    from benchmarks.rate_app import app, bare_send, bare_ses_client, floor_send
 
     emulator = Emulator(rate=0, latency=0.05, daily_quota=-1)
 
@@ -375,14 +372,14 @@ def run_capacity(redis: RedisServer, messages: int, concurrency: int, pool: str,
         point_app(f"{redis.url}/0", queue)
         from django.conf import settings
 
-        def drain(env: dict) -> tuple[float, dict]:
-            """A worker on this host's settings (``env`` over them) drains the queue: the
-            drain's rate, and the worker's CPU per message (``window_cpu``)."""
+        def drain(overrides: dict) -> tuple[float, dict]:
+            """A worker on this host's settings (``overrides`` over them) drains the queue:
+            the drain's rate, and the worker's CPU per message (``window_cpu``)."""
             env = {"CELERY_BROKER_URL": f"{redis.url}/0",
                    "SEACUCUMBER_ENDPOINT_URL": emulator.url,
                    "SEACUCUMBER_REDIS_URL": f"{redis.url}/1", "SEACUCUMBER_REDIS_PREFIX": queue,
                    "SEACUCUMBER_RATE_LIMIT": "1000000", "SEACUCUMBER_QUEUE": queue,
-                   "CELERY_WORKER_PREFETCH_MULTIPLIER": "4", **env}
+                   "CELERY_WORKER_PREFETCH_MULTIPLIER": "4", **overrides}
             worker = start_group("host", env, queue, pool, concurrency)
             try:
                 cpu = window_cpu(worker.process.pid, emulator.client, messages)
@@ -397,8 +394,6 @@ def run_capacity(redis: RedisServer, messages: int, concurrency: int, pool: str,
             return drain({"SEACUCUMBER_OUTBOX": "1" if outbox else "0"})
 
         def floor_rate() -> tuple[float, dict]:
-            from benchmarks.rate_app import app, floor_send
-
             with app.producer_or_acquire() as producer:
                 for _ in range(messages):
                     floor_send.apply_async(args=[RAW.decode()], queue=queue, producer=producer)
@@ -406,12 +401,9 @@ def run_capacity(redis: RedisServer, messages: int, concurrency: int, pool: str,
 
         def bare_rate() -> float:
             def bare(count: int) -> None:
-                client = boto3.client("ses", endpoint_url=emulator.url, region_name="us-east-1",
-                                      config=Config(retries={"total_max_attempts": 1}))
+                client = bare_ses_client(emulator.url)
                 for _ in range(count):
-                    client.send_raw_email(Source="bench@example.com",
-                                          Destinations=["to@example.com"],
-                                          RawMessage={"Data": RAW})
+                    bare_send(client, RAW)
 
             share = messages // concurrency
             with ThreadPoolExecutor(concurrency) as executor:
@@ -458,11 +450,10 @@ def run_cpu(redis: RedisServer, sends: int) -> dict:
     every other send through Celery's eager ``apply`` (its tracer built for each call) beside
     a bare boto3 ``send_raw_email`` of the same message, interleaved; SES is the emulator in
     a process of its own, answering at once, so its CPU is not counted."""
-    import boto3
-    from botocore.config import Config
     from django.conf import settings
     from django.core.mail import EmailMessage
 
+    from benchmarks.rate_app import bare_ses_client
     from seacucumber.conf import conf
     from seacucumber.payload import build_sends
     from seacucumber.shared import outbox
@@ -475,8 +466,7 @@ def run_cpu(redis: RedisServer, sends: int) -> dict:
         settings.SEACUCUMBER_ENDPOINT_URL = emulator.url
         settings.SEACUCUMBER_OUTBOX = True
         settings.SEACUCUMBER_RATE_LIMIT = 1000000
-        client = boto3.client("ses", endpoint_url=emulator.url, region_name="us-east-1",
-                              config=Config(retries={"total_max_attempts": 1}))
+        client = bare_ses_client(emulator.url)
         payloads = []
         for n in range(sends + 20):
             [send] = build_sends(EmailMessage("Bench", "Body", "bench@example.com",
