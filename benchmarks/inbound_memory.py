@@ -59,7 +59,7 @@ def measure(way: str, path: str) -> tuple[int, int]:
         if way == "whole bytes":
             message = message_from_bytes(stream.read(), policy=policy.default)
         else:
-            message = inbound.parse_file(stream)
+            message = inbound.parse_file(stream, inbound.Limits.defaults())
             if way == "streamed + attachment":
                 attachments = message.attachments
                 assert attachments and len(attachments[0].content) > 0

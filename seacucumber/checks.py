@@ -5,6 +5,7 @@ settings that would fail sends, or lose them, are reported before any message is
     W005-W006  SES v2 global endpoint       W007  outbox on, no shared-state Redis
     W008       a default or domainless DEFAULT_FROM_EMAIL / SERVER_EMAIL
     W020       django-ses's inbound settings
+    E040-E041  the inbound S3 buckets name the claim-check bucket; the inbound limits
     E030       SEACUCUMBER_BASE_URL (unsubscribe links) not an absolute http(s) URL
     E031/W030  SEACUCUMBER_BASE_URL over http (W030 under DEBUG)
     E010-E011  the rate settings            E012  SEACUCUMBER_LANES
@@ -27,7 +28,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
 
 from .conf import conf, lanes
-from .events import allowlist
+from .events import allowlist, inbound, s3
 from .exceptions import ClaimCheckError, InvalidMessage
 from .payload import bare_address, base_url_problem
 from .shared import claimcheck, quota, reputation, store
@@ -256,6 +257,34 @@ def check_django_ses_inbound(app_configs: Any = None, **kwargs: Any) -> list[Che
              "...). See docs/inbound.rst.",
         id="seacucumber.W020",
     )]
+
+
+@register()
+def check_inbound_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The inbound limits must be whole numbers of at least 1 (the depth at most 100), and
+    ``SEACUCUMBER_INBOUND_S3_BUCKETS`` must never name the claim-check bucket, where
+    outbound mail waits: a receipt notification naming it would hand that mail to
+    ``inbound_received`` (it is refused all the same; this says so at start-up)."""
+    found: list[CheckMessage] = []
+    for name in inbound.LIMIT_SETTINGS:
+        most = inbound.DEEPEST if name == "SEACUCUMBER_INBOUND_MAX_DEPTH" else None
+        value = getattr(conf, name)
+        if (isinstance(value, bool) or not isinstance(value, int) or value < 1
+                or (most is not None and value > most)):
+            found.append(Error(
+                f"{name} is {value!r}: a whole number from 1"
+                + (f" to {most}" if most is not None else ""),
+                hint="Leave it unset for its default (docs/inbound.rst, \"Limits\").",
+                id="seacucumber.E041"))
+    claim_bucket = conf.SEACUCUMBER_CLAIM_CHECK_BUCKET
+    if claim_bucket and any(bucket == claim_bucket for bucket, _ in s3.allowed_locations()):
+        found.append(Error(
+            f"SEACUCUMBER_INBOUND_S3_BUCKETS names the claim-check bucket {claim_bucket!r}, "
+            "which holds outbound mail waiting to be sent: it is never read as received "
+            "mail.",
+            hint="Give SES receipt rules a bucket of their own and list that one.",
+            id="seacucumber.E040"))
+    return found
 
 
 @register()

@@ -57,6 +57,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AWS_SES_CONFIG", None,
             "django-ses name: a botocore.config.Config merged over Sea Cucumber's own for SES "
             "clients (proxies, timeouts, pool size); what it sets wins, retries included."),
+    Setting("SEACUCUMBER_TRUSTED_REGIONS", (),
+            "Worker: regions a task's payload may name (a mailer's region option given to "
+            "get_connection at run time) besides AWS_SES_REGION_NAME and MAILERS' own; a task "
+            "naming another fails (UntrustedClientOptions)."),
+    Setting("SEACUCUMBER_TRUSTED_ENDPOINT_URLS", (),
+            "Worker: SES endpoint URLs a task's payload may name besides the settings' own "
+            "and MAILERS'; a task naming another fails (UntrustedClientOptions)."),
+    Setting("SEACUCUMBER_TRUSTED_PROFILES", (),
+            "Worker: AWS profiles a task's payload may name besides AWS_SESSION_PROFILE and "
+            "MAILERS'; a task naming another fails (UntrustedClientOptions)."),
     Setting("SEACUCUMBER_CONNECT_TIMEOUT", 5.0, "Seconds to connect to SES."),
     Setting("SEACUCUMBER_READ_TIMEOUT", 30.0, "Seconds to wait for an SES answer."),
     # --- per-message options ------------------------------------------------------------
@@ -232,6 +242,14 @@ SETTINGS: tuple[Setting, ...] = (
             "rule."),
     Setting("SEACUCUMBER_CONFIRM_SUBSCRIPTIONS", True,
             "Confirm SNS subscriptions to allowed topics automatically."),
+    Setting("SEACUCUMBER_SNS_MAX_AGE", 3600,
+            "Seconds: an SNS message whose signed Timestamp is older is refused (400), a "
+            "replay, since SNS retries a delivery for an hour at most. Seen SNS ids are kept "
+            "at least this long plus SEACUCUMBER_SNS_CLOCK_SKEW, whatever ses_cleanup's "
+            "--days. None: no age limit (replays pass once their seen id is pruned)."),
+    Setting("SEACUCUMBER_SNS_CLOCK_SKEW", 300,
+            "Seconds an SNS Timestamp may be ahead of this server's clock; further ahead is "
+            "refused (400)."),
     Setting("SEACUCUMBER_TRACK_STATUS", False,
             "Keep one status record per send (queued, sent, delivered, bounced, ...)."),
     Setting("SEACUCUMBER_STATUS_RETENTION_DAYS", 30,
@@ -250,6 +268,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Absolute URL at which seacucumber.urls are served (https://example.com/ses/): "
             "the base of one-click unsubscribe links. Needed by the unsubscribe_topic option; "
             "a system check wants https."),
+    Setting("SEACUCUMBER_UNSUBSCRIBE_LEGACY_TOKENS", True,
+            "Accept unsubscribe links made before links were encrypted (the address signed, "
+            "readable in the link) for as long as the key that signed them is SECRET_KEY or "
+            "in SECRET_KEY_FALLBACKS. Turn off once no mail with such links is in inboxes."),
     # --- safe staging (docs/deliverability.rst) -----------------------------------------------
     Setting("SEACUCUMBER_RECIPIENT_ALLOWLIST", None,
             "Staging: only these recipients are mailed; a list of addresses, domains "
@@ -267,8 +289,21 @@ SETTINGS: tuple[Setting, ...] = (
             "Drop received mail whose SES virus verdict is FAIL: answered 200, no "
             "inbound_received signal."),
     Setting("SEACUCUMBER_INBOUND_MAX_BYTES", 40 * 1024 * 1024,
-            "Largest received mail, in bytes, fetched from S3; a larger one is refused (413) "
-            "and left in the bucket."),
+            "Largest received mail, in bytes (inline or from S3); a larger one is refused, "
+            "its record kept with the reason and the mail left where SES put it."),
+    Setting("SEACUCUMBER_INBOUND_MAX_PARTS", 500,
+            "Most MIME parts (the mail itself included) a received mail may have; past it the "
+            "mail is refused with the reason recorded. Parsing costs per part, not per byte."),
+    Setting("SEACUCUMBER_INBOUND_MAX_DEPTH", 32,
+            "Deepest nesting of MIME parts in a received mail (1: no parts); deeper is "
+            "refused. Python's email package recurses per level (at most 100)."),
+    Setting("SEACUCUMBER_INBOUND_MAX_HEADER_BYTES", 32 * 1024,
+            "Longest header field (name and folded value) in any part of a received mail; "
+            "longer is refused. Decoding a header costs more than linear time in its length."),
+    Setting("SEACUCUMBER_INBOUND_S3_BUCKETS", (),
+            "The S3 buckets received mail is fetched from, each 'bucket' or 'bucket/prefix'; a "
+            "receipt naming another is refused unread. Empty: no S3 action accepted. Never "
+            "the claim-check bucket."),
     Setting("SEACUCUMBER_S3_ENDPOINT_URL", None,
             "S3 endpoint URL for fetching received mail (tests: moto's server). Unset: "
             "boto3's own (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL environment)."),

@@ -18,7 +18,7 @@
     ├── InvalidIdentity         neither an address nor a domain (also ValueError)
     ├── InvalidNotification     an SNS post the webhook refuses (400)
     │   ├── NotAuthentic        its signature, certificate or topic is not SNS's (403)
-    │   └── InboundTooLarge     a received mail over SEACUCUMBER_INBOUND_MAX_BYTES (413)
+    │   └── InboundTooLarge     a received mail over an inbound limit (size, parts, depth...)
     ├── SNSUnavailable          SNS's certificate host failed: SNS should retry (503)
     ├── AwaitingSend            an event arrived before its send was recorded
     ├── MailStoreUnavailable    S3 failed to give a received mail: SNS should retry (503)
@@ -141,8 +141,9 @@ class AwaitingSend(SeaCucumberError):
 
 
 class InboundTooLarge(InvalidNotification):
-    """A received mail larger than ``SEACUCUMBER_INBOUND_MAX_BYTES``: refused (413), left
-    where SES stored it."""
+    """A received mail over an inbound limit (``SEACUCUMBER_INBOUND_MAX_BYTES``, ``_MAX_PARTS``,
+    ``_MAX_DEPTH``, ``_MAX_HEADER_BYTES``): refused by the worker with this reason recorded,
+    left where SES stored it."""
 
     status = 413
 

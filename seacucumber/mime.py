@@ -65,8 +65,9 @@ _BODY_LINE = 78 if MODERN_EMAIL else 998
 _PLAIN_BODY = re.compile(r"[\t\n\r\x20-\x7e]*")
 _LONG_LINE = re.compile(r"[^\r\n]{" + str(_BODY_LINE + 1) + "}")
 _NEWLINE = re.compile(r"\r\n|\r|\n")
-#: RFC 5322 field names (printable ASCII but the colon).
-_FIELD_NAME = re.compile(r"[!-9;-~]+")
+#: An RFC 5322 field name: printable US-ASCII (33-126) but the colon. ``send_messages`` refuses
+#: any other header name (``payload``).
+FIELD_NAME = re.compile(r"[!-9;-~]+")
 #: What a header line may be, name, ": " and value, and still need no folding.
 _HEADER_LINE = 78
 #: Unstructured values the modern email API writes back as given: words of printable ASCII
@@ -144,7 +145,7 @@ def _plain_headers(message: EmailMessage) -> list[str] | None:
 
 def _plain_header(name: str, value: str, kind: str) -> bool:
     """Whether Django and the email package write ``name: value`` on one line as given."""
-    if (not _FIELD_NAME.fullmatch(name) or not value.isascii() or not value.isprintable()
+    if (not FIELD_NAME.fullmatch(name) or not value.isascii() or not value.isprintable()
             or len(name) + 2 + len(value) > _HEADER_LINE):
         return False
     if not MODERN_EMAIL:  # compat32 writes such a value as it is; Django 5.2 puts a Subject

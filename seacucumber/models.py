@@ -172,6 +172,41 @@ class SendEvent(models.Model):
         return f"{self.ses_message_id} {self.kind} at {self.at}"
 
 
+class InboundMail(models.Model):
+    """One receipt notification the webhook took in (docs/inbound.rst): written before the
+    webhook answers, so a mail is never lost unseen, then settled by the worker that parses
+    it. Keeps SES's notification (an SNS action's mail inside it; an S3 action's stays in
+    the bucket) and, for a mail not received, why."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"  # recorded, waiting for the worker
+        RECEIVED = "received"  # parsed, inbound_received sent
+        REFUSED = "refused"  # over a limit, or from an S3 bucket not allowed
+        GONE = "gone"  # its S3 object was not there
+        FAILED = "failed"  # S3 or a receiver kept failing
+
+    sns_message_id = models.CharField("SNS MessageId", max_length=128, unique=True)
+    ses_message_id = models.CharField("SES messageId", max_length=128, blank=True,
+                                      db_index=True)
+    topic_arn = models.CharField(max_length=256)
+    action_type = models.CharField(max_length=8)
+    source = models.CharField("envelope sender", max_length=320, blank=True)
+    notification = models.TextField(help_text="SES's receipt notification (JSON).")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING,
+                             db_index=True)
+    reason = models.TextField(blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "inbound mail"
+        verbose_name_plural = "inbound mail"
+        ordering = ("-received_at",)
+
+    def __str__(self) -> str:
+        return f"{self.ses_message_id or self.sns_message_id} ({self.state})"
+
+
 class Dashboard(MessageStatus):
     """No table: gives the admin its dashboard page at ``admin/seacucumber/dashboard/``,
     listed on the admin index (see ``seacucumber.dashboard``)."""

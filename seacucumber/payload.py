@@ -12,17 +12,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import json
+import math
 import re
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email import errors, headerregistry, policy
+from email.message import Message
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.conf import settings as django_settings
 from django.core import signing
 from django.core.mail import EmailMessage
+from django.utils.encoding import force_bytes
 
 from .conf import Lane, conf, lanes
 from .conf import lane as conf_lane
@@ -34,7 +44,7 @@ from .exceptions import (
     InvalidUnsubscribeToken,
     MalformedPayload,
 )
-from .mime import message_bytes
+from .mime import FIELD_NAME, message_bytes
 
 #: The payload version this code writes when a send needs nothing a version-1 reader lacks.
 #: Version 2 adds the per-mailer client options (``region``, ``endpoint_url``, ``profile``);
@@ -53,6 +63,13 @@ MAX_SIZE_V1 = 10 * 1024 * 1024
 MAX_SIZE_V2 = 40 * 1024 * 1024
 #: Room kept for the DKIM-Signature header the worker adds when signing is on.
 DKIM_SIGNATURE_ALLOWANCE = 4096
+#: How far a payload's creation time may be ahead of the worker's clock (hosts' clocks
+#: differ, but not by this).
+MAX_CLOCK_SKEW = 3600.0
+
+#: Our message ids (a UUID4 hex, ``-n`` appended for a message's n-th send): what a payload's
+#: ``id`` must be, since every send carries it as an SES message tag value.
+MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 #: Options a send carries to the worker, by the payload version that has it.
 PAYLOAD_OPTIONS = {
@@ -115,7 +132,9 @@ class OutboundSend:
     @classmethod
     def from_json(cls, data: Any) -> OutboundSend:
         """Parse a task payload; anything our backend would not have written raises
-        ``MalformedPayload`` with the reason."""
+        ``MalformedPayload`` with the reason. The envelope and the raw message's header block
+        are checked again as ``send_messages`` checked them (``envelope_problem``,
+        ``header_block_problem``): a task written into the broker by hand gets no further."""
         if not isinstance(data, dict):
             raise MalformedPayload(f"payload is {type(data).__name__}, not an object")
         version = data.get("v")
@@ -125,6 +144,9 @@ class OutboundSend:
         raw, created, options = data.get("raw"), data.get("created"), data.get("options", {})
         if not isinstance(message_id, str) or not message_id:
             raise MalformedPayload("payload has no message id")
+        if not MESSAGE_ID.fullmatch(message_id):
+            raise MalformedPayload(f"payload message id {message_id!r} is not one of ours "
+                                   "(letters, digits, _ and -: it is an SES tag value)")
         if not isinstance(sender, str) or "@" not in sender:
             raise MalformedPayload(f"payload sender {sender!r} is not an address")
         if (
@@ -134,8 +156,13 @@ class OutboundSend:
             or not all(isinstance(r, str) and "@" in r for r in recipients)
         ):
             raise MalformedPayload("payload recipients are not 1 to 50 addresses")
-        if not isinstance(created, int | float) or isinstance(created, bool):
+        if (problem := envelope_problem(sender, recipients)) is not None:
+            raise MalformedPayload(problem)
+        if (not isinstance(created, int | float) or isinstance(created, bool)
+                or not math.isfinite(created)):
             raise MalformedPayload("payload has no creation time")
+        if created > time.time() + MAX_CLOCK_SKEW:  # its lifetime would never end
+            raise MalformedPayload(f"payload creation time {created!r} is in the future")
         if not isinstance(options, dict) or not all(
             PAYLOAD_OPTIONS.get(k, 99) <= version and _payload_value_ok(k, v)
             for k, v in options.items()
@@ -150,11 +177,62 @@ class OutboundSend:
                        _claim(claim))
         if not isinstance(raw, str):
             raise MalformedPayload("payload has no raw message")
+        if len(raw) > MAX_RAW_BASE64:  # refused before decoding: no memory spent on it
+            raise MalformedPayload(f"raw message is {len(raw):,} characters of base64, over "
+                                   f"SES's largest message ({MAX_SIZE_V2:,} bytes)")
         try:
             raw_bytes = base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise MalformedPayload(f"raw message is not base64: {exc}") from None
+        if (problem := header_block_problem(raw_bytes)) is not None:
+            raise MalformedPayload(problem)
         return cls(message_id, sender, tuple(recipients), raw_bytes, float(created), options)
+
+
+#: The longest raw message a payload may carry, as base64 (4 characters per 3 bytes).
+MAX_RAW_BASE64 = -(-MAX_SIZE_V2 // 3) * 4
+
+
+def envelope_problem(sender: str, recipients: list[str] | tuple[str, ...]) -> str | None:
+    """Why a payload's envelope is not what ``bare_address`` writes, or None. Every address
+    ``send_messages`` accepts is printable ASCII (IDN domains in punycode), so a line break,
+    a control character or anything else is a payload written by hand. Cheap: the worker
+    checks every payload."""
+    every = sender + "".join(recipients)  # one pass in C for the whole envelope
+    if every.isascii() and every.isprintable():
+        return None
+    for role, address in (("sender", sender), *(("recipient", r) for r in recipients)):
+        if not (address.isascii() and address.isprintable()):
+            return (f"payload {role} {address!r} is not printable ASCII (a line break or "
+                    "a control character): header injection refused")
+    return None  # unreachable: some address above is the one
+
+
+#: A header block as ``message_bytes`` writes it: fields of an RFC 5322 name (printable
+#: ASCII but the colon), a colon and a value, folded lines starting with a blank, every
+#: line ended by CRLF (no lone CR or LF, no NUL).
+_NAME = FIELD_NAME.pattern.encode("ascii")
+_HEADER_BLOCK = re.compile(rb"%s:(?:[^\r\n\0]*\r\n(?:%s:|[ \t]))*[^\r\n\0]*\r\n" % (_NAME, _NAME))
+_HEADER_LINE = re.compile(rb"%s:|[ \t]" % _NAME)
+
+
+def header_block_problem(raw: bytes) -> str | None:
+    """Why ``raw``'s header block (up to the first empty line) is not one ``message_bytes``
+    writes, naming the first bad line, or None. A header name with a line break in it
+    (``{"X-A\\r\\nBcc: x@evil.example\\r\\nX-B": ...}``) shows here as a line that is no
+    field."""
+    end = raw.find(b"\r\n\r\n")
+    block = raw[: end + 2] if end >= 0 else raw
+    if _HEADER_BLOCK.fullmatch(block) is not None:
+        return None
+    if end < 0 and not raw.endswith(b"\r\n"):
+        return "raw message has no header block ended by an empty line"
+    for line in block.split(b"\r\n")[:-1]:
+        if not _HEADER_LINE.match(line) or b"\r" in line or b"\n" in line or b"\0" in line:
+            return (f"raw message header line {line[:80]!r} is not an RFC 5322 field (a "
+                    "name of printable ASCII without a colon, then a colon): header "
+                    "injection refused")
+    return "raw message has no header block"
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -254,13 +332,38 @@ def _parse_address(text: str) -> tuple[str, str] | None:
 def _refuse_line_breaks(message: EmailMessage) -> None:
     """Header injection, refused before the MIME is built: every Django version then raises
     the same ``HeaderInjection`` (Django 5.2 would raise its own ``BadHeaderError``, 6.x the
-    email package's ``ValueError``)."""
+    email package's ``ValueError`` or ``HeaderParseError``, or write a bad name as given).
+    Header names must be RFC 5322 field names; header values, attachment file names and
+    the MIME types of attachments and alternatives must hold no line break."""
+    for name in message.extra_headers:
+        if not FIELD_NAME.fullmatch(str(name)):
+            raise HeaderInjection(f"header injection refused: header name {str(name)!r} is "
+                                  "not an RFC 5322 field name (printable ASCII, no colon or "
+                                  "blank)")
     fields = [("subject", message.subject),
-              *((f"header {name!r}", value) for name, value in message.extra_headers.items())]
+              *((f"header {name!r}", value) for name, value in message.extra_headers.items()),
+              *_part_fields(message)]
     for name, value in fields:
         if (char := _line_break(str(value))) is not None:
             raise HeaderInjection(
                 f"header injection refused: {name} contains a line break ({char})")
+
+
+def _part_fields(message: EmailMessage) -> list[tuple[str, Any]]:
+    """(what, value) of what becomes a MIME part's header: each attachment's file name and
+    type, each alternative's type (Django's tuples; a MIME object the caller built: its
+    file name)."""
+    found: list[tuple[str, Any]] = []
+    for attachment in message.attachments:
+        if isinstance(attachment, Message):
+            found.append(("attachment file name", attachment.get_filename() or ""))
+        elif isinstance(attachment, tuple) and len(attachment) == 3:
+            found += [("attachment file name", attachment[0] or ""),
+                      ("attachment type", attachment[2] or "")]
+    for alternative in getattr(message, "alternatives", ()):
+        if isinstance(alternative, tuple) and len(alternative) == 2:
+            found.append(("alternative type", alternative[1] or ""))
+    return found
 
 
 def _unique(addresses: list[str]) -> list[str]:
@@ -385,30 +488,86 @@ _MAX_LINE = 998
 UNSUBSCRIBE_ALLOWANCE = 2048
 
 
-def _unsubscribe_signer() -> signing.Signer:
-    """Django's signing, chosen over a hand-made HMAC: keyed by ``SECRET_KEY`` and still
-    reading tokens signed with a key in ``SECRET_KEY_FALLBACKS``, so a key dropped from both
-    retires its links."""
-    return signing.Signer(salt=UNSUBSCRIBE_SALT)
+#: Bound to every encrypted token (AES-SIV associated data): its format's version.
+_TOKEN_FORMAT = b"seacucumber.unsubscribe/2"
+#: No token we make is longer (an address of 254 and a topic of 64 encrypt to about 460).
+_MAX_TOKEN = 1024
+
+
+@functools.lru_cache(maxsize=8)
+def _token_cipher(secret: bytes) -> AESSIV:
+    """AES-SIV (RFC 5297) keyed from ``secret`` by HKDF with the tokens' salt. SIV is
+    deterministic and needs no nonce, so no number of links can wear a key out."""
+    key = HKDF(algorithm=SHA256(), length=64, salt=UNSUBSCRIBE_SALT.encode(),
+               info=b"unsubscribe token").derive(secret)
+    return AESSIV(key)
+
+
+def _secrets() -> list[bytes]:
+    """``SECRET_KEY`` then each of ``SECRET_KEY_FALLBACKS``: tokens are made with the first
+    and read with any, so a key dropped from both retires its links (as Django's signing)."""
+    return [force_bytes(key) for key in (django_settings.SECRET_KEY,
+                                         *getattr(django_settings, "SECRET_KEY_FALLBACKS", ()))]
 
 
 def unsubscribe_token(address: str, topic: str) -> str:
-    """A URL-safe token naming ``address`` and ``topic``: no database row per message."""
-    return _unsubscribe_signer().sign_object([address, topic])
+    """A URL-safe token for ``address`` leaving ``topic``: both encrypted and authenticated
+    (AES-SIV), so a forwarded or logged link shows neither and no one without the key can
+    make one. No database row per message."""
+    plain = json.dumps([address, topic], separators=(",", ":")).encode()
+    sealed = _token_cipher(_secrets()[0]).encrypt(plain, [_TOKEN_FORMAT])
+    return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
+
+
+def _refused(token: str, why: str) -> InvalidUnsubscribeToken:
+    """The error for a refused token: names at most its first 6 characters, never its
+    signature (logged by the view)."""
+    return InvalidUnsubscribeToken(f"unsubscribe token {token[:6]!r}... refused: {why}")
 
 
 def read_unsubscribe_token(token: str) -> tuple[str, str]:
-    """(address, topic) of a token ``unsubscribe_token`` made; ``InvalidUnsubscribeToken``
-    when it was altered, signed with another salt or with a key no longer configured."""
-    try:
-        value = _unsubscribe_signer().unsign_object(token)
-    except (signing.BadSignature, ValueError, TypeError) as exc:
-        raise InvalidUnsubscribeToken(f"unsubscribe token refused: {exc}") from None
+    """(address, topic) of a token ``unsubscribe_token`` made, or one of the signed form
+    links had before (``SEACUCUMBER_UNSUBSCRIBE_LEGACY_TOKENS``); ``InvalidUnsubscribeToken``
+    when it was altered, made for something else or with a key no longer configured."""
+    if len(token) > _MAX_TOKEN:
+        raise _refused(token, "too long")
+    if ":" in token:  # Django's signed form, never in base64url
+        value = _read_signed_token(token)
+    else:
+        try:
+            sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (binascii.Error, ValueError):
+            raise _refused(token, "not base64") from None
+        for secret in _secrets():
+            try:
+                value = json.loads(_token_cipher(secret).decrypt(sealed, [_TOKEN_FORMAT]))
+                break
+            except (InvalidTag, ValueError):  # another key's, altered, or too short
+                continue
+        else:
+            raise _refused(token, "not made with SECRET_KEY or SECRET_KEY_FALLBACKS, or altered")
     if (not isinstance(value, list) or len(value) != 2
             or not all(isinstance(v, str) for v in value)
             or "@" not in value[0] or not _TOPIC.fullmatch(value[1])):
-        raise InvalidUnsubscribeToken("unsubscribe token does not name an address and a topic")
+        raise _refused(token, "it does not name an address and a topic")
     return value[0], value[1]
+
+
+def _read_signed_token(token: str) -> Any:
+    """The value of a token of the form links had before they were encrypted: the address
+    and topic signed (Django's ``Signer``), readable by anyone. Accepted while
+    ``SEACUCUMBER_UNSUBSCRIBE_LEGACY_TOKENS`` is on and its key is configured: links in
+    mail already sent keep working."""
+    if not conf.SEACUCUMBER_UNSUBSCRIBE_LEGACY_TOKENS:
+        raise _refused(token, "a signed-address token (SEACUCUMBER_UNSUBSCRIBE_LEGACY_TOKENS "
+                              "is off)")
+    try:
+        return signing.Signer(salt=UNSUBSCRIBE_SALT).unsign_object(token)
+    except signing.BadSignature:  # its message quotes the signature: not passed on
+        raise _refused(token, "signature does not match SECRET_KEY or SECRET_KEY_FALLBACKS")\
+            from None
+    except (ValueError, TypeError):
+        raise _refused(token, "not a signed value") from None
 
 
 def base_url_problem() -> str | None:
@@ -624,8 +783,10 @@ def build_sends(message: EmailMessage, mailer: MailerOptions = _NO_OPTIONS) -> l
                              "unsubscribe_topic, which adds them per recipient: give one")
     try:
         raw = message_bytes(message)
-    except ValueError as exc:  # Django 5.2's BadHeaderError is one too
+    except (ValueError, errors.MessageError) as exc:  # Django 5.2's BadHeaderError is one too
         raise InvalidMessage(f"message cannot be built: {exc}") from None
+    if (problem := header_block_problem(raw)) is not None:  # what the worker checks again
+        raise HeaderInjection(f"message cannot be sent: {problem}")
     limit = size_limit() - (UNSUBSCRIBE_ALLOWANCE if topic is not None else 0)
     if len(raw) > limit:
         api = "SES v2 SendEmail" if conf.USE_SES_V2 else "SES v1 SendRawEmail"

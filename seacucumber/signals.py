@@ -52,8 +52,8 @@ rendering_failure_received = Signal()
 subscription_received = Signal()
 
 #: A mail was received through an SES receipt rule (seacucumber.events.inbound), sent once
-#: per SNS message in the web process that serves the webhook. Arguments: ``message`` (an
-#: ``InboundMessage``, an ``email.message.EmailMessage``) and ``event`` (a ``ReceivedEvent``:
-#: SES's mail and receipt objects, the SNS MessageId). Receivers run inside the webhook's
-#: transaction: an exception rolls it back and SNS delivers the mail again.
+#: per SNS message by the worker task that parses it (``events.inbound_task``). Arguments:
+#: ``message`` (an ``InboundMessage``, an ``email.message.EmailMessage``) and ``event`` (a
+#: ``ReceivedEvent``: SES's mail and receipt objects, the SNS MessageId). Receivers run inside
+#: the task's transaction: an exception rolls it back and the task runs again later.
 inbound_received = Signal()

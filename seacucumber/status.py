@@ -167,16 +167,16 @@ def on_suppressed(*, message_id: str, sender_address: str, suppressed: list[str]
         MessageStatus.objects.filter(message_id=message_id).update(suppressed_recipients=note)
 
 
-def cleanup(days: float) -> tuple[int, int]:
-    """Delete status records queued, and SNS message ids seen, more than ``days`` ago (and
-    the SES events kept for the timeline); returns how many records and ids."""
-    from .models import MessageStatus, SeenNotification, SendEvent
+def cleanup(days: float) -> int:
+    """Delete status records queued more than ``days`` ago (and the SES events kept for the
+    timeline); returns how many records. Seen SNS ids are pruned by
+    ``events.sns.forget_seen``, which keeps those a replay could still match."""
+    from .models import MessageStatus, SendEvent
 
     cutoff = timezone.now() - datetime.timedelta(days=days)
     SendEvent.objects.filter(at__lt=cutoff).delete()
     statuses, _ = MessageStatus.objects.filter(queued_at__lt=cutoff).delete()
-    seen, _ = SeenNotification.objects.filter(received_at__lt=cutoff).delete()
-    return statuses, seen
+    return statuses
 
 
 def connect() -> None:

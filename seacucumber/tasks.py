@@ -29,12 +29,13 @@ died.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from celery import Task, current_app, shared_task
@@ -48,7 +49,11 @@ from kombu.utils.json import dumps as json_dumps
 from . import dkim, retry, signals
 from .conf import Lane, conf
 from .conf import lane as conf_lane
-from .events import allowlist, suppression
+from .events import (
+    allowlist,
+    inbound_task,  # noqa: F401 - a worker gets the inbound task by this import
+    suppression,
+)
 from .exceptions import (
     ClaimCheckFailed,
     EnqueueError,
@@ -57,7 +62,7 @@ from .exceptions import (
     SigningError,
     TransientSendError,
 )
-from .payload import OutboundSend
+from .payload import MESSAGE_ID, OutboundSend
 from .ses import clients as ses_clients
 from .ses.errors import Outcome, classify
 from .ses.send import send
@@ -326,28 +331,73 @@ worker_shutdown.connect(sweeper.stop, dispatch_uid="seacucumber.outbox.stop")
     reject_on_worker_lost=True,
     max_retries=None,
 )
-def send_email(self: Any, payload: Any, reserved_at: float | None = None,
-               failures: int = 0, held: float = 0.0, due: float | None = None) -> str | None:
+def send_email(self: Any, payload: Any = None, reserved_at: Any = None, failures: Any = 0,
+               held: Any = 0.0, due: Any = None, *extra: Any, **unknown: Any) -> str | None:
     """Send one message through SES; returns SES's MessageId (None: all recipients
     suppressed, not sent). ``reserved_at``: set by the shared rate when it re-queued the
     task for a slot it booked; ``failures``: SES errors so far (the backoff counts these,
     not the re-queues for the rate); ``held``: seconds the reputation guard held it (added
-    to its lifetime); ``due``: when a wait taken in hops ends."""
+    to its lifetime); ``due``: when a wait taken in hops ends. Arguments of any other
+    kind, number or name fail the send with the reason (``MalformedPayload``), as a
+    malformed payload does: a task written into the broker by hand never fails unrecorded."""
     with conf.held():  # each setting read once per run: the path reads dozens
+        problem = _arguments_problem(reserved_at, failures, held, due, extra, unknown)
+        if problem is not None:
+            _refuse(self, payload, problem)
         return _send(self, payload, reserved_at, failures, held, due)
+
+
+#: The most SES failures a task's ``failures`` may count (backoff caps long before).
+_MAX_FAILURES = 1_000_000
+#: How far ahead a task's ``due`` may be: every wait a send takes (a held quota's the
+#: longest) is far shorter.
+_LONGEST_HOP = 2 * retry.QUOTA_WINDOW
+
+
+def _arguments_problem(reserved_at: Any, failures: Any, held: Any, due: Any,
+                       extra: tuple[Any, ...], unknown: dict[str, Any]) -> str | None:
+    """Why the task's arguments besides its payload are not ones ``SendTask`` writes, or
+    None: times are finite numbers (or None), ``failures`` a count, ``held`` seconds."""
+    if extra or unknown:
+        given = [f"{len(extra)} more positional"] if extra else []
+        names = ", ".join([*given, *map(repr, unknown)])
+        return f"task has arguments it does not take: {names}"
+    for name, value in (("reserved_at", reserved_at), ("due", due), ("held", held)):
+        if value is None and name != "held":
+            continue
+        if (not isinstance(value, int | float) or isinstance(value, bool)
+                or not math.isfinite(value) or (name == "held" and value < 0)):
+            return f"task argument {name}={value!r} is not a number of seconds"
+    if due is not None and due > time.time() + _LONGEST_HOP:  # it would hop for ever
+        return f"task argument due={due!r} is further ahead than any wait of a send"
+    if (not isinstance(failures, int) or isinstance(failures, bool)
+            or not 0 <= failures <= _MAX_FAILURES):
+        return f"task argument failures={failures!r} is not a count of SES failures"
+    return None
+
+
+def _refuse(task: Any, payload: Any, reason: str) -> NoReturn:
+    """Fail a task whose payload or arguments our backend would not have written: record it
+    (``message_failed``, under the payload's id when it is one of ours, else the task's)
+    and raise ``MalformedPayload``."""
+    found = payload.get("id") if isinstance(payload, dict) else None
+    if not isinstance(found, str) or not MESSAGE_ID.fullmatch(found):
+        found = task.request.id if isinstance(task.request.id, str) else None
+    fail(None, found or "?", "MalformedPayload", reason)
+    raise MalformedPayload(reason)
 
 
 def _send(self: Any, payload: Any, reserved_at: float | None, failures: int, held: float,
           due: float | None) -> str | None:
-    """``send_email``'s body, with the settings held."""
+    """``send_email``'s body, with the settings held and its arguments checked."""
     self.hop(due)  # back early from one hop of a long wait: re-queued, nothing done
     try:
         outbound = OutboundSend.from_json(payload)
     except MalformedPayload as exc:
-        message_id = payload.get("id") if isinstance(payload, dict) else None
-        message_id = message_id if isinstance(message_id, str) else "?"
-        fail(None, message_id, "MalformedPayload", str(exc))
-        raise
+        _refuse(self, payload, str(exc))
+    if (problem := ses_clients.untrusted_options(outbound.options)) is not None:
+        fail(outbound, outbound.message_id, "UntrustedClientOptions", problem)
+        raise PermanentSendError("UntrustedClientOptions", problem)
     try:  # staging: recipients not on SEACUCUMBER_RECIPIENT_ALLOWLIST never reach SES
         screened = allowlist.screen(outbound)
     except ImproperlyConfigured as exc:  # fail closed: a typo in the setting mails no one

@@ -30,7 +30,8 @@ from seacucumber.testing.processes import (  # noqa: E402
     port_open,
 )
 
-pytest_plugins = ["tests.fixtures_ops", "tests.fixtures_events", "tests.fixtures_emulator"]
+pytest_plugins = ["tests.fixtures_ops", "tests.fixtures_events", "tests.fixtures_emulator",
+                  "tests.fixtures_inbound"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SENDER = "sender@example.com"

@@ -68,7 +68,7 @@ def notification(event: dict[str, Any] | str, topic: str = TOPIC,
         "MessageId": message_id or str(uuid.uuid4()),
         "TopicArn": topic,
         "Message": event if isinstance(event, str) else json.dumps(event),
-        "Timestamp": "2026-01-01T00:00:02.000Z",
+        "Timestamp": published(),  # the webhook refuses an SNS message older than an hour
         "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
     }
     if subject is not None:
@@ -94,7 +94,7 @@ def confirmation(topic: str = TOPIC, kind: str = "SubscriptionConfirmation",
         "SubscribeURL": subscribe_url or (
             "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription"
             f"&TopicArn={topic}&Token={token}"),
-        "Timestamp": "2026-01-01T00:00:02.000Z",
+        "Timestamp": published(),
     }
 
 

@@ -1,4 +1,5 @@
-"""The admin dashboard and the send timeline through Django's test client: who may see them,
+"""The admin dashboard and the send timeline through Django's test client: who may see them
+(staff with the view permissions of the models they show),
 and what they show from status records, stored statistics, SES events posted to the webhook,
 the shared state (Redis) and SES (the emulator)."""
 
@@ -7,11 +8,11 @@ import re
 import uuid
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.utils import timezone
 
-from seacucumber.dashboard import data
+from seacucumber.dashboard import data, timeline
 from seacucumber.models import DailyStatistics, MessageStatus, SendEvent, SuppressedAddress
 from seacucumber.shared import quota, ratelimit
 from tests.fixtures_events import bounce, notification, ses_event
@@ -20,12 +21,24 @@ URL = "/admin/seacucumber/dashboard/"
 TIMELINE = URL + "timeline/"
 
 
-@pytest.fixture
-def staff(db) -> Client:
-    user = User.objects.create_user("ops", password="pw", is_staff=True)  # noqa: S106
+def staff_client(*permissions: str) -> Client:
+    """A client logged in as a new staff user holding ``permissions`` (codenames)."""
+    user = User.objects.create_user(f"ops-{uuid.uuid4().hex[:6]}", password="pw",  # noqa: S106
+                                    is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="seacucumber",
+                                                        codename__in=permissions))
     client = Client()
     client.force_login(user)
     return client
+
+
+VIEW = ("view_messagestatus", "view_suppressedaddress")
+
+
+@pytest.fixture
+def staff(db) -> Client:
+    """Staff who may view status records and the suppression list, as the pages need."""
+    return staff_client(*VIEW)
 
 
 @pytest.fixture
@@ -66,6 +79,58 @@ def test_only_staff_get_in_others_go_to_the_admin_login(url):
 def test_the_admin_index_links_to_the_dashboard(staff):
     page = staff.get("/admin/").content.decode()
     assert f'href="{URL}"' in page
+
+
+PAGES = [URL, TIMELINE + "?q=victim@example.com", TIMELINE + "?q=m1", TIMELINE]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("permissions", [(), ("view_messagestatus",),
+                                         ("view_suppressedaddress",)])
+def test_staff_without_the_view_permissions_get_403_as_on_the_changelists(permissions):
+    """The finding: staff with no permission got 403 on the status records' changelist but
+    200 on the dashboard and on the timeline of any address."""
+    record(1, "failed", 1, last_error="MessageRejected: secret diagnostics")
+    MessageStatus.objects.filter(message_id="m1").update(recipients="victim@example.com")
+    client = staff_client(*permissions)
+    if "view_messagestatus" not in permissions:
+        assert client.get("/admin/seacucumber/messagestatus/").status_code == 403
+    for url in PAGES:
+        response = client.get(url)
+        assert response.status_code == 403, url
+        assert b"victim@example.com" not in response.content
+        assert b"secret diagnostics" not in response.content
+    assert f'href="{URL}"' not in client.get("/admin/").content.decode()
+
+
+@pytest.mark.django_db
+def test_staff_with_the_view_permissions_and_superusers_get_in(account):
+    record(1, "failed", 1, last_error="MessageRejected: not verified")
+    MessageStatus.objects.filter(message_id="m1").update(recipients="victim@example.com")
+    superuser = Client()
+    superuser.force_login(User.objects.create_superuser("root", "r@example.com", "pw"))
+    for client in (staff_client(*VIEW), superuser):
+        for url in PAGES:
+            assert client.get(url).status_code == 200, url
+        assert "victim@example.com" in client.get(TIMELINE, {"q": "m1"}).content.decode()
+        assert f'href="{URL}"' in client.get("/admin/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_query_longer_than_an_address_is_refused_with_a_message(staff):
+    """The finding: a 50,000-character ``q`` made SQLite fail (a LIKE pattern too long): 500."""
+    record(1, "sent", 1)
+    for query in ("a" * 50_000 + "@example.com", "x" * 255):
+        response = staff.get(TIMELINE, {"q": query})
+        assert response.status_code == 200
+        page = response.content.decode()
+        assert f"Too long: {len(query)} characters; an address or id is at most 254" in page
+        assert "No send found" not in page and len(page) < 40_000
+    longest = "a" * 242 + "@example.com"  # 254 characters: looked up
+    page = staff.get(TIMELINE, {"q": longest}).content.decode()
+    assert "Too long" not in page and "No send found" in page
+    with pytest.raises(ValueError, match="at most 254"):
+        timeline.lookup("x" * 255)
 
 
 @pytest.mark.django_db

@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core import mail
 from django.core.mail import EmailMessage
 from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from seacucumber.events import suppression
@@ -33,6 +34,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-component-update", "--disable-sync"]
 FEEDBACK_ENV = {"SEACUCUMBER_TRACK_STATUS": "1", "SEACUCUMBER_SUPPRESSION_LIST": "1"}
 TOKEN = "browser-test-token"  # noqa: S105
+#: the permissions the dashboard's pages need (seacucumber.dashboard.admin.VIEW_PERMISSIONS)
+VIEW_CODENAMES = ("view_messagestatus", "view_suppressedaddress")
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +49,14 @@ def chromium() -> str:
     except ImportError:
         service_missing("the playwright Python package (pip install playwright)")
     return str(found)
+
+
+def log_in(page, base_url: str, username: str, password: str) -> None:
+    page.goto(f"{base_url}/admin/login/?next=/admin/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url("**/admin/")
 
 
 def wait_until(condition, timeout=60.0, what="condition"):
@@ -110,7 +121,9 @@ def test_dashboard_and_timeline_in_chromium(chromium, pipeline, start_worker, mo
     assert found[("seacucumber_ses_events_total", (("type", "Delivery"),))] == 10
     assert found[("seacucumber_queue_depth", (("queue", pipeline.queue),))] == 0
 
-    User.objects.create_user("ops", password="ops-password", is_staff=True)  # noqa: S106
+    ops = User.objects.create_user("ops", password="ops-password", is_staff=True)  # noqa: S106
+    ops.user_permissions.set(Permission.objects.filter(
+        content_type__app_label="seacucumber", codename__in=VIEW_CODENAMES))
     problems: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
@@ -155,3 +168,43 @@ def test_dashboard_and_timeline_in_chromium(chromium, pipeline, start_worker, mo
         finally:
             browser.close()
     assert problems == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pages_need_the_view_permissions_in_chromium(chromium, live_server):
+    """Staff without the view permissions: no dashboard line on the admin index, 403 on both
+    pages. Staff with them: a query longer than an address is answered with a message."""
+    from playwright.sync_api import sync_playwright
+
+    now = timezone.now()
+    MessageStatus.objects.create(message_id="m1", sender=SENDER, queued_at=now, updated_at=now,
+                                 recipients="victim@example.com", subject="Private")
+    User.objects.create_user("nosy", password="nosy-password", is_staff=True)  # noqa: S106
+    ops = User.objects.create_user("ops", password="ops-password", is_staff=True)  # noqa: S106
+    ops.user_permissions.set(Permission.objects.filter(
+        content_type__app_label="seacucumber", codename__in=VIEW_CODENAMES))
+    dashboard = f"{live_server.url}/admin/seacucumber/dashboard/"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            nosy = browser.new_context().new_page()
+            log_in(nosy, live_server.url, "nosy", "nosy-password")
+            assert nosy.locator('a[href="/admin/seacucumber/dashboard/"]').count() == 0
+            for url in (dashboard, dashboard + "timeline/?q=victim@example.com"):
+                response = nosy.goto(url)
+                assert response is not None and response.status == 403, url
+                assert "Private" not in nosy.content()
+
+            page = browser.new_context().new_page()
+            log_in(page, live_server.url, "ops", "ops-password")
+            assert page.locator('a[href="/admin/seacucumber/dashboard/"]').count() >= 1
+            response = page.goto(dashboard + "timeline/?q=" + "a" * 300 + "@example.com")
+            assert response is not None and response.status == 200
+            assert "Too long: 312 characters" in page.locator("#sc-too-long").inner_text()
+            assert len(page.locator("#sc-q").input_value()) <= 254
+            page.fill("#sc-q", "victim@example.com")
+            page.click("#sc-timeline input[type=submit]")
+            page.wait_for_url("**/timeline/?q=victim*")
+            assert "Private" in page.content()
+        finally:
+            browser.close()

@@ -249,3 +249,77 @@ def test_pinned_certificate_may_be_a_file_read_when_used(signer, settings, tmp_p
         sns.verify(message)  # not written yet
     pem_file.write_bytes(signer.pem)
     sns.verify(message)
+
+
+# --- freshness and seen ids (replays) ------------------------------------------------------------
+
+NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+def stamped(when: datetime.datetime) -> dict:
+    return {**notification(ses_event("Delivery", "ses-1")),
+            "Timestamp": when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"}
+
+
+def test_check_fresh_takes_an_hour_old_and_five_minutes_ahead(settings):
+    ok = [NOW, NOW - datetime.timedelta(seconds=3600), NOW + datetime.timedelta(seconds=300)]
+    for when in ok:
+        sns.check_fresh(stamped(when), now=NOW)
+    with pytest.raises(InvalidNotification, match="3601 s old, over SEACUCUMBER_SNS_MAX_AGE"):
+        sns.check_fresh(stamped(NOW - datetime.timedelta(seconds=3601)), now=NOW)
+    with pytest.raises(InvalidNotification, match="301 s ahead.*SEACUCUMBER_SNS_CLOCK_SKEW"):
+        sns.check_fresh(stamped(NOW + datetime.timedelta(seconds=301)), now=NOW)
+    settings.SEACUCUMBER_SNS_MAX_AGE = 60
+    settings.SEACUCUMBER_SNS_CLOCK_SKEW = 0
+    with pytest.raises(InvalidNotification):
+        sns.check_fresh(stamped(NOW - datetime.timedelta(seconds=61)), now=NOW)
+    with pytest.raises(InvalidNotification):
+        sns.check_fresh(stamped(NOW + datetime.timedelta(seconds=1)), now=NOW)
+
+
+def test_no_age_limit_still_refuses_the_future(settings):
+    settings.SEACUCUMBER_SNS_MAX_AGE = None
+    sns.check_fresh(stamped(NOW - datetime.timedelta(days=2000)), now=NOW)
+    assert sns.replay_window() is None
+    with pytest.raises(InvalidNotification, match="ahead"):
+        sns.check_fresh(stamped(NOW + datetime.timedelta(hours=1)), now=NOW)
+
+
+@pytest.mark.parametrize("stamp", [None, 7, "", "now", "2026-06-01T12:00:00", "x" * 10_000])
+def test_a_timestamp_that_is_not_a_zoned_time_is_refused(stamp):
+    with pytest.raises(InvalidNotification, match="not an ISO 8601 time") as caught:
+        sns.check_fresh({"Timestamp": stamp}, now=NOW)
+    assert len(str(caught.value)) < 120  # a long value is not copied whole into the log
+
+
+@pytest.mark.django_db
+def test_seen_ids_are_kept_through_the_replay_window_whatever_the_days(settings):
+    from django.utils import timezone
+
+    from seacucumber.models import SeenNotification
+
+    def seen(name: str, seconds_ago: float) -> None:
+        row = SeenNotification.objects.create(sns_message_id=name, topic_arn="t")
+        SeenNotification.objects.filter(pk=row.pk).update(
+            received_at=timezone.now() - datetime.timedelta(seconds=seconds_ago))
+
+    seen("inside", 3600 + 300 - 60)  # a replay of it could still be fresh
+    seen("outside", 3600 + 300 + 60)
+    assert sns.replay_window() == 3900
+    assert sns.forget_seen(0) == 1
+    assert list(SeenNotification.objects.values_list("sns_message_id", flat=True)) == ["inside"]
+    seen("old", 40 * 86400)
+    assert sns.forget_seen(30) == 1  # a longer retention than the window is kept as asked
+    assert SeenNotification.objects.count() == 1
+    settings.SEACUCUMBER_SNS_MAX_AGE = None  # no age limit: the days alone
+    assert sns.forget_seen(0) == 1
+
+
+def test_the_emulator_and_the_test_helpers_stamp_messages_now(signer):
+    from seacucumber.testing.emulator.events import sns_notification
+    from tests.fixtures_events import confirmation
+
+    for message in (sns_notification(ses_event("Delivery", "ses-1"), "arn:t"),
+                    notification(ses_event("Delivery", "ses-1")), confirmation()):
+        sns.check_fresh(message)
+        sns.check_fresh(signer.sign(message))  # signing keeps the Timestamp

@@ -449,3 +449,111 @@ def test_subscription_confirmation_unreachable_answers_503(webhook, settings):
 def test_unsubscribe_confirmation_is_noted(webhook, fake_sns):
     assert webhook(confirmation(kind="UnsubscribeConfirmation")).status_code == 200
     assert fake_sns.requests == []
+
+
+# --- JSON of any shape: 400, never a 500 with a traceback ----------------------------------------
+
+@pytest.mark.parametrize("body", [
+    b"[" * 200_000,  # json raises RecursionError, not ValueError, for this
+    b'{"a":' * 100_000,
+    b'{"Type": "Notification", "x": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+    b"1" * 5_000,  # over Python's int digit limit: ValueError of another kind
+    b"null", b'"a string"', b"42", b"[]",
+])
+def test_any_json_error_or_non_object_is_400_without_a_traceback(webhook, tracked, caplog,
+                                                                   body):
+    before = state()
+    with caplog.at_level("WARNING"):
+        response = webhook(body)
+    assert response.status_code == 400
+    assert state() == before
+    assert all(r.exc_info is None for r in caplog.records)  # no traceback anywhere
+    [line] = [r.getMessage() for r in caplog.records if r.name == "seacucumber.events.views"]
+    assert line.startswith("SNS post refused (400): body is ")
+
+
+def test_a_signed_notification_whose_message_nests_too_deeply_is_ignored(webhook, tracked,
+                                                                          received, caplog):
+    """An authentic notification carrying no SES event we can read is tolerated (200,
+    "ignored"), as one with a Message that is not JSON is."""
+    before = state()[:2]
+    with caplog.at_level("WARNING"):
+        response = webhook(notification("[" * 200_000))
+    assert (response.status_code, response.content) == (200, b"ignored\n")
+    assert "nested too deeply" in caplog.text
+    assert all(r.exc_info is None for r in caplog.records)
+    assert state()[:2] == before and received == []
+
+
+# --- SNS freshness: a replay is refused however long ago the original came ---------------------
+
+def test_a_notification_signed_years_ago_is_refused_and_changes_nothing(webhook, tracked,
+                                                                         received, caplog):
+    old = {**notification(bounce("ses-1", "a@example.com")),
+           "Timestamp": "2019-05-01T10:00:00.000Z"}
+    before = state()
+    with caplog.at_level("WARNING"):
+        response = webhook(old)
+    assert response.status_code == 400
+    assert state() == before and received == []
+    assert "over SEACUCUMBER_SNS_MAX_AGE (3600 s): a replay" in caplog.text
+
+
+@pytest.mark.parametrize(("seconds_ago", "expected"), [
+    (3600 - 120, 200),  # older than any SNS retry would be, inside the limit
+    (3600 + 120, 400),
+    (-120, 200),  # a sender's clock a little ahead: within SEACUCUMBER_SNS_CLOCK_SKEW
+    (-600, 400),
+])
+def test_timestamp_window(webhook, tracked, seconds_ago, expected):
+    message = {**notification(bounce("ses-1", "a@example.com")),
+               "Timestamp": published(seconds_ago)}
+    assert webhook(message).status_code == expected
+
+
+def test_confirmations_are_checked_for_age_too(webhook, fake_sns):
+    stale = {**confirmation(), "Timestamp": published(2 * 3600)}
+    assert webhook(stale).status_code == 400
+    assert fake_sns.requests == []  # no subscription confirmed from a replay
+
+
+def test_freshness_holds_with_signature_checks_off(webhook, tracked, settings):
+    settings.SEACUCUMBER_VERIFY_EVENT_SIGNATURES = False
+    old = {**notification(bounce("ses-1", "a@example.com")),
+           "Timestamp": "2019-05-01T10:00:00.000Z"}
+    assert webhook(old, sign=False).status_code == 400
+
+
+@pytest.mark.parametrize("stamp", ["", "yesterday", "2026-12-07T10:00:00", "2026-13-01T00:00Z"])
+def test_a_timestamp_that_is_no_time_is_refused(webhook, tracked, stamp):
+    message = {**notification(bounce("ses-1", "a@example.com")), "Timestamp": stamp}
+    assert webhook(message).status_code == 400
+
+
+def test_a_replay_after_cleanup_does_not_resuppress_a_removed_address(webhook, tracked,
+                                                                      received, settings,
+                                                                      signer):
+    """The finding: a bounce applied, the operator removed the address from the suppression
+    list, ``ses_cleanup`` pruned the seen ids, the same signed post came again and suppressed
+    the address again. Now the seen id outlives any ``--days`` while the message is fresh,
+    and once it is pruned the message is too old to pass."""
+    from django.core.management import call_command
+
+    message = signer.sign({**notification(bounce("ses-1", "a@example.com")),
+                           "Timestamp": published(1800)})
+    assert webhook(json.dumps(message)).content == b"applied\n"
+    SuppressedAddress.objects.filter(address="a@example.com").delete()  # the operator
+
+    call_command("ses_cleanup", "--days", "0", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    assert SeenNotification.objects.filter(sns_message_id=message["MessageId"]).exists()
+    assert webhook(json.dumps(message)).content == b"duplicate\n"
+
+    # later: the seen id is past the replay window and pruned; the message is past its age
+    # (a shorter SEACUCUMBER_SNS_MAX_AGE stands in for the hour going by)
+    settings.SEACUCUMBER_SNS_MAX_AGE = 1000
+    SeenNotification.objects.update(received_at=timezone.now() - timezone.timedelta(hours=2))
+    call_command("ses_cleanup", "--days", "0", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    assert not SeenNotification.objects.exists()
+    assert webhook(json.dumps(message)).status_code == 400
+    assert not SuppressedAddress.objects.filter(address="a@example.com").exists()
+    assert len(received) == 1

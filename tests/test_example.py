@@ -125,13 +125,15 @@ def test_example_page_shows_replies_received_through_ses(tmp_path, redis_url, mo
     done = subprocess.run(manage + ["migrate", "--noinput"], cwd=EXAMPLE, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+    # the worker sends the message, then takes the replies in (the webhook only queues them)
     worker = Worker(app="exampleproject", env=env, queues=QUEUES, cwd=EXAMPLE)
     worker.start()
     try:
         done = subprocess.run(manage + ["shell", "-c", SEND_ONE], cwd=EXAMPLE, env=env,
                               capture_output=True, text=True, timeout=120)
-    finally:
+    except BaseException:
         worker.stop()
+        raise
     assert "SES-ID" in done.stdout, done.stdout + done.stderr + worker.log()
     ses_id = done.stdout.split("SES-ID", 1)[1].split()[0]
     server = subprocess.Popen(manage + ["runserver", f"127.0.0.1:{port}", "--noreload"],
@@ -150,9 +152,15 @@ def test_example_page_shows_replies_received_through_ses(tmp_path, redis_url, mo
                      f"References: <{ses_id}@email.amazonses.com>\r\n"
                      f"Content-Type: text/plain; charset=utf-8\r\n\r\n{words}\r\n").encode()
             statuses.append(emulator.receive(reply, action=action, encoding="BASE64").status)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as answer:
-            page = answer.read().decode()
+        deadline = time.monotonic() + 60
+        while True:  # until the worker has taken both replies in
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as answer:
+                page = answer.read().decode()
+            if page.count("Reply from Reader") == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
     finally:
+        worker.stop()
         server.terminate()
         log = server.communicate(timeout=30)[0]
         emulator.stop()

@@ -1,15 +1,23 @@
 """Unit tests: turning Django messages into SES sends (no services needed)."""
 
+import base64
 import copy
 import email
 import json
+import time
 from email import policy
 
 import pytest
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 
 from seacucumber.exceptions import InvalidMessage, MalformedPayload
-from seacucumber.payload import MAX_SIZE_V1, MAX_SIZE_V2, OutboundSend, build_sends
+from seacucumber.payload import (
+    MAX_RAW_BASE64,
+    MAX_SIZE_V1,
+    MAX_SIZE_V2,
+    OutboundSend,
+    build_sends,
+)
 
 
 def parse(raw: bytes):
@@ -182,12 +190,50 @@ def test_payloads_of_the_previous_release_are_read_and_written_alike():
         (lambda p: {**p, "raw": None}, "raw message"),
         (lambda p: {**p, "created": "yesterday"}, "creation time"),
         (lambda p: {**p, "options": {"Evil": "1"}}, "options"),
+        # a task written into the broker by hand: what send_messages refuses, refused again
+        (lambda p: {**p, "to": ["a@example.com\r\nBcc: x@example.com"]}, "recipient .* not "
+                                                                          "printable ASCII"),
+        (lambda p: {**p, "to": ["a@example.com", "b@example.com\n"]}, "header injection"),
+        (lambda p: {**p, "from": "s@example.com\x00"}, "sender .* not printable ASCII"),
+        (lambda p: {**p, "id": "abc\r\nERROR forged log line"}, "message id"),
+        (lambda p: {**p, "created": float("nan")}, "creation time"),
+        (lambda p: {**p, "created": time.time() + 2 * 86400}, "in the future"),
+        (lambda p: {**p, "raw": b64(b"X-A\r\nBcc: x@evil.example\r\nX-B: v\r\n\r\nBody")},
+         "header line b'X-A'"),
+        (lambda p: {**p, "raw": b64(b"Subject: a\nBcc: x@evil.example\r\n\r\nBody")},
+         "header line"),
+        (lambda p: {**p, "raw": b64(b"Subject: a\r\n\r\n\r\nX: b\r\n")}, None),
+        (lambda p: {**p, "raw": b64(b"X-A: a\x00\r\n\r\nBody")}, "header line"),
+        (lambda p: {**p, "raw": b64(b"Subject: no empty line ends me")}, "header block"),
     ],
 )
 def test_malformed_payload_refused_with_reason(mutate, words):
     [send] = build_sends(EmailMessage("Hi", "B", "s@example.com", ["a@example.com"]))
+    if words is None:  # a header block as message_bytes writes it: read
+        assert OutboundSend.from_json(mutate(send.to_json())).raw.startswith(b"Subject: a")
+        return
     with pytest.raises(MalformedPayload, match=words):
         OutboundSend.from_json(mutate(send.to_json()))
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def test_a_raw_message_over_ses_largest_is_refused_before_it_is_decoded():
+    [send] = build_sends(EmailMessage("Hi", "B", "s@example.com", ["a@example.com"]))
+    with pytest.raises(MalformedPayload, match="over SES's largest"):
+        OutboundSend.from_json({**send.to_json(), "raw": "A" * (MAX_RAW_BASE64 + 4)})
+
+
+def test_folded_and_encoded_headers_pass_the_workers_check():
+    message = EmailMultiAlternatives(
+        "Grüße " * 30, "Text", "Zoë Longname <s@example.com>",
+        [f"recipient{n}@example.com" for n in range(10)], headers={"X-Long": "word " * 60})
+    message.attach("ä.txt", "hello", "text/plain")
+    [send] = build_sends(message)
+    assert b"\r\n " in send.raw.split(b"\r\n\r\n")[0]  # folded lines among the headers
+    assert OutboundSend.from_json(send.to_json()) == send
 
 
 def test_dkim_signing_keeps_room_for_its_header(settings):

@@ -404,11 +404,14 @@ def test_ses_usage_without_redis_has_no_guard_section(moto_ses, settings):
 
 @pytest.mark.django_db
 def test_the_dashboard_says_which_lane_is_held(guard, ses_emulator):
-    from django.contrib.auth.models import User
+    from django.contrib.auth.models import Permission, User
     from django.test import Client
 
     client = Client()
-    client.force_login(User.objects.create_user("ops", password="pw", is_staff=True))  # noqa: S106
+    user = User.objects.create_user("ops", password="pw", is_staff=True)  # noqa: S106
+    user.user_permissions.set(Permission.objects.filter(  # what the dashboard needs
+        codename__in=("view_messagestatus", "view_suppressedaddress")))
+    client.force_login(user)
     url = "/admin/seacucumber/dashboard/"
     assert "reputation guard" not in client.get(url).content.decode()
     sent("bulk", 200)

@@ -158,21 +158,84 @@ def test_link_longer_than_a_header_line_may_be_is_refused(settings):
 
 # --- tokens ------------------------------------------------------------------------------------
 
+def legacy_token(address: str, topic: str) -> str:
+    """A token of the form links had before they were encrypted: the address signed."""
+    return signing.Signer(salt=UNSUBSCRIBE_SALT).sign_object([address, topic])
+
+
+def encrypted(plain: bytes) -> str:
+    """``plain`` sealed as a token is, with the test settings' key."""
+    import base64
+
+    from seacucumber import payload
+
+    sealed = payload._token_cipher(b"tests-only").encrypt(plain, [payload._TOKEN_FORMAT])
+    return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
+
+
 def test_token_round_trip_and_refusals(settings):
+    settings.SECRET_KEY = "tests-only"  # noqa: S105
     token = unsubscribe_token("a@example.com", "newsletter")
     assert read_unsubscribe_token(token) == ("a@example.com", "newsletter")
-    value, signature = token.rsplit(":", 1)
+    assert ":" not in token and "/" not in token and "=" not in token
+    middle = len(token) // 2
     tampered = [
-        value + ":" + signature[:-1] + ("A" if signature[-1] != "A" else "B"),
-        unsubscribe_token("b@example.com", "newsletter").split(":")[0] + ":" + signature,
-        "nonsense", "",
+        token[:middle] + ("A" if token[middle] != "A" else "B") + token[middle + 1:],
+        token[:-1] + ("A" if token[-1] != "A" else "B"),
+        token[:20], token + "AAAA", "nonsense", "", "!!!!", "A" * 2000,
+        encrypted(b'{"a": "a@example.com"}'),  # ours, but not an address and a topic
+        encrypted(b"not json"),
         signing.Signer(salt="another.salt").sign_object(["a@example.com", "newsletter"]),
         signing.dumps(["a@example.com", "newsletter"]),  # Django's default salt
+        legacy_token("a@example.com", "newsletter")[:-1] + "x",
         signing.Signer(salt=UNSUBSCRIBE_SALT).sign_object({"a": "a@example.com"}),
     ]
     for bad in tampered:
         with pytest.raises(InvalidUnsubscribeToken):
             read_unsubscribe_token(bad)
+
+
+@pytest.mark.parametrize("address", ["jane.doe@example.com", "someone@b.example", "x" * 64 +
+                                     "@example.com", "\"odd local\"@example.com"])
+def test_a_token_does_not_carry_the_address_readably(address, base_url):
+    """The finding: the token was the address in base64 beside its signature, so the page's
+    masking hid nothing from whoever saw the link. Now no decoding of any part of the link
+    shows the address (or its local part)."""
+    import base64
+
+    (send,) = topic_sends([address])
+    link = link_of(send)
+    token = link[len(BASE + "unsubscribe/"):-1]
+    assert read_unsubscribe_token(token) == (address, "newsletter")
+    local = address.rpartition("@")[0].strip('"')
+    readings = [link]
+    for start in range(4):  # base64 of any alignment, either alphabet
+        piece = token[start:]
+        piece = piece[:len(piece) - len(piece) % 4]
+        for decode in (base64.urlsafe_b64decode, base64.b64decode):
+            try:
+                readings.append(decode(piece).decode("latin-1"))
+            except ValueError:
+                pass
+    assert len(readings) > 1
+    for text in readings:
+        assert local not in text and "newsletter" not in text
+    assert unsubscribe_token(address, "newsletter") == token  # deterministic: SIV
+
+
+def test_links_of_the_older_signed_form_keep_working(settings):
+    settings.SECRET_KEY = "old-key"  # noqa: S105
+    old = legacy_token("a@example.com", "newsletter")
+    settings.SECRET_KEY = "tests-only"  # noqa: S105
+    settings.SECRET_KEY_FALLBACKS = ["old-key"]
+    assert read_unsubscribe_token(old) == ("a@example.com", "newsletter")
+    settings.SEACUCUMBER_UNSUBSCRIBE_LEGACY_TOKENS = False
+    with pytest.raises(InvalidUnsubscribeToken, match="LEGACY_TOKENS is off"):
+        read_unsubscribe_token(old)
+    settings.SEACUCUMBER_UNSUBSCRIBE_LEGACY_TOKENS = True
+    settings.SECRET_KEY_FALLBACKS = []
+    with pytest.raises(InvalidUnsubscribeToken, match="signature does not match"):
+        read_unsubscribe_token(old)
 
 
 def test_tokens_follow_key_rotation(settings):
@@ -266,6 +329,39 @@ def test_bad_tokens_answer_400_and_change_nothing(client, heard, settings):
         assert response.status_code == 400, token
         assert b"not valid" in response.content
     assert rows() == [] and heard == []
+
+
+@pytest.mark.django_db
+def test_one_click_post_with_a_link_of_the_older_form_already_in_inboxes(client, heard,
+                                                                        settings):
+    path = f"/ses/unsubscribe/{legacy_token('reader@example.com', 'newsletter')}/"
+    page = client.get(path)
+    assert page.status_code == 200 and "r\u2022\u2022\u2022@example.com" in page.content.decode()
+    response = client.post(path, ONE_CLICK, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200
+    assert rows() == [("reader@example.com", "newsletter", "one-click")]
+    settings.SEACUCUMBER_UNSUBSCRIBE_LEGACY_TOKENS = False
+    assert client.post(path, ONE_CLICK,
+                       content_type="application/x-www-form-urlencoded").status_code == 400
+
+
+@pytest.mark.django_db
+def test_a_refused_token_is_logged_without_its_signature(client, caplog):
+    """The finding: the log line quoted Django's "Signature ... does not match", the
+    signature nearly whole. Now at most the token's first 6 characters."""
+    value, signature = legacy_token("a@example.com", "newsletter").rsplit(":", 1)
+    forged = value + ":" + signature[::-1]
+    altered = unsubscribe_token("a@example.com", "newsletter")[:-4] + "AAAA"
+    with caplog.at_level("WARNING", logger="seacucumber.events.unsubscribe"):
+        for token in (forged, altered):
+            assert client.get(f"/ses/unsubscribe/{token}/").status_code == 400
+    lines = [r.getMessage() for r in caplog.records
+             if r.name == "seacucumber.events.unsubscribe"]
+    assert len(lines) == 2
+    assert f"{forged[:6]!r}..." in lines[0] and "signature does not match" in lines[0]
+    assert f"{altered[:6]!r}..." in lines[1]
+    for line, token in zip(lines, (forged, altered), strict=True):
+        assert signature[::-1][:8] not in line and token[6:14] not in line
 
 
 @pytest.mark.django_db

@@ -4,6 +4,7 @@ credentials never reach the payload or the worker's log, even at DEBUG."""
 
 from __future__ import annotations
 
+import base64
 import json
 import pickle
 import re
@@ -11,11 +12,13 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from django.core import mail
 from django.core.mail import EmailMessage
 from kombu import Connection, Exchange, Producer
 
 from seacucumber.payload import build_sends
+from seacucumber.testing.emulator import SESEmulator
 from tests.conftest import SENDER
 
 SECRET = "SECRETdoNotLog0123456789abcdefghijklmnopq"  # noqa: S105 - a marker, not a secret
@@ -95,3 +98,46 @@ def test_credentials_never_in_payload_or_logs(pipeline, start_worker, moto_ses, 
     log = worker.log()
     assert "DEBUG" in log  # the level really was DEBUG
     assert SECRET not in log and SECRET[:20] not in log
+
+
+@pytest.mark.parametrize("pipeline", ["redis"], indirect=True)
+def test_forged_tasks_fail_with_their_reason_and_reach_no_other_endpoint(pipeline, start_worker,
+                                                                         moto_ses):
+    """Tasks written into the broker by hand: one naming an SES endpoint of the forger's (a
+    listener on loopback), one with a Bcc line in a recipient, one with a header line that
+    is no field, one whose ``due`` is no time. Each fails with its reason in the worker's
+    log; the listener hears nothing; the worker goes on sending."""
+    worker = start_worker(pipeline.worker_env(), queues=pipeline.queue, concurrency=2)
+
+    def forged(**changes) -> dict:
+        [good] = build_sends(EmailMessage("Forged", "Body", SENDER, ["to@example.com"]))
+        return {**json.loads(json.dumps(good.to_json())), **changes}
+
+    with SESEmulator(rate=0) as listener:
+        tasks = [
+            (forged(v=2, options={"endpoint_url": listener.url}), {}),
+            (forged(to=["to@example.com\r\nBcc: victim@example.com"]), {}),
+            (forged(raw=base64.b64encode(b"X-A\r\nBcc: victim@example.com\r\nX-B: v\r\n\r\n"
+                                         b"Body").decode()), {}),
+            (forged(), {"due": "soon"}),
+        ]
+        for payload, kwargs in tasks:
+            body = json.dumps([[payload], kwargs, {"callbacks": None, "errbacks": None,
+                                                   "chain": None, "chord": None}]).encode()
+            publish_raw(pipeline.broker_url, pipeline.queue, body, "application/json")
+        mail.send_mail("After the forgeries", "Body", SENDER, ["after@example.com"])
+        [sent] = moto_ses.wait_for(1)
+        assert set(sent.destinations) == {"after@example.com"}
+        deadline = time.monotonic() + 30
+        while worker.log().count(" failed: ") < len(tasks):
+            assert time.monotonic() < deadline, worker.log()[-3000:]
+            time.sleep(0.1)
+        log = worker.log()
+        for payload, words in zip(
+                [p for p, _ in tasks],
+                ["UntrustedClientOptions: the payload's endpoint_url",
+                 "MalformedPayload: payload recipient", "MalformedPayload: raw message header "
+                 "line b'X-A'", "MalformedPayload: task argument due='soon'"], strict=True):
+            assert f"message {payload['id']} failed: {words}" in log, log[-3000:]
+        assert listener.stats()["requests"] == 0
+    assert worker.process.poll() is None

@@ -112,3 +112,6 @@ if os.environ.get("EXAMPLE_SNS_CERT_FILE"):
 # the mail is fetched from S3 (SEACUCUMBER_S3_ENDPOINT_URL: a local S3 such as moto's).
 EXAMPLE_REPLY_TO = os.environ.get("EXAMPLE_REPLY_TO", "replies@example.com")
 SEACUCUMBER_S3_ENDPOINT_URL = os.environ.get("SEACUCUMBER_S3_ENDPOINT_URL") or None
+# The buckets (or "bucket/prefix") the S3 action's mail is read from: the emulator's own.
+SEACUCUMBER_INBOUND_S3_BUCKETS = os.environ.get(
+    "SEACUCUMBER_INBOUND_S3_BUCKETS", "inbound-mail").split(",")

@@ -5,6 +5,10 @@ index, and the admin's login for anyone not staff (``AdminSite.admin_view``).
 - ``admin/seacucumber/dashboard/``: the account at a glance (``data.overview``);
 - ``admin/seacucumber/dashboard/timeline/?q=<address or id>``: every send to an address, or
   the send with an id, with its timeline (``timeline.lookup``).
+
+Both show what the admin's own pages guard with model permissions (recipients, subjects and
+SES's diagnostics of status records; the suppression list), so both need the same view
+permissions (``VIEW_PERMISSIONS``): staff without them get 403 and no line on the index.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
@@ -20,12 +25,18 @@ from ..models import Dashboard
 from ..shared import usage
 from . import charts, data, timeline
 
+#: The permissions a user needs for the dashboard's pages: the view permissions of the models
+#: they show, as the admin's changelists of those models ask.
+VIEW_PERMISSIONS = ("seacucumber.view_messagestatus", "seacucumber.view_suppressedaddress")
+
 
 class DashboardAdmin(admin.ModelAdmin):
-    """Read-only pages for staff: nothing to add, change or delete."""
+    """Read-only pages for staff who may view status records and the suppression list:
+    nothing to add, change or delete."""
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.is_active and request.user.is_staff)
+        user = request.user
+        return bool(user.is_active and user.is_staff and user.has_perms(VIEW_PERMISSIONS))
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return self.has_view_permission(request)
@@ -47,17 +58,22 @@ class DashboardAdmin(admin.ModelAdmin):
         ]
 
     def _context(self, request: HttpRequest, title: str) -> dict[str, Any]:
+        """The admin's context for a page, once the user may see it (403 otherwise, as a
+        changelist answers)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         return {**self.admin_site.each_context(request), "title": title,
                 "opts": self.model._meta}
 
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        base = self._context(request, "Sea Cucumber dashboard")
         overview = data.overview()
         gauges = overview.gauges
         quota = gauges.quota
         bounce_review, bounce_pause = data.LEVELS["bounce"]
         complaint_review, complaint_pause = data.LEVELS["complaint"]
         context = {
-            **self._context(request, "Sea Cucumber dashboard"),
+            **base,
             "overview": overview,
             "gauges": gauges,
             "quota": quota,
@@ -79,9 +95,13 @@ class DashboardAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "seacucumber/dashboard.html", context)
 
     def timeline_view(self, request: HttpRequest) -> HttpResponse:
+        base = self._context(request, "Send timeline")
         query = request.GET.get("q", "").strip()
-        found = timeline.lookup(query) if query else None
-        context = {**self._context(request, "Send timeline"), "query": query, "found": found}
+        too_long = len(query) > timeline.MAX_QUERY
+        found = timeline.lookup(query) if query and not too_long else None
+        context = {**base, "query": query[:timeline.MAX_QUERY], "found": found,
+                   "too_long": len(query) if too_long else None,
+                   "max_query": timeline.MAX_QUERY}
         return TemplateResponse(request, "seacucumber/timeline.html", context)
 
 

@@ -21,6 +21,10 @@ from .. import signals, status
 from ..models import MessageStatus, SendEvent, Status, SuppressedAddress
 
 MAX_SENDS = 200  #: a lookup shows at most this many sends, newest first
+#: The longest query looked up: an address is at most 254 characters (RFC 5321's path limit
+#: less its brackets), and our ids and SES's are shorter. Longer ones are refused before any
+#: query (SQLite fails on a LIKE pattern of 50,000).
+MAX_QUERY = 254
 
 # --- recording SES events -----------------------------------------------------------------------
 
@@ -116,8 +120,10 @@ def _matching(query: str) -> list[MessageStatus]:
 
 def lookup(query: str) -> Lookup:
     """The sends to an address, or the send(s) with our id or SES's MessageId, newest first,
-    each with its timeline."""
+    each with its timeline; ``ValueError`` for a query over ``MAX_QUERY`` characters."""
     query = query.strip()
+    if len(query) > MAX_QUERY:
+        raise ValueError(f"a query is at most {MAX_QUERY} characters, not {len(query)}")
     records = _matching(query)
     truncated = len(records) > MAX_SENDS
     records = records[:MAX_SENDS]

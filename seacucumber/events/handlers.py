@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 import logging
 from email.utils import parseaddr
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -30,10 +31,17 @@ from django.utils import timezone
 
 from .. import signals, status
 from ..conf import conf
-from ..exceptions import AwaitingSend, InvalidNotification, MailObjectGone, NotAuthentic
-from ..models import MessageStatus, SeenNotification, Status, SuppressedAddress, statuses_below
+from ..exceptions import AwaitingSend, InvalidNotification, NotAuthentic
+from ..models import (
+    InboundMail,
+    MessageStatus,
+    SeenNotification,
+    Status,
+    SuppressedAddress,
+    statuses_below,
+)
 from ..shared import reputation
-from . import inbound, s3, sns, suppression
+from . import inbound, inbound_task, s3, sns, suppression
 from .parse import SESEvent, addresses, parse_event
 
 logger = logging.getLogger(__name__)
@@ -82,7 +90,7 @@ def handle_notification(message: dict[str, Any]) -> str:
         if event.kind is None:
             logger.info("SES event type %r not known: ignored", event.event_type)
             return "ignored"
-        apply_status(event, published=_published(message.get("Timestamp")))
+        apply_status(event, published=sns.published(message.get("Timestamp")))
         apply_suppression(event)
         apply_reputation(event)
         send_signal(event, message)
@@ -159,15 +167,6 @@ def apply_status(event: SESEvent, published: datetime.datetime | None = None) ->
                            "SES MessageId on its status record yet")
     logger.info("SES %s for %s: no status record moved", event.event_type,
                 message_id or ses_message_id)
-
-
-def _published(timestamp: Any) -> datetime.datetime | None:
-    """The SNS ``Timestamp`` (when SNS published the message) as an aware datetime."""
-    try:
-        value = datetime.datetime.fromisoformat(timestamp)
-    except (TypeError, ValueError):
-        return None
-    return value if value.tzinfo is not None else None
 
 
 def _awaiting_send(event: SESEvent, published: datetime.datetime | None) -> bool:
@@ -277,14 +276,15 @@ def confirm_subscription(message: dict[str, Any]) -> str:
 
 
 def handle_received(message: dict[str, Any], data: dict[str, Any]) -> str:
-    """Take in one verified receipt notification; returns what happened ("received",
-    "duplicate", "dropped", "gone", "setup notification").
+    """Take in one verified receipt notification without reading its mail: record it
+    (``InboundMail``) and queue the worker's task that parses it (``inbound_task``) once the
+    record is committed. Returns what happened: "queued", "refused" (an S3 location not
+    allowed: recorded, never fetched), "duplicate", "dropped", "setup notification".
 
-    ``InvalidNotification`` (400; ``InboundTooLarge``, 413) when it carries no readable mail,
-    ``MailStoreUnavailable`` (503) when S3 failed; an exception from a receiver propagates
-    (500). Each retry is answered the same until the mail is taken in."""
+    ``InvalidNotification`` (400) when it carries no mail at all; an error queueing the task
+    propagates (SNS retries, and the redelivery queues the pending record again)."""
     event = inbound.parse_received(data, message)
-    where = _whereabouts(event)
+    where = event.whereabouts
     if event.is_setup_notification:
         logger.info("SES receipt rule setup notification on %s: nothing to do",
                     message["TopicArn"])
@@ -295,44 +295,49 @@ def handle_received(message: dict[str, Any], data: dict[str, Any]) -> str:
         logger.warning("received mail %s from %s dropped: %s verdict FAIL",
                        where, event.mail.get("source"), " and ".join(failed))
         return "dropped"
-    if SeenNotification.objects.filter(sns_message_id=message["MessageId"]).exists():
-        logger.info("SNS notification %s already taken in", message["MessageId"])
-        return "duplicate"
-    mail: inbound.InboundMessage | None
-    try:
-        if event.action_type == "S3":
-            mail = s3.fetch_message(*event.s3_location)
-        else:
-            mail = inbound.parse_bytes(event.inline_content())
-    except MailObjectGone as exc:
-        logger.error("received mail %s (SNS %s) not taken in, its object is gone: %s",
-                     where, message["MessageId"], exc)
-        mail = None
+    if event.action_type == "S3":
+        refused = s3.refusal(*event.s3_location)
+    else:
+        event.inline_content()  # there, and base64 if it says so (linear, at most 256 KB)
+        refused = None
+    source = event.mail.get("source")
     with transaction.atomic():
         try:
-            with transaction.atomic():
+            with transaction.atomic():  # either id seen before (one may have been pruned)
                 SeenNotification.objects.create(
                     sns_message_id=message["MessageId"], topic_arn=message["TopicArn"][:256])
+                record = InboundMail.objects.create(
+                    sns_message_id=message["MessageId"], topic_arn=message["TopicArn"][:256],
+                    ses_message_id=event.ses_message_id[:128], action_type=event.action_type,
+                    source=source[:320] if isinstance(source, str) else "",
+                    notification=message["Message"],
+                    state=InboundMail.State.REFUSED if refused else InboundMail.State.PENDING,
+                    reason=refused or "")
         except IntegrityError:
+            _queue_again_if_pending(message["MessageId"])
             return "duplicate"
-        if mail is None:
-            return "gone"
-        signals.inbound_received.send(sender=inbound.InboundMessage,
-                                      message=inbound.annotate(mail, event),
-                                      event=event.without_content())
-    logger.info("received mail %s from %s taken in", where, event.mail.get("source"))
-    return "received"
+        if refused is None:
+            transaction.on_commit(partial(inbound_task.publish, record.pk))
+    if refused:
+        logger.warning("received mail %s (SNS %s) refused unread: %s", where,
+                       message["MessageId"], refused)
+        return "refused"
+    logger.info("received mail %s from %s recorded, queued to be taken in", where, source)
+    return "queued"
+
+
+def _queue_again_if_pending(sns_message_id: str) -> None:
+    """SNS redelivered a notification taken in: if its record still waits for a worker
+    (queueing it failed, or the answer was lost), queue it again; the task is idempotent."""
+    logger.info("SNS notification %s already taken in", sns_message_id)
+    pending = InboundMail.objects.filter(
+        sns_message_id=sns_message_id, state=InboundMail.State.PENDING).values_list(
+        "pk", flat=True).first()
+    if pending is not None:
+        transaction.on_commit(partial(inbound_task.publish, pending))
 
 
 def _drops(verdict: str) -> bool:
     return bool(conf.SEACUCUMBER_INBOUND_DROP_SPAM if verdict == "spam"
                 else conf.SEACUCUMBER_INBOUND_DROP_VIRUS)
 
-
-def _whereabouts(event: inbound.ReceivedEvent) -> str:
-    """How logs name a received mail: its SES id, and its S3 object for an S3 action."""
-    action = event.action
-    if event.action_type == "S3":
-        return (f"{event.ses_message_id} (s3://{action.get('bucketName')}/"
-                f"{action.get('objectKey')})")
-    return event.ses_message_id or "(no SES messageId)"

@@ -9,6 +9,13 @@ fetches it). Either way the bytes are parsed by the standard library's ``email``
 held whole as bytes and again as text beside its parsed form (BENCHMARKS.md, "Receiving a
 large mail"). The ``email`` package is the well-kept parser of the field: it keeps broken
 mail readable (defects are recorded, not raised) and undecodable bytes as they came.
+
+Anyone may mail the inbound address, so parsing runs in a worker (``inbound_task``), never
+in the webhook's request, and within ``Limits``: size, part count, nesting depth and header
+length. The parser stops at the first limit passed (``InboundTooLarge``), before the
+``email`` package recurses into a deeper part (it recurses per level and dies near 1,000)
+or spends its time on the next of 100,000 empty parts; a header's decoding, which costs
+more than linear time in its length, is bounded by the header length.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from email.feedparser import BytesFeedParser
 from email.message import EmailMessage, Message
 from typing import IO, Any, NamedTuple
 
-from ..exceptions import InvalidNotification
+from ..conf import SETTINGS, conf
+from ..exceptions import InboundTooLarge, InvalidNotification
 
 #: ``mail.messageId`` of the notification SES sends when a receipt rule with an SNS action is
 #: saved (and the object it writes when an S3 action is): not a mail anybody sent.
@@ -163,13 +171,26 @@ def _body_text(message: EmailMessage, subtype: str) -> str:
 
 
 def _leaves(part: Message) -> Iterable[Message]:
-    """The parts that are not containers, depth first; a ``message/rfc822`` is one leaf."""
-    if part.get_content_type() == "message/rfc822" or not part.is_multipart():
+    """The parts that are not containers, depth first; a ``message/rfc822`` is one leaf.
+    Walked with a stack of its own, not recursion."""
+    stack = [part]
+    while stack:
+        part = stack.pop()
+        if part.get_content_type() == "message/rfc822" or not part.is_multipart():
+            yield part
+        else:
+            stack.extend(reversed([c for c in part.get_payload() if isinstance(c, Message)]))
+
+
+def _parts(message: Message) -> Iterable[Message]:
+    """Every part of ``message``, itself and forwarded mail's included, without recursion."""
+    stack = [message]
+    while stack:
+        part = stack.pop()
         yield part
-        return
-    for child in part.get_payload():
-        if isinstance(child, Message):
-            yield from _leaves(child)
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            stack.extend(child for child in payload if isinstance(child, Message))
 
 
 def _attachment(part: Message) -> Attachment:
@@ -182,12 +203,80 @@ def _attachment(part: Message) -> Attachment:
     return Attachment(part.get_filename(), part.get_content_type(), content)
 
 
-def parse_stream(chunks: Iterable[bytes]) -> InboundMessage:
-    """An ``InboundMessage`` parsed from ``chunks`` of the raw mail, fed one at a time."""
-    parser = BytesFeedParser(policy=email_policy.default)
+@dataclass(frozen=True)
+class Limits:
+    """What a received mail may cost to parse; each a setting (``from_settings``)."""
+
+    max_bytes: int
+    max_parts: int
+    max_depth: int
+    max_header_bytes: int
+
+    @classmethod
+    def from_settings(cls) -> Limits:
+        return cls(*(int(getattr(conf, name)) for name in LIMIT_SETTINGS))
+
+    @classmethod
+    def defaults(cls) -> Limits:
+        """The settings' defaults, read without Django's settings (benchmarks, scripts)."""
+        declared = {setting.name: setting.default for setting in SETTINGS}
+        return cls(*(int(declared[name]) for name in LIMIT_SETTINGS))
+
+
+#: The deepest ``SEACUCUMBER_INBOUND_MAX_DEPTH`` may be: the ``email`` package recurses per
+#: level, its parser dies near 1,000 levels and ``as_bytes()`` near 300.
+DEEPEST = 100
+#: The settings of ``Limits``' fields, in their order.
+LIMIT_SETTINGS = ("SEACUCUMBER_INBOUND_MAX_BYTES", "SEACUCUMBER_INBOUND_MAX_PARTS",
+                  "SEACUCUMBER_INBOUND_MAX_DEPTH", "SEACUCUMBER_INBOUND_MAX_HEADER_BYTES")
+
+
+class _LimitedParser(BytesFeedParser):
+    """``BytesFeedParser`` refusing a part past the part count or the nesting depth as the
+    part begins: before the parser's recursion goes a level deeper, before more work."""
+
+    def __init__(self, limits: Limits) -> None:
+        super().__init__(policy=email_policy.default)
+        self.limits = limits
+        self.parts = 0
+
+    def _new_message(self) -> None:  # the feed parser calls it as each part begins
+        self.parts += 1
+        if self.parts > self.limits.max_parts:
+            raise InboundTooLarge(f"more than {self.limits.max_parts} MIME parts "
+                                  "(SEACUCUMBER_INBOUND_MAX_PARTS)")
+        depth = len(self._msgstack) + 1  # type: ignore[attr-defined]
+        if depth > self.limits.max_depth:
+            raise InboundTooLarge(f"MIME parts nested more than {self.limits.max_depth} deep "
+                                  "(SEACUCUMBER_INBOUND_MAX_DEPTH)")
+        super()._new_message()  # type: ignore[misc]
+
+
+def _check_headers(message: Message, limit: int) -> None:
+    """``InboundTooLarge`` when a header field of any part is longer than ``limit``: checked
+    on the raw text, before anything decodes it."""
+    for part in _parts(message):
+        for name, value in part.raw_items():
+            if len(name) + len(value) > limit:
+                raise InboundTooLarge(
+                    f"header {name[:64]!r} is {len(name) + len(value)} bytes, over "
+                    f"{limit} (SEACUCUMBER_INBOUND_MAX_HEADER_BYTES)")
+
+
+def parse_stream(chunks: Iterable[bytes], limits: Limits | None = None) -> InboundMessage:
+    """An ``InboundMessage`` parsed from ``chunks`` of the raw mail, fed one at a time, within
+    ``limits`` (None: the settings'); ``InboundTooLarge`` names the first limit passed."""
+    limits = limits or Limits.from_settings()
+    parser = _LimitedParser(limits)
+    read = 0
     for chunk in chunks:
+        read += len(chunk)
+        if read > limits.max_bytes:
+            raise InboundTooLarge(f"mail over {limits.max_bytes} bytes "
+                                  "(SEACUCUMBER_INBOUND_MAX_BYTES)")
         parser.feed(chunk)
     parsed = parser.close()
+    _check_headers(parsed, limits.max_header_bytes)
     # The top part becomes an InboundMessage; its parts stay EmailMessages (they have no
     # envelope of their own). The parsed state moves over by reference, nothing is copied.
     message = InboundMessage(policy=parsed.policy)
@@ -195,13 +284,13 @@ def parse_stream(chunks: Iterable[bytes]) -> InboundMessage:
     return message
 
 
-def parse_file(stream: IO[bytes]) -> InboundMessage:
+def parse_file(stream: IO[bytes], limits: Limits | None = None) -> InboundMessage:
     """An ``InboundMessage`` parsed from a binary file (a spooled download, say)."""
-    return parse_stream(iter(lambda: stream.read(CHUNK), b""))
+    return parse_stream(iter(lambda: stream.read(CHUNK), b""), limits)
 
 
-def parse_bytes(raw: bytes) -> InboundMessage:
-    return parse_stream(raw[i:i + CHUNK] for i in range(0, len(raw), CHUNK))
+def parse_bytes(raw: bytes, limits: Limits | None = None) -> InboundMessage:
+    return parse_stream((raw[i:i + CHUNK] for i in range(0, len(raw), CHUNK)), limits)
 
 
 # --- the notification ------------------------------------------------------------------------
@@ -232,6 +321,14 @@ class ReceivedEvent:
     def ses_message_id(self) -> str:
         value = self.mail.get("messageId")
         return value if isinstance(value, str) else ""
+
+    @property
+    def whereabouts(self) -> str:
+        """How logs name the mail: its SES id, and its S3 object for an S3 action."""
+        if self.action_type == "S3":
+            return (f"{self.ses_message_id} (s3://{self.action.get('bucketName')}/"
+                    f"{self.action.get('objectKey')})")
+        return self.ses_message_id or "(no SES messageId)"
 
     @property
     def is_setup_notification(self) -> bool:

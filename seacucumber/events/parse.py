@@ -4,6 +4,11 @@
 at it. ``parse_event`` reads the SES event from a Notification's ``Message``, in either style:
 ``notificationType`` (identity notifications) or ``eventType`` (configuration set event
 publishing). Unknown event types and unknown fields are kept, not refused.
+
+Both read JSON with ``read_json``: every way a text can fail to be JSON (bad syntax, bad
+UTF-8, a number too long, nesting deep enough to exhaust Python's recursion limit) is one
+``InvalidNotification``, answered 400, never an exception that reaches the log as a
+traceback.
 """
 
 from __future__ import annotations
@@ -39,14 +44,25 @@ EVENT_KINDS: dict[str, tuple[str, str]] = {
 }
 
 
+def read_json(text: str | bytes, what: str) -> dict[str, Any]:
+    """The JSON object in ``text``; ``InvalidNotification`` naming ``what`` for anything else.
+
+    ``json`` raises ``RecursionError`` (not ``ValueError``) for deeply nested arrays or
+    objects (``"[" * 200000``): caught here with the rest, so no nesting depth is a 500."""
+    try:
+        value = json.loads(text)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, int digits limit
+        raise InvalidNotification(f"{what} is not JSON") from None
+    except RecursionError:
+        raise InvalidNotification(f"{what} is JSON nested too deeply") from None
+    if not isinstance(value, dict):
+        raise InvalidNotification(f"{what} is not a JSON object")
+    return value
+
+
 def parse_envelope(body: bytes) -> dict[str, Any]:
     """The SNS message in ``body``; ``InvalidNotification`` for anything that is not one."""
-    try:
-        message = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidNotification("body is not JSON") from None
-    if not isinstance(message, dict):
-        raise InvalidNotification("body is not a JSON object")
+    message = read_json(body, "body")
     kind = message.get("Type")
     if kind not in TYPES:
         raise InvalidNotification(f"Type {kind!r} is not an SNS message type")
@@ -91,12 +107,7 @@ class SESEvent:
 
 def parse_event(text: str) -> SESEvent:
     """The SES event in a Notification's ``Message``; ``InvalidNotification`` when it is not one."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise InvalidNotification("Message is not JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidNotification("Message is not a JSON object")
+    data = read_json(text, "Message")
     event_type = data.get("eventType", data.get("notificationType"))
     if not isinstance(event_type, str) or not event_type:
         raise InvalidNotification("Message has no eventType or notificationType")

@@ -8,6 +8,12 @@ bucket, nor any other ``*.amazonaws.com`` host, nor a made-up region can supply 
 Certificates are fetched with a timeout, without following redirects, and kept per process
 (bounded). The SNS host answering 5xx, or not at all, is ``SNSUnavailable`` (the webhook answers
 503 and SNS retries); answering 4xx is ``InvalidNotification``.
+
+Replays: a signed message stays valid forever, so its ``Timestamp`` (signed too) must be
+recent (``check_fresh``: at most ``SEACUCUMBER_SNS_MAX_AGE`` old, at most
+``SEACUCUMBER_SNS_CLOCK_SKEW`` ahead), and within that window its ``MessageId`` is refused a
+second time (``SeenNotification``, written by ``handlers``). ``forget_seen`` prunes seen ids
+but never inside the window, so between them a message is applied once, however old.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from django.utils import timezone
 
 from ..conf import conf
 from ..exceptions import InvalidNotification, NotAuthentic, SNSUnavailable
@@ -254,3 +261,63 @@ def verify(message: Mapping[str, Any]) -> None:
         public_key.verify(signature_bytes, data, padding.PKCS1v15(), algorithm())
     except InvalidSignature:
         raise NotAuthentic("the signature does not match") from None
+
+
+# --- replays ------------------------------------------------------------------------------------
+
+def published(timestamp: Any) -> datetime.datetime | None:
+    """An SNS ``Timestamp`` (when SNS published the message) as an aware datetime; None when
+    it is not an ISO 8601 time with a zone."""
+    try:
+        value = datetime.datetime.fromisoformat(timestamp)
+    except (TypeError, ValueError):
+        return None
+    return value if value.tzinfo is not None else None
+
+
+def _max_age() -> float | None:
+    value = conf.SEACUCUMBER_SNS_MAX_AGE
+    return None if value is None else float(value)
+
+
+def replay_window() -> float | None:
+    """Seconds after its arrival a message could still pass ``check_fresh`` (max age plus
+    clock skew): how long its seen id must be kept. None: no age limit."""
+    max_age = _max_age()
+    return None if max_age is None else max_age + float(conf.SEACUCUMBER_SNS_CLOCK_SKEW)
+
+
+def check_fresh(message: Mapping[str, Any], now: datetime.datetime | None = None) -> None:
+    """``InvalidNotification`` (400) unless the message's ``Timestamp`` is at most
+    ``SEACUCUMBER_SNS_MAX_AGE`` seconds old and at most ``SEACUCUMBER_SNS_CLOCK_SKEW`` ahead.
+    SNS retries a delivery for an hour at most: an older message is a replay."""
+    stamp = message.get("Timestamp")
+    when = published(stamp)
+    shown = repr(stamp)[:40]
+    if when is None:
+        raise InvalidNotification(f"Timestamp {shown} is not an ISO 8601 time with a zone")
+    age = ((now or datetime.datetime.now(datetime.UTC)) - when).total_seconds()
+    max_age = _max_age()
+    if max_age is not None and age > max_age:
+        raise InvalidNotification(f"Timestamp {shown} is {age:.0f} s old, over "
+                                  f"SEACUCUMBER_SNS_MAX_AGE ({max_age:g} s): a replay")
+    skew = float(conf.SEACUCUMBER_SNS_CLOCK_SKEW)
+    if -age > skew:
+        raise InvalidNotification(f"Timestamp {shown} is {-age:.0f} s ahead of this clock, "
+                                  f"over SEACUCUMBER_SNS_CLOCK_SKEW ({skew:g} s)")
+
+
+def forget_seen(days: float) -> int:
+    """Delete the seen SNS ids received more than ``days`` ago, except those received inside
+    the replay window (``replay_window``), whose message would pass ``check_fresh`` again;
+    returns how many."""
+    # imported here: the SES emulator signs with this module in processes without Django apps
+    from ..models import SeenNotification
+
+    keep = datetime.timedelta(days=days)
+    window = replay_window()
+    if window is not None:
+        keep = max(keep, datetime.timedelta(seconds=window))
+    deleted, _ = SeenNotification.objects.filter(
+        received_at__lt=timezone.now() - keep).delete()
+    return deleted

@@ -5,7 +5,13 @@
           No CSRF token and no login: the signed token in the URL is the authority.
     GET   a confirmation page with that button; changes nothing, since mail scanners and
           link previews fetch URLs nobody clicked.
-    400   a token altered, signed with another salt or with a retired key; nothing changes.
+    400   a token altered, made for something else or with a retired key; nothing changes.
+
+The token (``payload.unsubscribe_token``) is the address and topic encrypted and
+authenticated with a key derived from ``SECRET_KEY``: a forwarded link does not show whose
+it is, and the page shows the address masked. Links of the older form (the address signed,
+readable in base64) still work while ``SEACUCUMBER_UNSUBSCRIBE_LEGACY_TOKENS`` is on. A
+refused token is logged by its first 6 characters, never its signature.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 def masked(address: str) -> str:
     """``address`` as the page shows it (``j•••@example.com``): enough for its owner to
-    recognise, too little to harvest from a forwarded link."""
+    recognise, too little to harvest from a forwarded link's page."""
     local, _, domain = address.rpartition("@")
     return f"{local[:1]}\u2022\u2022\u2022@{domain}"
 

@@ -1,13 +1,15 @@
 """The webhook view SNS posts to.
 
-Answers: 200 applied, duplicate or tolerated (unknown event types); 400 malformed; 403 not
-authentic (signature, certificate host, topic not allowed); 405 not a POST; 413 too big — none
-of these changes anything. 503 when SNS itself could not be reached (or answered 5xx) to fetch a
-certificate or confirm a subscription, or when a verified event's send has no SES MessageId on
-its status record yet (``AwaitingSend``), or when S3 failed to give a received mail
-(``MailStoreUnavailable``); 500 when applying a verified event raised: SNS retries all three.
-A verified receipt notification that carries no readable mail is refused like a malformed
-post (400; 413 for a mail over ``SEACUCUMBER_INBOUND_MAX_BYTES``).
+Answers: 200 applied, duplicate or tolerated (unknown event types); 400 malformed (any JSON
+error, nesting too deep included) or stale (a ``Timestamp`` past ``SEACUCUMBER_SNS_MAX_AGE``,
+or ahead of this clock: ``sns.check_fresh``); 403 not authentic (signature, certificate host,
+topic not allowed); 405 not a POST; 413 too big — none of these changes anything. 503 when
+SNS itself could not be reached (or answered 5xx) to fetch a certificate or confirm a
+subscription, or when a verified event's send has no SES MessageId on its status record yet
+(``AwaitingSend``), or when S3 failed to give a received mail (``MailStoreUnavailable``); 500
+when applying a verified event raised: SNS retries all three. A verified receipt notification
+that carries no readable mail is refused like a malformed post (400; 413 for a mail over
+``SEACUCUMBER_INBOUND_MAX_BYTES``).
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ def _body(request: HttpRequest) -> bytes | None:
 
 
 def _check(request: HttpRequest, message: dict) -> None:
-    """Raise ``InvalidNotification`` unless the message is authentic and from an allowed topic."""
+    """Raise ``InvalidNotification`` unless the message is authentic, from an allowed topic
+    and recent (``sns.check_fresh``)."""
     header = request.headers.get("x-amz-sns-message-type")
     if header and header != message["Type"]:
         raise InvalidNotification(f"x-amz-sns-message-type {header!r} is not {message['Type']}")
@@ -66,6 +69,7 @@ def _check(request: HttpRequest, message: dict) -> None:
         raise NotAuthentic(f"topic {message['TopicArn']!r} is not allowed")
     if conf.SEACUCUMBER_VERIFY_EVENT_SIGNATURES:
         sns.verify(message)
+    sns.check_fresh(message)  # after the signature: a refusal for age names a genuine replay
 
 
 @csrf_exempt

@@ -4,17 +4,26 @@ boto3's own retries are off (``total_max_attempts=1``): the send task retries wi
 through Celery, and two retry layers would multiply each other. ``AWS_SES_CONFIG`` (a botocore
 ``Config``, as in django-ses: proxies, timeouts, pool size) is merged over these defaults, so
 what it sets wins, retries included. The User-Agent names this package and its version.
+
+A task payload may name the client it is sent with (a mailer's ``region``, ``endpoint_url``,
+``profile``); a worker takes only values its own settings name (``untrusted_options``), so a
+task written into the broker by hand cannot send the worker's signed request elsewhere, and
+the clients a process keeps are at most ``MAX_CLIENTS`` (the least recently used dropped).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.loaders import Loader
+from django.conf import settings
 
 from .. import __version__, clients
 from ..conf import conf
@@ -39,7 +48,6 @@ def client(service: str | None = None, *, region: str | None = None,
     endpoint = endpoint or endpoint_url()
     profile = profile or conf.AWS_SESSION_PROFILE
     key = (
-        "boto3",
         service,
         region,
         endpoint,
@@ -51,7 +59,87 @@ def client(service: str | None = None, *, region: str | None = None,
         conf.SEACUCUMBER_READ_TIMEOUT,
         id(conf.AWS_SES_CONFIG),
     )
-    return clients.shared(key, lambda: _make_client(service, region, endpoint, profile))
+    cache = clients.shared(("boto3", "ses-clients"), _ClientCache)
+    return cache.get(key, lambda: _make_client(service, region, endpoint, profile))
+
+
+#: SES clients one process keeps at most: one per region, endpoint and profile in use.
+MAX_CLIENTS = 16
+
+
+class _ClientCache:
+    """The process's SES clients, the least recently used dropped past ``MAX_CLIENTS`` (a
+    client holds its models and a connection pool: megabytes). Kept in ``clients``'
+    registry, so a forked child starts with an empty one."""
+
+    def __init__(self) -> None:
+        self._clients: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.RLock()
+
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            found = self._clients.get(key)
+            if found is None:
+                found = self._clients[key] = make()
+                while len(self._clients) > MAX_CLIENTS:
+                    self._clients.popitem(last=False)
+            else:
+                self._clients.move_to_end(key)
+            return found
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+
+#: Payload options that choose the worker's SES client, and the setting that trusts more
+#: values of each than the settings' own.
+CLIENT_OPTIONS = {"region": "SEACUCUMBER_TRUSTED_REGIONS",
+                  "endpoint_url": "SEACUCUMBER_TRUSTED_ENDPOINT_URLS",
+                  "profile": "SEACUCUMBER_TRUSTED_PROFILES"}
+
+
+def trusted_options() -> dict[str, frozenset[str]]:
+    """For each of ``CLIENT_OPTIONS``, the values a payload may name: the settings' own
+    (``AWS_SES_REGION_NAME``, the endpoint, ``AWS_SESSION_PROFILE``), those of every
+    ``MAILERS`` entry's ``OPTIONS`` (Django 6.1), and ``SEACUCUMBER_TRUSTED_REGIONS``,
+    ``SEACUCUMBER_TRUSTED_ENDPOINT_URLS``, ``SEACUCUMBER_TRUSTED_PROFILES`` (for options given
+    to ``get_connection`` at run time). Read once per worker (``conf.derived``)."""
+    return conf.derived("ses.trusted_options", _trusted_options)
+
+
+def _trusted_options() -> dict[str, frozenset[str]]:
+    own = {"region": conf.AWS_SES_REGION_NAME, "endpoint_url": endpoint_url(),
+           "profile": conf.AWS_SESSION_PROFILE}
+    found: dict[str, set[Any]] = {}
+    for name, setting in CLIENT_OPTIONS.items():
+        more = getattr(conf, setting) or ()
+        found[name] = {own[name], *([more] if isinstance(more, str) else more)}
+    mailers = getattr(settings, "MAILERS", None)
+    for entry in mailers.values() if isinstance(mailers, Mapping) else ():
+        options = entry.get("OPTIONS") if isinstance(entry, Mapping) else None
+        if isinstance(options, Mapping):
+            for name in CLIENT_OPTIONS:
+                found[name].add(options.get(name))
+    return {name: frozenset(_normal(name, str(value)) for value in values if value)
+            for name, values in found.items()}
+
+
+def _normal(name: str, value: str) -> str:
+    return value.rstrip("/") if name == "endpoint_url" else value
+
+
+def untrusted_options(options: Mapping[str, Any]) -> str | None:
+    """Why a payload's client options (``CLIENT_OPTIONS``) may not be used, or None when each
+    is one this worker's settings name (``trusted_options``)."""
+    named = [name for name in CLIENT_OPTIONS if options.get(name)]
+    if not named:  # the common case: the settings' client
+        return None
+    trusted = trusted_options()
+    for name in named:
+        if _normal(name, str(options[name])) not in trusted[name]:
+            return (f"the payload's {name} {options[name]!r} is not one this worker's settings "
+                    f"or MAILERS name: add it to {CLIENT_OPTIONS[name]} to send with it")
+    return None
 
 
 def client_config() -> Config:

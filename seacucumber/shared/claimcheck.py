@@ -12,7 +12,9 @@ sent or failed for good (``release``), never on a retry.
 
 A store that fails at ``send_messages`` raises ``ClaimCheckError`` (an ``EnqueueError``):
 nothing of the call is queued. A stored payload that is gone or differs fails its send for
-good (``ClaimCheckFailed``); a store that is down is retried like the shared-state Redis.
+good (``ClaimCheckFailed``), as does a claim whose key is not its send's own (``key_for`` the
+send's id: a task cannot fetch another send's message) and one in a store the worker has
+not got; a store that is down is retried like the shared-state Redis.
 
 One stored object per send: a message of more than 50 recipients (several sends) is stored
 once per send, so each send's settling deletes only its own.
@@ -31,7 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..conf import conf
 from ..exceptions import ClaimCheckError, ClaimCheckFailed, MalformedPayload
-from ..payload import OutboundSend
+from ..payload import OutboundSend, header_block_problem
 from ..ses import clients as ses_clients
 from ..ses.errors import error_info
 from . import store
@@ -70,7 +72,13 @@ class RedisStore:
         pipe.execute()
 
     def get(self, key: str) -> bytes | None:
-        found: Any = store.redis_client().get(key)
+        try:
+            found: Any = store.redis_client().get(key)
+        except redis.ResponseError as exc:
+            if str(exc).startswith("WRONGTYPE"):  # not a stored message: no retry mends it
+                raise ClaimCheckFailed("ClaimCheckCorrupt", f"{key} in the claim check's "
+                                       f"redis store is not a stored message: {exc}") from None
+            raise
         return found
 
     def delete(self, key: str) -> None:
@@ -189,12 +197,23 @@ def check_in(checked: list[list[OutboundSend]], timeout: float) -> list[list[Out
 
 def fetch(outbound: OutboundSend) -> OutboundSend:
     """``outbound`` with its raw message back from the store, checked against the claim's
-    size and sha256. ``ClaimCheckFailed`` when it is gone or differs (permanent); a store
-    that is down raises one of ``STORE_ERRORS`` (retry)."""
+    size and sha256. ``ClaimCheckFailed`` (permanent) when the claim is not this send's own
+    key (``key_for`` its id: a task cannot fetch another send's message), when this worker
+    has no such store (``ClaimCheckNoStore``), or when the message is gone, of the wrong
+    kind or differs; a store that is down raises one of ``STORE_ERRORS`` (retry)."""
     claim = outbound.claim
     if claim is None:
         return outbound
-    data = get_store(claim["store"]).get(claim["key"])
+    if claim["key"] != key_for(claim["store"], outbound.message_id):
+        raise ClaimCheckFailed("ClaimCheckCorrupt",
+                               f"the claim's key {claim['key']!r} is not send "
+                               f"{outbound.message_id}'s own")
+    try:
+        target = get_store(claim["store"])
+    except ClaimCheckError as exc:
+        raise ClaimCheckFailed("ClaimCheckNoStore", f"this worker cannot read the claim "
+                               f"check's {claim['store']} store: {exc}") from None
+    data = target.get(claim["key"])
     if data is None:
         raise ClaimCheckFailed("ClaimCheckMissing",
                                f"the stored message {claim['key']} is not in the claim "
@@ -205,6 +224,9 @@ def fetch(outbound: OutboundSend) -> OutboundSend:
                                f"the stored message {claim['key']} is {len(data)} bytes with "
                                f"sha256 {digest}; the task expects {claim['size']} bytes with "
                                f"sha256 {claim['sha256']}")
+    if (problem := header_block_problem(data)) is not None:
+        raise ClaimCheckFailed("ClaimCheckCorrupt", f"the stored message {claim['key']}: "
+                               f"{problem}")
     return dataclasses.replace(outbound, raw=data)
 
 
