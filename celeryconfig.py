@@ -48,5 +48,7 @@ broker_connection_timeout = 5
 broker_connection_retry_on_startup = True
 
 # Mail has a queue of its own, so a mail backlog never holds up other tasks (and the
-# reverse). Start workers with ``-Q mail`` (or ``-Q mail,celery``).
+# reverse). A worker started without -Q consumes it and every lane's queue (the bulk lane's
+# is seacucumber-bulk) besides the default queue; one given -Q should name them all
+# (-Q mail,seacucumber-bulk), or it logs a warning for each lane it leaves out.
 task_routes = {"seacucumber.send_email": {"queue": os.environ.get("SEACUCUMBER_QUEUE", "mail")}}

@@ -35,7 +35,7 @@ else:  # the newsletter's connection: mail.get_connection(lane="bulk")
 # what they leave, from a queue of its own. The demo's workers consume both.
 SEACUCUMBER_LANES = {
     "transactional": {"queue": "mail"},
-    "bulk": {"queue": "mail-bulk", "min_share": 0.1},
+    "bulk": {"queue": "seacucumber-bulk", "min_share": 0.1},
 }
 SERVER_EMAIL = "errors@example.com"  # error reports: an address SES takes
 DEFAULT_FROM_EMAIL = "Sea Cucumber Demo <demo@example.com>"

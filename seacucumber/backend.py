@@ -4,10 +4,15 @@
     MAILERS = {"default": {"BACKEND": "seacucumber.backend.SESBackend",  # Django 6.1
                            "OPTIONS": {"configuration_set": "transactional"}}}
 
+``seacucumber.backend.EmailBackend`` is the same backend under Django's conventional name.
+
 Options (``payload.MailerOptions``) are keyword arguments, so the same ones work through
-``MAILERS`` ``OPTIONS`` and ``get_connection(**options)``; they are checked when the backend
-is made, and an unknown one is refused (``TypeError``; on Django 6.1 under ``MAILERS``,
-Django's own ``InvalidMailer``), never ignored.
+``MAILERS`` ``OPTIONS`` and ``get_connection(**options)``; their values are checked when the
+backend is made (``InvalidOption``). An unknown name is treated as Django's own backends treat
+it: under a Django 6.1 ``MAILERS`` alias it raises Django's ``InvalidMailer``; elsewhere it is
+ignored (``username``, ``password``, ``use_tls``... that Django and SMTP settings pass), on
+Django 6.1 with Django's ``RemovedInDjango2028Warning``. A name close to one of ours warns
+whatever the version, naming the option it likely meant (``lnae``: ``lane``).
 
 ``send_messages`` never talks to SES. It checks every message first (``payload.build_sends``
 raises ``InvalidMessage`` for anything SES would refuse), so a bad message in a batch is refused
@@ -24,8 +29,11 @@ on) and logged, so it is never silently lost.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import logging
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -36,19 +44,29 @@ from django.core import mail as django_mail
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
+from django.utils import deprecation as django_deprecation
 
 from . import status
 from .conf import conf
 from .exceptions import EnqueueError, InvalidMessage
 from .payload import OPTION_NAMES, MailerOptions, OutboundSend, build_sends
-from .shared import claimcheck, outbox
-from .tasks import enqueue, routed_queue
+from .shared import claimcheck, outbox, workers
+from .shared.workers import routed_queue
+from .tasks import enqueue
 
 logger = logging.getLogger(__name__)
 
 
 #: Django 6.1's ``MAILERS`` (``mail.mailers``, and ``InvalidMailer`` for a bad entry).
 _INVALID_MAILER = getattr(django_mail, "InvalidMailer", None)
+#: Django 6.1's warning for options a backend made without a ``MAILERS`` alias ignores.
+_REMOVED_IN_2028 = getattr(django_deprecation, "RemovedInDjango2028Warning", None)
+#: Options Django's own backends take (SMTP's, file's, console's): a project that switches
+#: backends may still pass them, so they are never taken for typos of ours.
+_DJANGO_BACKEND_OPTIONS = frozenset({
+    "host", "port", "username", "password", "use_tls", "use_ssl", "timeout", "ssl_keyfile",
+    "ssl_certfile", "file_path", "stream",
+})
 
 
 class SESBackend(BaseEmailBackend):
@@ -56,22 +74,28 @@ class SESBackend(BaseEmailBackend):
 
     def __init__(self, fail_silently: bool = False, *, alias: str | None = None,
                  **options: Any) -> None:
-        # Django 6.1 passes this when get_connection(**kwargs) meets MAILERS: the kwargs are
-        # ours to check like any other option, so it changes nothing here
-        options.pop("_ignore_unknown_kwargs", None)
-        for name in ("username", "password"):  # send_mail() passes them, None unless given
-            if name in options and options[name] is None:
-                del options[name]
-        unknown = MailerOptions.unknown(options)
-        if unknown:
-            names = ", ".join(repr(name) for name in unknown)
-            if alias is not None and _INVALID_MAILER is not None:
-                raise _INVALID_MAILER(f"Unknown options {names}.", alias=alias)
-            raise TypeError(f"SESBackend got unknown option(s) {names}; it takes fail_silently "
-                            f"and {', '.join(sorted(OPTION_NAMES))}")
+        """Take ``fail_silently`` and our options (``payload.OPTION_NAMES``), their values
+        checked now. Other names as Django's own backends do on this Django version (see the
+        module's docstring); a likely typo of one of ours warns."""
+        # Django 6.1's get_connection(**kwargs) with MAILERS: the names its caller passed,
+        # which Django's backends ignore when they do not know them
+        passed_to_get_connection = options.pop("_ignore_unknown_kwargs", None) or ()
+        unknown = [name for name in options if name not in OPTION_NAMES]
+        typos = _likely_typos(unknown)
+        refused = [name for name in unknown if name not in passed_to_get_connection]
+        names = ", ".join(repr(name) for name in refused)
+        if refused and alias is not None and _INVALID_MAILER is not None:
+            hint = f" Did you mean {typos}?" if typos else ""
+            raise _INVALID_MAILER(f"Unknown options {names}.{hint}", alias=alias)
+        if typos:
+            warnings.warn(f"{_class_name(self)} ignores options it does not know: did you "
+                          f"mean {typos}?", stacklevel=_callers_stacklevel())
+        if refused and _INVALID_MAILER is not None and _REMOVED_IN_2028 is not None:
+            _warn_compatibility_mode(self, names)  # Django 6.1, made without an alias
         super().__init__(**({"alias": alias} if _INVALID_MAILER is not None else {}))
         self.fail_silently = fail_silently  # our own attribute, as Django 6.1 asks
-        self.options = MailerOptions.parse(options)
+        self.options = MailerOptions.parse({name: value for name, value in options.items()
+                                            if name in OPTION_NAMES})
 
     def send_messages(self, email_messages: Iterable[EmailMessage] | None) -> int:
         """Queue ``email_messages``; returns how many were queued (messages, not sends).
@@ -148,6 +172,7 @@ class SESBackend(BaseEmailBackend):
                 raise
             logger.error("%s (%d message(s) queued before)", exc, queued)
             return queued
+        workers.warn_unconsumed(q.queue for q in checked)  # mail no worker would ever take
         return len(checked)
 
     @staticmethod
@@ -162,9 +187,62 @@ class SESBackend(BaseEmailBackend):
             outbox.record(found, queue, queue or routed_queue(), timeout)
 
 
+def _class_name(backend: BaseEmailBackend) -> str:
+    return f"{type(backend).__module__}.{type(backend).__qualname__}"
+
+
+def _likely_typos(unknown: list[str]) -> str:
+    """``'lane' for 'lnae'`` for each unknown name close to one of our options (Django's own
+    backends' names excepted), joined; empty when none is."""
+    found = []
+    for name in unknown:
+        if name in _DJANGO_BACKEND_OPTIONS:
+            continue
+        close = difflib.get_close_matches(name, OPTION_NAMES, n=1)
+        if close:
+            found.append(f"{close[0]!r} for {name!r}")
+    return ", ".join(found)
+
+
+def _callers_stacklevel() -> int:
+    """``stacklevel`` for a warning from ``SESBackend.__init__`` that points at the code that
+    made the backend, past Django's frames (``get_connection``, ``mailers``)."""
+    frame, level = inspect.currentframe(), 0
+    try:
+        frame, level = frame and frame.f_back, 1  # the __init__ that warns
+        while frame is not None and _ours_or_djangos(frame.f_globals.get("__name__", "")):
+            frame, level = frame.f_back, level + 1
+        return level
+    finally:
+        del frame
+
+
+def _ours_or_djangos(module: str) -> bool:
+    return module == __name__ or module.startswith("django.")
+
+
+def _warn_compatibility_mode(backend: BaseEmailBackend, names: str) -> None:
+    """Django 6.1's warning for unknown options of a backend made without a ``MAILERS`` alias,
+    worded and attributed as its own backends': to the code that made the backend, and none
+    when Django itself made it (``send_mail``'s ``get_connection(username=...)``). Left to
+    Django's ``BaseEmailBackend``, it would name this module (our ``super().__init__`` call)
+    as the deprecated API's user, and warn even when Django made the backend."""
+    message = (f"{_class_name(backend)}.__init__() does not support {names}. In Django 2028, "
+               f"BaseEmailBackend will raise a TypeError for unknown keyword arguments.")
+    django_deprecation.warn_about_external_use(
+        message, _REMOVED_IN_2028,
+        skip_name_prefixes=("django.core.mail.backends", f"{__name__}."))
+
+
 @dataclass(frozen=True)
 class Queued:
     """One accepted message's sends and the broker queue they go to (its lane's)."""
 
     sends: list[OutboundSend]
     queue: str | None
+
+
+class EmailBackend(SESBackend):
+    """``SESBackend`` under Django's conventional name, ``seacucumber.backend.EmailBackend``
+    (every Django backend module names its class so). A subclass rather than a second name,
+    so that Django's messages, which name the class, name the one the project configured."""

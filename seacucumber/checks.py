@@ -14,6 +14,8 @@ settings that would fail sends, or lose them, are reported before any message is
     W033       an SQS broker with the claim check off
     E034-E035, W034  the staging allowlist and its redirect
     I035       the reputation guard with no configuration set (events carry no lane)
+    E040       the process's Celery app is Celery's fallback (the project's never imported)
+    E041       a MAILERS entry with Sea Cucumber's backend that cannot be built (bad options)
 """
 
 from __future__ import annotations
@@ -23,15 +25,16 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
+from django.core import mail as django_mail
 from django.core.checks import CheckMessage, Error, Info, Warning, register
 from django.core.exceptions import ImproperlyConfigured
-from django.urls import NoReverseMatch, reverse
+from django.utils.module_loading import import_string
 
 from .conf import conf, lanes
 from .events import allowlist, inbound, s3
 from .exceptions import ClaimCheckError, InvalidMessage
-from .payload import bare_address, base_url_problem
-from .shared import claimcheck, quota, reputation, store
+from .payload import OPTION_NAMES, MailerOptions, bare_address, base_url_problem
+from .shared import claimcheck, doctor, quota, reputation, store
 
 BROKER_TIMEOUTS = ("socket_connect_timeout", "socket_timeout")
 
@@ -195,18 +198,10 @@ def check_recipient_allowlist(app_configs: Any = None, **kwargs: Any) -> list[Ch
     return found
 
 
-def _webhook_installed() -> bool:
-    try:
-        reverse("seacucumber:events")
-    except (NoReverseMatch, ImproperlyConfigured, AttributeError, ImportError):
-        return False  # not routed, or no URLconf at all (a worker-only settings module)
-    return True
-
-
 @register()
 def check_webhook_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Warn when the webhook is routed but will refuse everything, or verifies nothing."""
-    if not _webhook_installed():
+    if doctor.webhook_path() is None:
         return []
     found: list[CheckMessage] = []
     if not conf.SEACUCUMBER_EVENT_TOPIC_ARNS:
@@ -305,3 +300,63 @@ def check_base_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if settings.DEBUG:
         return [Warning(message, hint=hint, id="seacucumber.W030")]
     return [Error(message, hint=hint, id="seacucumber.E031")]
+
+
+@register()
+def check_celery_app(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A process that never imports the project's Celery app publishes through Celery's
+    fallback app, to ``amqp://guest@localhost//``: ``send_mail`` returns 1 and the mail
+    waits where no worker looks (or the send fails naming a broker nobody configured)."""
+    if not doctor.is_fallback_app():
+        return []
+    return [Error(
+        f"this process's Celery app is Celery's fallback (broker {store.broker_uri()}), not "
+        "the project's: mail would be queued where no worker of the project looks",
+        hint=f"{doctor.celery_app_fix()}.",
+        id="seacucumber.E040")]
+
+
+@register()
+def check_mailers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Build every ``MAILERS`` entry (Django 6.1) that sends with Sea Cucumber, so a typo in
+    its ``OPTIONS`` is reported at deploy time rather than at its first send (Django 6.1
+    refuses an unknown option of a ``MAILERS`` entry only when the mailer is first used)."""
+    mailers = getattr(settings, "MAILERS", None)
+    found: list[CheckMessage] = []
+    for alias, entry in (mailers.items() if isinstance(mailers, dict) else ()):
+        if not isinstance(entry, dict) or not _is_our_backend(entry.get("BACKEND")):
+            continue
+        options = entry.get("OPTIONS") or {}
+        hint = (f"Correct MAILERS[{alias!r}]['OPTIONS']; Sea Cucumber's options: "
+                f"fail_silently, {', '.join(sorted(OPTION_NAMES))} (README, \"Set up\").")
+        if not isinstance(options, dict):
+            found.append(Error(f"MAILERS[{alias!r}]['OPTIONS'] is not a dict", hint=hint,
+                               id="seacucumber.E041"))
+            continue
+        unknown = [name for name in MailerOptions.unknown(options) if name != "fail_silently"]
+        if unknown:
+            found.append(Error(
+                f"MAILERS[{alias!r}] has unknown option(s) "
+                f"{', '.join(repr(name) for name in unknown)}", hint=hint, id="seacucumber.E041"))
+            continue
+        try:
+            if hasattr(django_mail, "mailers"):  # Django builds it: its checks, then ours
+                django_mail.mailers[alias]
+            else:
+                import_string(entry["BACKEND"])(**options)
+        except Exception as exc:  # noqa: BLE001 - InvalidOption, Django's InvalidMailer
+            found.append(Error(f"MAILERS[{alias!r}] cannot be built: {exc}", hint=hint,
+                               id="seacucumber.E041"))
+    return found
+
+
+def _is_our_backend(path: Any) -> bool:
+    """Whether a ``BACKEND`` path names ``SESBackend`` or a subclass (one that cannot be
+    imported is Django's to report, not ours)."""
+    from .backend import SESBackend
+
+    try:
+        backend = import_string(str(path))
+    except ImportError:
+        return False
+    return isinstance(backend, type) and issubclass(backend, SESBackend)

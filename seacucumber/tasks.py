@@ -18,7 +18,10 @@ throttling (which also slows the shared rate) and transient errors retry with ba
 (``retry.backoff_delay``) until the message's lifetime ends (so do retries for a
 shared-state Redis outage and for a send another attempt holds); a spent daily quota holds
 every send, for at most one quota window (24 h) past the lifetime; a held lane holds its
-sends until an operator releases it (they never expire); permanent errors fail at once. The
+sends until an operator releases it (they never expire); an error of the worker's own
+configuration (no region, bad credentials, AccessDenied, a missing configuration set) holds
+the send like a transient one, logged at ERROR and counted, never discarding it; errors about
+the message itself fail at once. The
 task's result is SES's MessageId. The task is acknowledged only once the send is settled
 (``acks_late``), so a worker killed mid-task loses nothing: the broker hands the task to
 another worker. ``SendTask`` keeps the outbox (``shared.outbox``) in step with each attempt,
@@ -41,7 +44,13 @@ import redis
 from celery import Task, current_app, shared_task
 from celery.signals import after_task_publish as signals_after
 from celery.signals import before_task_publish as signals_before
-from celery.signals import worker_init, worker_ready, worker_shutdown
+from celery.signals import (
+    celeryd_after_setup,
+    celeryd_init,
+    worker_init,
+    worker_ready,
+    worker_shutdown,
+)
 from django.core.exceptions import ImproperlyConfigured
 from kombu.exceptions import KombuError
 from kombu.utils.json import dumps as json_dumps
@@ -77,11 +86,13 @@ from .shared import (
     store,
     sweeper,
     usage,
+    workers,
 )
+from .shared.workers import SEND_TASK, routed_queue
 
 logger = logging.getLogger(__name__)
 
-TASK_NAME = "seacucumber.send_email"
+TASK_NAME = SEND_TASK
 
 
 def fail(outbound: OutboundSend | None, message_id: str, code: str, reason: str) -> None:
@@ -320,6 +331,13 @@ worker_init.connect(_warm_ses_client, dispatch_uid="seacucumber.ses.warm")
 worker_ready.connect(_start_sweeper, dispatch_uid="seacucumber.outbox.start")
 worker_ready.connect(_check_account, dispatch_uid="seacucumber.account.check")
 worker_shutdown.connect(sweeper.stop, dispatch_uid="seacucumber.outbox.stop")
+# a worker started without -Q consumes every queue mail can go to; one whose -Q leaves one
+# out says so; every worker's heartbeat tells send_messages and ses_doctor who consumes what
+celeryd_init.connect(workers.note_worker_options, dispatch_uid="seacucumber.workers.options")
+celeryd_after_setup.connect(workers.consume_mail_queues,
+                            dispatch_uid="seacucumber.workers.queues")
+worker_ready.connect(workers.start_heartbeat, dispatch_uid="seacucumber.workers.start")
+worker_shutdown.connect(workers.stop_heartbeat, dispatch_uid="seacucumber.workers.stop")
 
 
 @shared_task(
@@ -440,24 +458,32 @@ def _send(self: Any, payload: Any, reserved_at: float | None, failures: int, hel
         if classified.outcome is Outcome.THROTTLED:
             ratelimit.throttled()
             metrics.count("throttles", lane.name)
+        if classified.outcome is Outcome.CONFIGURATION:  # this worker's: the rate stays
+            metrics.count("config_errors", classified.code, lane.name)
         extra = 0.0
         if classified.outcome is Outcome.QUOTA_EXCEEDED:
             delay = ratelimit.quota_exhausted()  # held, not spun on: the quota frees slowly
             extra = retry.QUOTA_WINDOW  # waiting for the rolling 24 h: one window more
         else:
             delay = retry.backoff_delay(failures)
-        expired = _past_lifetime(outbound, delay, classified.code, classified.message,
+        expired = _past_lifetime(outbound, delay, classified.code, classified.reason,
                                  extra + held)
         if expired is not None:
             raise expired from None
         metrics.count("retries", lane.name)
-        logger.warning(
-            "message %s: %s (%s) from SES, retry %d in %.1fs",
-            outbound.message_id, classified.outcome.value, classified.code,
-            failures + 1, delay,
-        )
+        if classified.outcome is Outcome.CONFIGURATION:  # held until an operator fixes it
+            logger.error(
+                "message %s held: this worker's configuration: %s: %s; retry %d in %.1fs",
+                outbound.message_id, classified.code, classified.reason, failures + 1, delay,
+            )
+        else:
+            logger.warning(
+                "message %s: %s (%s) from SES, retry %d in %.1fs",
+                outbound.message_id, classified.outcome.value, classified.code,
+                failures + 1, delay,
+            )
         raise self.retry(  # the retry books a new slot of the shared rate
-            countdown=delay, exc=TransientSendError(classified.code, classified.message),
+            countdown=delay, exc=TransientSendError(classified.code, classified.reason),
             kwargs=requeue_kwargs(self, failures=failures + 1),
         ) from None
     attempt.settle(outbound, ses_message_id, lane.name, self.request.id)
@@ -475,12 +501,6 @@ def _send(self: Any, payload: Any, reserved_at: float | None, failures: int, hel
 
 
 # --- publishing: the backend and the outbox's sweeper put send tasks on the broker -------
-
-def routed_queue() -> str:
-    """The queue Celery's routing gives the send task (``task_routes``, or the default)."""
-    queue = current_app.amqp.router.route({}, TASK_NAME, args=(), kwargs={}).get("queue")
-    return getattr(queue, "name", None) or current_app.conf.task_default_queue
-
 
 class _DeadlinePassed(Exception):
     """Raised from kombu's retry loop once another attempt would pass the enqueue timeout."""
@@ -553,7 +573,8 @@ def enqueue(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]],
             except (KombuError, OSError, _DeadlinePassed) as exc:
                 cause = exc.args[0] if isinstance(exc, _DeadlinePassed) else exc
                 error = EnqueueError(
-                    f"could not queue message {payload['id']} on the Celery broker: {cause}"
+                    f"could not queue message {payload['id']} on the Celery broker "
+                    f"{store.broker_uri()}: {cause}"
                 )
                 error.sends_queued = done
                 raise error from cause

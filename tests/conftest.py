@@ -290,3 +290,53 @@ def pipeline(request, redis_url, moto_ses, settings) -> Iterator[Pipeline]:
         yield Pipeline(broker, f"{redis_url}/2", queue, moto_ses.url)
     finally:
         point_app_at("memory://", None)
+
+
+@pytest.fixture
+def hung_broker():
+    """A loopback server that accepts connections and never answers: a broker host that
+    hangs (the case a refused port does not show)."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(2)
+        for conn in accepted:
+            conn.close()
+        server.close()
+
+
+@pytest.fixture
+def failed() -> Iterator[list[dict]]:
+    """What ``message_failed`` said, one dict per message failed."""
+    from seacucumber import signals
+
+    got: list[dict] = []
+
+    def record(sender, **kwargs):
+        got.append(kwargs)
+
+    signals.message_failed.connect(record)
+    try:
+        yield got
+    finally:
+        signals.message_failed.disconnect(record)

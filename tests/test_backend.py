@@ -161,39 +161,6 @@ def test_broker_down_raises_within_seconds_or_counts_zero(settings, scheme):
         point_app_at("memory://", None)
 
 
-@pytest.fixture
-def hung_broker():
-    """A loopback server that accepts connections and never answers: a broker host that
-    hangs (the case a refused port does not show)."""
-    import socket
-    import threading
-
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    accepted = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(2)
-        for conn in accepted:
-            conn.close()
-        server.close()
-
-
 def test_hung_broker_raises_within_the_timeout(settings, hung_broker):
     """With the socket timeouts celeryconfig.py sets, a broker that never answers costs the
     enqueue timeout and one attempt, not minutes."""

@@ -120,6 +120,9 @@ def test_dashboard_and_timeline_in_chromium(chromium, pipeline, start_worker, mo
     assert found[("seacucumber_sends_total", (lane, ("outcome", "suppressed")))] == 1
     assert found[("seacucumber_ses_events_total", (("type", "Delivery"),))] == 10
     assert found[("seacucumber_queue_depth", (("queue", pipeline.queue),))] == 0
+    # the worker's heartbeat: it consumes the test's queue, and nobody the bulk lane's
+    assert found[("seacucumber_queue_consumers", (("queue", pipeline.queue),))] == 1
+    assert found[("seacucumber_queue_consumers", (("queue", "seacucumber-bulk"),))] == 0
 
     ops = User.objects.create_user("ops", password="ops-password", is_staff=True)  # noqa: S106
     ops.user_permissions.set(Permission.objects.filter(
@@ -151,6 +154,11 @@ def test_dashboard_and_timeline_in_chromium(chromium, pipeline, start_worker, mo
             assert box is not None and box["width"] > 400 and box["height"] > 100
             assert "MessageRejected" in page.locator("#sc-failures").inner_text()
             assert "1" in page.locator("#sc-suppressed .sc-big").inner_text()
+            ours = page.locator(f'#sc-queues tr[data-queue="{pipeline.queue}"] td')
+            assert ours.all_inner_texts()[1:] == ["0", "-", "1"]  # waiting, oldest, workers
+            bulk = page.locator('#sc-queues tr[data-queue="seacucumber-bulk"]')
+            assert bulk.locator("td").last.inner_text() == "none"
+            assert "sc-warn" in (bulk.get_attribute("class") or "")
             DOCS.mkdir(exist_ok=True)
             page.screenshot(path=str(DOCS / "dashboard.png"), full_page=True)
 

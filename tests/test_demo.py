@@ -60,7 +60,7 @@ def test_demo_prints_the_summary(tmp_path, broker, redis_url):
     # the workers: two processes sharing the rate through Redis, or one on the filesystem;
     # either way consuming both lanes' queues
     workers = row(output, "workers:")
-    assert "queues 'mail' (transactional lane) and 'mail-bulk' (bulk lane)" in output, output
+    assert "queues 'mail' (transactional lane) and 'seacucumber-bulk' (bulk lane)" in output, output
     if broker == "redis":
         assert re.match(r"2 celery worker processes ready \(pids \d+, \d+\)", workers), workers
         assert "sharing the account's rate through Redis, transactional first" in output

@@ -1,11 +1,13 @@
 """Django's own contract for email backends, on every Django of the support matrix: lazy
 strings, ``BadHeaderError``, ``fail_silently``, options as keyword arguments (Django 6.1's
-``MAILERS`` ``OPTIONS``, ``get_connection(**options)`` before it), unknown options refused,
-the system check for senders SES refuses, and django-ses's settings."""
+``MAILERS`` ``OPTIONS``, ``get_connection(**options)`` before it), unknown options as
+Django's own backends take them on each version (a likely typo of ours warns), the
+``EmailBackend`` name, the system check for senders SES refuses, and django-ses's settings."""
 
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 from botocore.config import Config
@@ -120,16 +122,98 @@ def test_fail_silently_is_the_backends_own(settings, captured):
     assert len(captured) == 1
 
 
-def test_unknown_options_are_refused_never_ignored(settings):
-    with pytest.raises(TypeError, match="'anything'"):
-        SESBackend(anything=1)
+def compatibility_warnings(caught: list[warnings.WarningMessage]) -> list[warnings.WarningMessage]:
+    """Django 6.1's warnings for unknown options of a backend made without an alias."""
+    return [w for w in caught if "does not support" in str(w.message)]
+
+
+def test_unknown_options_are_handled_as_djangos_own_backends_handle_them(settings):
+    """5.2 and 6.0: ignored, silently. 6.1: ignored with Django's RemovedInDjango2028Warning
+    when made without an alias (its compatibility mode), attributed to the code that made
+    the backend; under a MAILERS alias, Django's InvalidMailer."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        backend = SESBackend(anything=1, fail_silently=True)
+    assert backend.fail_silently is True and not hasattr(backend, "anything")
+    assert backend.options.values == {}
     if HAS_MAILERS:
+        [warned] = compatibility_warnings(caught)
+        assert str(warned.message) == (
+            "seacucumber.backend.SESBackend.__init__() does not support 'anything'. In Django "
+            "2028, BaseEmailBackend will raise a TypeError for unknown keyword arguments.")
+        assert warned.category.__name__ == "RemovedInDjango2028Warning"
+        assert warned.filename == __file__  # the caller's line, not the backend's
         settings.MAILERS = {"default": {"BACKEND": BACKEND, "OPTIONS": {"anything": 1}}}
-        with pytest.raises(ImproperlyConfigured, match="'anything'"):  # Django's InvalidMailer
+        with pytest.raises(ImproperlyConfigured, match="'anything'") as refused:
             mail.mailers["default"]
+        assert type(refused.value) is mail.InvalidMailer
+        assert str(refused.value) == "MAILERS['default']: Unknown options 'anything'."
     else:
-        with pytest.raises(TypeError, match="'anything'"):
-            mail.get_connection(BACKEND, anything=1)
+        assert caught == []
+        assert mail.get_connection(BACKEND, anything=1).options.values == {}
+
+
+@pytest.mark.parametrize("backend", [BACKEND, "seacucumber.backend.EmailBackend"])
+def test_what_django_passes_never_raises_nor_warns_about_options(settings, captured, backend):
+    """send_mail's auth_user and auth_password (get_connection's username and password), and
+    an SMTP project's options: Django's own backends ignore what they do not use."""
+    settings.EMAIL_BACKEND = backend
+    smtp_options = {"host": "smtp.example.com", "port": 587, "username": "", "password": "",
+                    "use_tls": True, "use_ssl": False, "timeout": 10, "ssl_keyfile": None,
+                    "ssl_certfile": None, "file_path": "/tmp/mail", "stream": None}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mail.send_mail("Hi", "B", SENDER, ["a@example.com"], auth_user="u", auth_password="p")
+        mail.send_mass_mail([("Hi", "B", SENDER, ["b@example.com"])], auth_user="u",
+                            auth_password="")
+        with mail.get_connection(username="", password="") as made:  # Django's own tests'
+            made.send_messages([EmailMessage("Hi", "B", SENDER, ["c@example.com"])])
+        if HAS_MAILERS:  # get_connection(**options) with MAILERS: the options Django ignores
+            settings.MAILERS = {"default": {"BACKEND": backend}}
+            assert mail.get_connection(**smtp_options, fail_silently=True).fail_silently
+        else:
+            assert mail.get_connection(**smtp_options).options.values == {}
+    assert [p["to"] for p, _ in captured] == [["a@example.com"], ["b@example.com"],
+                                              ["c@example.com"]]
+    assert compatibility_warnings(caught) == []  # Django made the backend: no warning
+    assert [w for w in caught if issubclass(w.category, UserWarning)] == []  # no typo
+
+
+def test_a_likely_typo_of_one_of_our_options_warns_naming_it(settings):
+    with pytest.warns(UserWarning) as caught:
+        SESBackend(lnae="bulk", configuration="newsletter", totally_unrelated=1)
+    [typo] = [str(w.message) for w in caught if w.category is UserWarning]
+    assert typo == ("seacucumber.backend.SESBackend ignores options it does not know: did you "
+                    "mean 'lane' for 'lnae', 'configuration_set' for 'configuration'?")
+    with pytest.warns(UserWarning, match="'tags' for 'tag'") as caught:
+        mail.get_connection(BACKEND, tag={"kind": "digest"})
+    assert {w.filename for w in caught if w.category is UserWarning} == {__file__}  # this line
+    if HAS_MAILERS:
+        settings.MAILERS = {"default": {"BACKEND": BACKEND, "OPTIONS": {"regoin": "eu-west-1"}}}
+        with pytest.raises(mail.InvalidMailer) as refused:
+            mail.mailers["default"]
+        assert str(refused.value) == ("MAILERS['default']: Unknown options 'regoin'. Did you "
+                                      "mean 'region' for 'regoin'?")
+        settings.MAILERS = {"default": {"BACKEND": BACKEND}}
+        with pytest.warns(UserWarning, match="did you mean 'queue' for 'qeue'"):
+            made = mail.get_connection(qeue="bulk-mail")  # ignored, as Django ignores it
+        assert made.options.values == {}
+
+
+def test_email_backend_is_the_same_backend_under_djangos_conventional_name(settings, captured):
+    from seacucumber.backend import EmailBackend
+
+    settings.EMAIL_BACKEND = "seacucumber.backend.EmailBackend"
+    if HAS_MAILERS:
+        settings.MAILERS = {"default": {"BACKEND": "seacucumber.backend.EmailBackend",
+                                        "OPTIONS": {"lane": "bulk"}}}
+        made = mail.mailers["default"]
+    else:
+        made = mail.get_connection(lane="bulk")
+    assert isinstance(made, EmailBackend) and isinstance(made, SESBackend)
+    assert made.send_messages([EmailMessage("Hi", "B", SENDER, ["a@example.com"])]) == 1
+    [(payload, queue)] = captured
+    assert payload["options"]["lane"] == "bulk" and queue == "seacucumber-bulk"
 
 
 @pytest.mark.parametrize(("option", "value", "words"), [

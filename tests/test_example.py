@@ -16,7 +16,7 @@ pytestmark = pytest.mark.worker
 EXAMPLE = Path(__file__).resolve().parent.parent / "example"
 SENDER = "example@example.com"
 #: What docker-compose.yml's worker consumes: both lanes' queues (example settings' LANES).
-QUEUES = "mail,mail-bulk"
+QUEUES = "mail,seacucumber-bulk"
 
 SEND_AND_READ = """
 import time

@@ -20,7 +20,7 @@ from celery.exceptions import Retry
 from celery.signals import task_retry
 from django.core.mail import EmailMessage
 
-from seacucumber import retry, signals
+from seacucumber import retry
 from seacucumber.exceptions import PermanentSendError, TransientSendError
 from seacucumber.payload import build_sends
 from seacucumber.shared import attempt, store
@@ -29,21 +29,6 @@ from seacucumber.testing.processes import free_port
 from tests.conftest import SENDER
 
 LIFETIME = 3600.0
-
-
-@pytest.fixture
-def failed() -> Iterator[list[dict]]:
-    """What ``message_failed`` said, one dict per message failed."""
-    got: list[dict] = []
-
-    def record(sender, **kwargs):
-        got.append(kwargs)
-
-    signals.message_failed.connect(record)
-    try:
-        yield got
-    finally:
-        signals.message_failed.disconnect(record)
 
 
 @pytest.fixture

@@ -82,10 +82,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ROUTES = {"seacucumber.send_email": {"queue": "mail"}}
 # Lanes (docs/rate.rst): mail that names no lane is transactional and goes where Celery routes
 # it (mail); get_connection(lane="bulk") sends on the bulk lane, from a queue of its own,
-# after transactional mail. Workers consume both: celery worker -Q mail,mail-bulk.
+# after transactional mail. Workers consume both: celery worker -Q mail,seacucumber-bulk.
 SEACUCUMBER_LANES = {
     "transactional": {},
-    "bulk": {"queue": "mail-bulk", "min_share": 0.1},
+    "bulk": {"queue": "seacucumber-bulk", "min_share": 0.1},
 }
 # The SES endpoint: real SES by default (boto3's resolution); the compose stack points it at
 # the project's SES emulator.

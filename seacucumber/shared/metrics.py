@@ -12,8 +12,9 @@ up) and the endpoint serves the gauges it can read.
 
 Counters come from the signals (``message_failed``, ``message_suppressed``, SES events),
 connected by ``connect``; sent sends from the worker's settling round trip
-(``attempt.settle``, so counting costs a send no round trip of its own); throttles and
-retries, which have no signal, from one call each in ``tasks.send_email``. A counter never
+(``attempt.settle``, so counting costs a send no round trip of its own); throttles,
+retries and configuration errors, which have no signal, from one call each in
+``tasks.send_email``. A counter never
 fails a send: a Redis error is logged and the count is lost.
 
 The ``lane`` label is the send's lane (``SEACUCUMBER_LANES``).
@@ -39,7 +40,7 @@ from prometheus_client.registry import Collector
 from .. import signals
 from ..conf import conf, lanes
 from ..exceptions import OperatorError
-from . import outbox, quota, store, usage
+from . import quota, store, usage, workers
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
               ("outcome", "lane")),
     "throttles": ("Throttling answers from SES, by lane.", ("lane",)),
     "retries": ("Send attempts retried after an SES error, by lane.", ("lane",)),
+    "config_errors": ("Send attempts held by the worker's own configuration (no region, "
+                      "bad or expired credentials, AccessDenied, a missing configuration "
+                      "set), by error code and lane: a worker to fix, not mail to drop.",
+                      ("code", "lane")),
     "ses_events": ("SES events received on the webhook, by type as SES spells it.",
                    ("type",)),
 }
@@ -160,7 +165,7 @@ class Gauges:
     base_rate: float | None = None  #: the same before any slow-down
     quota_hold_seconds: float | None = None  #: seconds left of a daily-quota hold
     outbox: dict[str, int] | None = None  #: {"queued": n, "running": m}
-    queue_depths: dict[str, int] = field(default_factory=dict)  #: broker queue -> tasks
+    queues: list[workers.QueueState] = field(default_factory=list)  #: each mail queue
     quota: usage.Quota | None = None
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -187,42 +192,6 @@ def cached_quota() -> usage.Quota:
     return found
 
 
-def queue_names() -> list[str]:
-    """The broker queues send tasks use: every lane's (the first lane's unset: the configured
-    or default queue) and the outbox's."""
-    from celery import current_app
-
-    default = str(conf.SEACUCUMBER_QUEUE or current_app.conf.task_default_queue)
-    names = {found.queue or default for found in lanes()}
-    if outbox.enabled():
-        names.update(_text(q) for q in store.redis_client().smembers(
-            outbox.key_names()["queues"]))
-    return sorted(names)
-
-
-def queue_depths(names: list[str]) -> dict[str, int]:
-    """Tasks waiting in each broker queue, by a passive declare (Redis and RabbitMQ alike). A
-    queue the broker does not have holds nothing: 0 (kombu's Redis transport drops a queue's
-    key once it is empty)."""
-    from celery import current_app
-
-    depths: dict[str, int] = {}
-    with current_app.connection_for_read() as connection:
-        connection.ensure_connection(max_retries=1, timeout=2)
-        for name in names:
-            channel = connection.channel()
-            try:
-                depths[name] = int(channel.queue_declare(queue=name, passive=True).message_count)
-            except connection.channel_errors:  # not found (RabbitMQ closes the channel)
-                depths[name] = 0
-            finally:
-                try:
-                    channel.close()
-                except Exception:  # noqa: BLE001,S110 - already closed by the broker
-                    pass
-    return depths
-
-
 def read_gauges(with_quota: bool = True) -> Gauges:
     """Every gauge, each read on its own: one that fails is None and noted in ``errors``."""
     gauges = Gauges()
@@ -236,10 +205,8 @@ def read_gauges(with_quota: bool = True) -> Gauges:
         except Exception as exc:  # noqa: BLE001 - a report must not fail on one part
             gauges.errors["base_rate"] = str(exc)
     gauges.outbox = usage.outbox_counts()
-    try:
-        gauges.queue_depths = queue_depths(queue_names())
-    except Exception as exc:  # noqa: BLE001 - broker or Redis down
-        gauges.errors["queues"] = f"{type(exc).__name__}: {exc}"
+    gauges.queues, errors = workers.queue_states()
+    gauges.errors.update(errors)
     if with_quota:
         try:
             gauges.quota = cached_quota()
@@ -286,14 +253,25 @@ def gauge_families(gauges: Gauges) -> Iterator[Metric]:
     yield hold
     depth = GaugeMetricFamily("seacucumber_queue_depth", "Send tasks waiting in each broker "
                               "queue.", labels=["queue"])
-    for name, value in sorted(gauges.queue_depths.items()):
-        depth.add_metric([name], value)
+    age = GaugeMetricFamily("seacucumber_queue_oldest_age_seconds", "Seconds the oldest "
+                            "queued send of each queue has waited (the outbox).",
+                            labels=["queue"])
+    consumers = GaugeMetricFamily("seacucumber_queue_consumers", "Live workers consuming "
+                                  "each queue (their heartbeats).", labels=["queue"])
+    for state in gauges.queues:
+        if state.depth is not None:
+            depth.add_metric([state.name], state.depth)
+        age.add_metric([state.name], state.oldest_age or 0.0)
+        if state.consumers is not None:
+            consumers.add_metric([state.name], len(state.consumers))
     yield depth
+    yield age
+    yield consumers
     if gauges.outbox is not None:
         backlog = GaugeMetricFamily("seacucumber_outbox_backlog", "Sends queued but not "
                                     "settled, by state (the outbox).", labels=["state"])
-        for state, value in sorted(gauges.outbox.items()):
-            backlog.add_metric([state], value)
+        for outbox_state, value in sorted(gauges.outbox.items()):
+            backlog.add_metric([outbox_state], value)
         yield backlog
     if gauges.quota is not None:
         yield from single("quota_max_24_hour_send", "SES 24-hour sending quota (-1: "

@@ -453,7 +453,7 @@ def render(found: dict[str, Any]) -> list[str]:
             state = "not guarded"
         else:
             judged = data["judged"]
-            state = f"sending (judged on {judged['sent']:,} sent"
+            state = f"not held (judged on {judged['sent']:,} sent"
             state += ", since its release)" if data["released_at"] else ")"
         lines.append(f"  {lane:<16} {data['sent']:>9,} {_percent(data['bounce_rate']):>8} "
                      f"{_percent(data['complaint_rate'], 3):>10}  {state}")

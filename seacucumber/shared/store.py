@@ -32,6 +32,19 @@ def broker_scheme() -> str:
     return _broker_scheme()[0]
 
 
+def broker_uri() -> str:
+    """The broker this process's Celery app publishes to, as kombu names it, its password
+    masked: error messages and ``ses_doctor`` show the broker really used, which is not
+    ``CELERY_BROKER_URL`` when the app is Celery's fallback."""
+    from celery import current_app
+    from kombu.utils.url import maybe_sanitize_url
+
+    try:
+        return str(current_app.connection_for_write().as_uri())
+    except Exception:  # noqa: BLE001 - an unknown transport: the URL as configured
+        return str(maybe_sanitize_url(str(current_app.conf.broker_url)))
+
+
 def broker_is_redis() -> bool:
     """Whether the Celery broker is kombu's Redis transport (Sentinel included)."""
     return _broker_scheme()[0] in REDIS_BROKER_SCHEMES

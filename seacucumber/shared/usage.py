@@ -21,7 +21,7 @@ from ..conf import conf
 from ..exceptions import OperatorError
 from ..ses.clients import client as ses_client
 from ..ses.errors import ses_call
-from . import outbox, ratelimit, reputation, store
+from . import outbox, ratelimit, reputation, store, workers
 
 #: SES's published levels (Developer Guide, "Reputation metrics messages"): at a bounce rate
 #: of 5% SES puts the account under review, at 10% it may pause sending; for complaints
@@ -107,6 +107,10 @@ class Usage:
     #: v2 GetAccount's account state, or None when it could not be read (``account_note``)
     account: AccountState | None = None
     account_note: str | None = None
+    #: each queue mail goes to: depth, oldest waiting send, live consumers (``workers``)
+    queues: list[workers.QueueState] = field(default_factory=list)
+    #: what of the queues could not be read (part -> error)
+    queue_notes: dict[str, str] = field(default_factory=dict)
 
     @property
     def totals(self) -> Day:
@@ -141,6 +145,8 @@ class Usage:
             "account": None if self.account is None else {
                 **asdict(self.account), "sandbox": self.account.sandbox},
             "account_note": self.account_note,
+            "queues": [state.to_json() for state in self.queues],
+            "queue_notes": self.queue_notes,
             "days": [asdict(day) for day in self.days],
             "totals": {k: v for k, v in asdict(self.totals).items() if k != "date"},
             "bounce_rate": self.bounce_rate,
@@ -293,9 +299,10 @@ def fetch() -> Usage:
             note = str(exc)
     days = fetch_days()
     rate = shared_rate()
+    queues, queue_notes = workers.queue_states()
     return Usage(ses_client().meta.region_name, "v2" if conf.USE_SES_V2 else "v1", quota,
                  days, rate.rate_in_force, rate.note, rate.quota_hold_seconds, outbox_counts(),
-                 reputation_report(), account, note)
+                 reputation_report(), account, note, queues, queue_notes)
 
 
 def check_account_at_start() -> None:
@@ -356,6 +363,27 @@ def _account_lines(usage: Usage) -> list[str]:
             f"  sending            {sending}"]
 
 
+def _queue_lines(usage: Usage) -> list[str]:
+    """Each queue mail goes to: waiting sends, the oldest one's age, the live workers."""
+    if not usage.queues and not usage.queue_notes:
+        return []
+    lines = ["", "Queues (send tasks waiting; live workers from their heartbeats)",
+             f"  {'queue':<24} {'waiting':>8} {'oldest':>9}  workers"]
+    for state in usage.queues:
+        depth = "?" if state.depth is None else f"{state.depth:,}"
+        oldest = "-" if state.oldest_age is None else duration(state.oldest_age)
+        if state.consumers is None:
+            consumed = "unknown (no shared-state Redis)"
+        elif state.consumers:
+            consumed = ", ".join(state.consumers)
+        else:
+            consumed = "NONE: no live worker consumes it; mail here waits"
+        senders = f" ({', '.join(state.senders)})" if state.senders else ""
+        lines.append(f"  {state.name:<24} {depth:>8} {oldest:>9}  {consumed}{senders}")
+    lines += [f"  {part}: not read ({note})" for part, note in usage.queue_notes.items()]
+    return lines
+
+
 def render(usage: Usage, bar_width: int = 30) -> str:
     """The usage as a readable text table, a bar of ``#`` per day."""
     quota = usage.quota
@@ -378,6 +406,7 @@ def render(usage: Usage, bar_width: int = 30) -> str:
         lines.append(f"  not yet settled    {usage.outbox['queued']:,} queued, "
                      f"{usage.outbox['running']:,} sending (the outbox)")
     lines += _account_lines(usage)
+    lines += _queue_lines(usage)
     lines += ["", f"Send statistics, last {STATISTICS_DAYS} days (UTC days, GetSendStatistics)",
               f"  {'day':<10} {'attempts':>9} {'bounces':>8} {'complaints':>10} {'rejects':>8}"]
     peak = max((day.delivery_attempts for day in usage.days), default=0)

@@ -118,13 +118,15 @@ class Worker:
     extra_args: tuple[str, ...] = ()
     cwd: Path | None = None
     process: subprocess.Popen | None = None
+    #: the worker's node name (``-n``), as its heartbeat names it
+    hostname: str = field(default_factory=lambda: f"sc{free_port()}@{socket.gethostname()}")
 
     def start(self, wait: float = 60.0) -> Worker:
         command = [
             sys.executable, "-m", "celery", "-A", self.app, "worker",
             "-P", self.pool, "-c", str(self.concurrency), "-l", "INFO",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-n", f"sc{free_port()}@%h", *self.extra_args,
+            "-n", self.hostname, *self.extra_args,
         ]
         if self.queues:
             command += ["-Q", self.queues]

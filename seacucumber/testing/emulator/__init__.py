@@ -9,7 +9,8 @@ real ``Throttling`` errors, a rolling 24-hour quota, latency, 5xx answers, dropp
 connections, and the mailbox simulator's bounce/complaint/delivery events posted, signed, to
 a webhook. It also receives mail as a receipt rule does (``receive``: a signed ``Received``
 notification, the mail inline or put into S3 first; ``inbound.py``), and keeps identities
-(``identities``: what ``manage.py ses_address`` calls, v1 and v2), verified at once.
+(``identities``: what ``manage.py ses_address`` calls, v1 and v2), verified at once; the
+senders allowed (``verified``) are among them.
 
 In a process::
 
@@ -56,6 +57,7 @@ class SESEmulator(EmulatorBase):
         self.account = Account(Config())
         self.account.configure(**config)
         self.identities = Identities()  #: kept across ``reset``, like the configuration
+        self._add_verified()
         self.suppression = SuppressionList()  #: the account-level list, kept across ``reset``
         self.webhook_url = webhook_url
         self.topic_arn = topic_arn
@@ -132,6 +134,13 @@ class SESEmulator(EmulatorBase):
     # --- the EmulatorBase interface ----------------------------------------------------------
     def configure(self, **changes: Any) -> None:
         self.account.configure(**changes)
+        self._add_verified()
+
+    def _add_verified(self) -> None:
+        """The senders allowed (``verified``) are identities too, so ``ses_address list``
+        and ``ses_doctor`` see what the sends are checked against."""
+        for name in self.account.config.verified or ():
+            self.identities.add(name)
 
     def reset(self) -> None:
         self.account.reset()
