@@ -5,7 +5,6 @@ settings that would fail sends, or lose them, are reported before any message is
     W005-W006  SES v2 global endpoint       W007  outbox on, no shared-state Redis
     W008       a default or domainless DEFAULT_FROM_EMAIL / SERVER_EMAIL
     W020       django-ses's inbound settings
-    E040-E041  the inbound S3 buckets name the claim-check bucket; the inbound limits
     E030       SEACUCUMBER_BASE_URL (unsubscribe links) not an absolute http(s) URL
     E031/W030  SEACUCUMBER_BASE_URL over http (W030 under DEBUG)
     E010-E011  the rate settings            E012  SEACUCUMBER_LANES
@@ -16,6 +15,7 @@ settings that would fail sends, or lose them, are reported before any message is
     I035       the reputation guard with no configuration set (events carry no lane)
     E040       the process's Celery app is Celery's fallback (the project's never imported)
     E041       a MAILERS entry with Sea Cucumber's backend that cannot be built (bad options)
+    E042-E043  the inbound S3 buckets name the claim-check bucket; the inbound limits
 """
 
 from __future__ import annotations
@@ -270,7 +270,7 @@ def check_inbound_settings(app_configs: Any = None, **kwargs: Any) -> list[Check
                 f"{name} is {value!r}: a whole number from 1"
                 + (f" to {most}" if most is not None else ""),
                 hint="Leave it unset for its default (docs/inbound.rst, \"Limits\").",
-                id="seacucumber.E041"))
+                id="seacucumber.E043"))
     claim_bucket = conf.SEACUCUMBER_CLAIM_CHECK_BUCKET
     if claim_bucket and any(bucket == claim_bucket for bucket, _ in s3.allowed_locations()):
         found.append(Error(
@@ -278,7 +278,7 @@ def check_inbound_settings(app_configs: Any = None, **kwargs: Any) -> list[Check
             "which holds outbound mail waiting to be sent: it is never read as received "
             "mail.",
             hint="Give SES receipt rules a bucket of their own and list that one.",
-            id="seacucumber.E040"))
+            id="seacucumber.E042"))
     return found
 
 

@@ -78,7 +78,7 @@ def test_a_mail_of_100000_empty_parts_is_recorded_at_once_and_refused_by_the_tas
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("max_depth", [None, 100])  # the default, and the most E041 allows
+@pytest.mark.parametrize("max_depth", [None, 100])  # the default, and the most E043 allows
 def test_a_mail_nested_1000_deep_is_recorded_at_once_and_refused_by_the_task(
         inbound_emulator, inbound_signals, settings, max_depth):
     """The issue's 67 KB of 1,000 nested parts (RecursionError, HTTP 500, and the mail
@@ -277,7 +277,7 @@ def test_listing_the_claim_check_bucket_is_a_system_check_error(settings):
     assert check_inbound_settings() == []
     settings.SEACUCUMBER_INBOUND_S3_BUCKETS = [BUCKET, f"{CLAIM_BUCKET}/inbound/"]
     [error] = check_inbound_settings()
-    assert error.id == "seacucumber.E040" and error.level == checks.ERROR
+    assert error.id == "seacucumber.E042" and error.level == checks.ERROR
     assert CLAIM_BUCKET in error.msg
     assert error.id in {m.id for m in checks.run_checks()}
 
@@ -289,7 +289,7 @@ def test_listing_the_claim_check_bucket_is_a_system_check_error(settings):
 def test_a_bad_inbound_limit_is_a_system_check_error(settings, name, value):
     setattr(settings, name, value)
     [error] = check_inbound_settings()
-    assert error.id == "seacucumber.E041" and name in error.msg
+    assert error.id == "seacucumber.E043" and name in error.msg
 
 
 # --- a real worker takes the mail in -------------------------------------------------------------
