@@ -88,6 +88,7 @@ from .shared import (
     usage,
     workers,
 )
+from .shared.attempt import BeginOutcome as Begun
 from .shared.workers import SEND_TASK, routed_queue
 
 logger = logging.getLogger(__name__)
@@ -259,9 +260,9 @@ def _begin(task: Any, outbound: OutboundSend, lane: Lane,
             began = attempt.begin(message_id, token, lane, cost, reserve, task.request.id)
         except redis.RedisError as exc:
             raise _shared_state_retry(task, outbound, exc) from None
-        if began.outcome == "sent":
+        if began.outcome is Begun.SENT:
             return sendlog.Claim(message_id, sent_id=began.sent_id)
-        if began.outcome == "busy":  # another attempt is inside the SES call right now
+        if began.outcome is Begun.BUSY:  # another attempt is inside the SES call right now
             delay = max(0.1, began.wait) + random.uniform(0, 1)
             expired = _past_lifetime(
                 outbound, delay, "SendInProgress",
@@ -270,20 +271,21 @@ def _begin(task: Any, outbound: OutboundSend, lane: Lane,
             if expired is not None:
                 raise expired from None
             raise task.retry(countdown=delay, kwargs=requeue_kwargs(task))
-        if began.outcome == "lane_held":  # the reputation guard: no SES call, never expires
+        if began.outcome is Begun.LANE_HELD:  # the reputation guard: no SES call, never expires
             raise _held_retry(task, outbound, reputation.read_hold(began.hold, lane.name)
                               or reputation.Hold(lane.name, "unknown", 0.0, 0.0, 0, 0.0))
         token_claim = sendlog.Claim(message_id, token=f"claim:{token}" if began.claimed else None)
-        if began.outcome == "go" or (began.outcome == "admitted" and began.wait <= max_wait):
+        if began.outcome is Begun.GO or (began.outcome is Begun.ADMITTED
+                                         and began.wait <= max_wait):
             if began.wait > 0:
                 time.sleep(began.wait)
             return token_claim
-        if began.outcome == "admitted":  # booked further ahead: come back for the slot
+        if began.outcome is Begun.ADMITTED:  # booked further ahead: come back for the slot
             logger.debug("message %s re-queued for its slot of the shared rate in %.2fs",
                          message_id, began.wait)
             raise task.retry(countdown=began.wait, kwargs=requeue_kwargs(
                 task, reserved_at=time.time() + began.wait))
-        if began.outcome == "quota_held":
+        if began.outcome is Begun.QUOTA_HELD:
             countdown = began.wait + random.uniform(0, min(60.0, began.wait))
             logger.warning("message %s held: the SES daily quota is used up; retrying in "
                            "%.0fs", message_id, countdown)

@@ -1,5 +1,9 @@
 """Which Redis holds shared state."""
 
+import re
+
+import pytest
+
 from seacucumber.shared import store
 from tests.conftest import point_app_at
 
@@ -55,3 +59,32 @@ def test_the_send_task_keeps_a_connection_per_thread(settings, redis_url):
     thread.start()
     thread.join()
     assert others[0] is not client
+
+
+def test_a_lua_script_takes_its_keys_and_arguments_by_the_names_its_file_declares(
+        settings, redis_url, tmp_path):
+    settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/5"
+    (tmp_path / "probe.lua").write_text(
+        "-- KEYS: target\n-- ARGV: value\n"
+        "redis.call('SET', K.target, A.value)\n"
+        "return {redis.call('GET', K.target), KEYS[FIRST_EXTRA_KEY], ARGV[FIRST_EXTRA_ARG]}\n")
+    script = store.LuaScript(str(tmp_path / "module.py"), "probe.lua")
+    assert (script.keys, script.args) == (("target",), ("value",))
+    answer = script.run({"target": store.key("lua-probe")}, {"value": "v1"},
+                        ["extra-key"], ["extra-arg"])
+    assert answer == [b"v1", b"extra-key", b"extra-arg"]
+    with pytest.raises(ValueError, match="ARGV 'value' not given"):
+        script.run({"target": store.key("lua-probe")}, {})
+    with pytest.raises(ValueError, match="KEYS it does not take: other"):
+        script.run({"target": "t", "other": "o"}, {"value": "v"})
+
+
+def test_the_package_scripts_declare_every_name_they_read():
+    from seacucumber.shared import attempt
+
+    for script in (attempt.BEGIN_SCRIPT, attempt.SETTLE_SCRIPT):
+        body = script.source
+        read = set(re.findall(r"\bK\.(\w+)", body)) | {f"A.{n}" for n in
+                                                      re.findall(r"\bA\.(\w+)", body)}
+        declared = set(script.keys) | {f"A.{n}" for n in script.args}
+        assert read == declared, script.name

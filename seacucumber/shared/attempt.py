@@ -30,6 +30,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
 
 import redis
 
@@ -41,78 +43,20 @@ from . import outbox, quota, ratelimit, reputation, sendlog, store
 
 logger = logging.getLogger(__name__)
 
-#: KEYS: 1 send-log key, 2 rate TAT, 3 slow-down, 4 quota hold, 5 the lane's share TAT,
-#: 6 the lane's waiters, 7 the lane's hold, 8-11 outbox task, queue, queued, running.
-#: ARGV: 1 flags (c: claim, o: outbox, r: reserve, l: a lower lane), 2 claim token,
-#: 3 claim ms, 4 attempt id, 5 outbox published prefix, 6 outbox running deadline,
-#: 7 rate, 8 burst, 9 cost, 10 horizon, 11 recovery seconds, 12 min share,
-#: 13 the first lane's horizon, 14 longest wait slept in the task.
-_BEGIN = """
-pcall(redis.replicate_commands)
-local flags = ARGV[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-if string.find(flags, 'o', 1, true) and redis.call('HEXISTS', KEYS[8], ARGV[4]) == 1 then
-  local queue = redis.call('HGET', KEYS[9], ARGV[4])
-  if queue then redis.call('ZREM', ARGV[5] .. queue, ARGV[4]) end
-  redis.call('ZREM', KEYS[10], ARGV[4])
-  redis.call('ZADD', KEYS[11], ARGV[6], ARGV[4])
-end
-local claimed = false
-if string.find(flags, 'c', 1, true) then
-  if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then
-    local value = redis.call('GET', KEYS[1])
-    if string.sub(value, 1, 5) == 'sent:' then return {'sent', string.sub(value, 6)} end
-    return {'busy', tostring(redis.call('PTTL', KEYS[1]) / 1000)}
-  end
-  claimed = true
-end
-local function unclaim() if claimed then redis.call('DEL', KEYS[1]) end end
-local lane_hold = redis.call('GET', KEYS[7])
-if lane_hold then unclaim() return {'lane_held', lane_hold} end
-if not string.find(flags, 'r', 1, true) then return {'go', '0', '0'} end
-local held = redis.call('PTTL', KEYS[4])
-if held > 0 then unclaim() return {'quota_held', tostring(held / 1000)} end
-local rate = tonumber(ARGV[7])
-local slow = redis.call('HMGET', KEYS[3], 'factor', 'at')
-if slow[1] then
-  local recovered = (now - tonumber(slow[2])) / tonumber(ARGV[11])
-  if recovered < 1 then rate = rate * (1 - (1 - tonumber(slow[1])) * (1 - recovered)) end
-end
-local cost = tonumber(ARGV[9])
-local burst = tonumber(ARGV[8])
-local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
-if tat < now then tat = now end
-local new_tat = tat + cost / rate
-local wait = new_tat - burst - now
-local share = tonumber(ARGV[12])
-local booked = wait <= tonumber(ARGV[10]) or tat <= now
-if not booked and share > 0 and wait <= tonumber(ARGV[13]) then
-  local own = tonumber(redis.call('GET', KEYS[5]) or '0')
-  if own < now then own = now end
-  if own - now <= burst then
-    own = own + cost / (share * rate)
-    redis.call('SET', KEYS[5], tostring(own), 'PX', math.ceil((own - now) * 1000) + 1000)
-    booked = true
-  end
-end
-if not booked then
-  unclaim()
-  local waiters = 0
-  if string.find(flags, 'l', 1, true) then
-    redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
-    redis.call('ZADD', KEYS[6], now + 5, ARGV[4])
-    redis.call('PEXPIRE', KEYS[6], 5000)
-    waiters = redis.call('ZCARD', KEYS[6])
-  end
-  return {'refused', tostring(wait), tostring(rate), tostring(waiters)}
-end
-redis.call('SET', KEYS[2], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
-if string.find(flags, 'l', 1, true) then redis.call('ZREM', KEYS[6], ARGV[4]) end
-if wait < 0 then wait = 0 end
-if wait > tonumber(ARGV[14]) then unclaim() end
-return {'admitted', tostring(wait), tostring(rate)}
-"""
+#: ``begin``'s script (its keys and arguments are named in the file).
+BEGIN_SCRIPT = store.LuaScript(__file__, "attempt_begin.lua")
+
+
+class BeginOutcome(StrEnum):
+    """What ``begin`` found (``Begin`` says what comes with each)."""
+
+    GO = "go"
+    ADMITTED = "admitted"
+    SENT = "sent"
+    BUSY = "busy"
+    LANE_HELD = "lane_held"
+    QUOTA_HELD = "quota_held"
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True)
@@ -131,7 +75,7 @@ class Begin:
       refused in the last seconds).
     """
 
-    outcome: str
+    outcome: BeginOutcome
     wait: float = 0.0
     rate: float = 0.0
     waiters: int = 0
@@ -148,11 +92,11 @@ def lane_hold_key(lane: str) -> str:
 
 @dataclass(frozen=True)
 class _Fixed:
-    """What ``_BEGIN`` takes for a lane that depends on settings alone: its keys after the
-    send log's (2-11) and its fixed arguments, made once while the settings are held."""
+    """What ``begin``'s script takes for a lane that depends on settings alone: every key but
+    the send log's and the fixed arguments, made once while the settings are held."""
 
     lane: Lane
-    keys: list[str]
+    keys: dict[str, str]
     claim_ms: int
     published_prefix: str
     running_for: float
@@ -166,12 +110,16 @@ class _Fixed:
     @classmethod
     def of(cls, lane: Lane) -> _Fixed:
         names = outbox.key_names()
+        rate_tat, slow_down, quota_hold = ratelimit.Limiter.keys()
         top_horizon = float(conf.SEACUCUMBER_RATE_HORIZON)
         return cls(
             lane=lane,
-            keys=[*ratelimit.Limiter.keys(), store.key("lane", lane.name, "share"),
-                  store.key("lane", lane.name, "waiters"), lane_hold_key(lane.name),
-                  names["task"], names["queue"], names["queued"], names["running"]],
+            keys={"rate_tat": rate_tat, "slow_down": slow_down, "quota_hold": quota_hold,
+                  "lane_share": store.key("lane", lane.name, "share"),
+                  "lane_waiters": store.key("lane", lane.name, "waiters"),
+                  "lane_hold": lane_hold_key(lane.name), "outbox_task": names["task"],
+                  "outbox_queue": names["queue"], "outbox_queued": names["queued"],
+                  "outbox_running": names["running"]},
             claim_ms=int(sendlog.claim_seconds() * 1000),
             published_prefix=outbox.published_prefix(),
             running_for=outbox.attempt_seconds() + outbox.grace(),
@@ -191,27 +139,38 @@ def _run(flags: str, message_id: str, attempt: str, lane: Lane, cost: int, rate:
         fixed = _Fixed.of(lane)
     if "r" in flags and lane.rank > 0:
         flags += "l"
-    args = [flags, f"claim:{attempt}", fixed.claim_ms, task_id or attempt,
-            fixed.published_prefix, time.time() + fixed.running_for, repr(float(rate)),
-            fixed.burst if burst is None else repr(float(burst)), int(cost),
-            fixed.horizon if horizon is None else repr(float(horizon)), fixed.recovery,
-            fixed.min_share, fixed.top_horizon, fixed.max_wait]
-    answer = store.run_script(_BEGIN, [sendlog.key(message_id), *fixed.keys], args,
+    args = {"flags": flags, "claim_token": f"claim:{attempt}", "claim_ms": fixed.claim_ms,
+            "attempt_id": task_id or attempt, "published_prefix": fixed.published_prefix,
+            "running_deadline": time.time() + fixed.running_for, "rate": repr(float(rate)),
+            "burst": fixed.burst if burst is None else repr(float(burst)), "cost": int(cost),
+            "horizon": fixed.horizon if horizon is None else repr(float(horizon)),
+            "recovery": fixed.recovery, "min_share": fixed.min_share,
+            "top_horizon": fixed.top_horizon, "max_wait": fixed.max_wait}
+    answer = BEGIN_SCRIPT.run({"send_log": sendlog.key(message_id), **fixed.keys}, args,
                               client=store.task_client())
-    outcome = answer[0].decode() if isinstance(answer[0], bytes) else str(answer[0])
-    values = [v.decode() if isinstance(v, bytes) else str(v) for v in answer[1:]]
-    if outcome == "sent":
-        return Begin("sent", sent_id=values[0])
-    if outcome == "lane_held":
-        return Begin("lane_held", hold=values[0])
-    claimed = "c" in flags and outcome in ("go", "admitted")
+    return _read_begin(answer, "c" in flags, float(fixed.max_wait))
+
+
+def _read_begin(answer: list[Any], claiming: bool, max_wait: float) -> Begin:
+    """``begin``'s script's answer as a ``Begin``."""
+    outcome = BeginOutcome(_text(answer[0]))
+    values = [_text(v) for v in answer[1:]]
+    if outcome is BeginOutcome.SENT:
+        return Begin(outcome, sent_id=values[0])
+    if outcome is BeginOutcome.LANE_HELD:
+        return Begin(outcome, hold=values[0])
+    claimed = claiming and outcome in (BeginOutcome.GO, BeginOutcome.ADMITTED)
     numbers = [float(v) for v in values]
     wait, rate_in_force = (numbers + [0.0, 0.0])[:2]
-    if outcome == "admitted" and wait > float(fixed.max_wait):
+    if outcome is BeginOutcome.ADMITTED and wait > max_wait:
         claimed = False  # the script gave the claim back: the re-run claims again
     waiters = int(numbers[2]) if len(numbers) > 2 else 0
     return Begin(outcome, wait=max(0.0, wait), rate=rate_in_force, waiters=waiters,
                  claimed=claimed)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def begin(message_id: str, attempt: str, lane: Lane, cost: int, reserve: bool,
@@ -223,7 +182,7 @@ def begin(message_id: str, attempt: str, lane: Lane, cost: int, reserve: bool,
     if store.redis_url() is None:
         if reserve:
             ratelimit.limiter()  # says, once, that the rate is not shared
-        return Begin("go", claimed=False)
+        return Begin(BeginOutcome.GO, claimed=False)
     reserve = reserve and ratelimit.limiter() is not None
     flags = "c" + ("o" if task_id and outbox.enabled() else "") + ("r" if reserve else "")
     rate = quota.base_rate() if reserve else 1.0
@@ -240,9 +199,9 @@ def claim(message_id: str, attempt: str) -> sendlog.Claim:
         found = _run("c", message_id, attempt, conf_lane(), 1, 1.0)
     except redis.RedisError as exc:
         raise SendLogUnavailable(str(exc)) from exc
-    if found.outcome == "sent":
+    if found.outcome is BeginOutcome.SENT:
         return sendlog.Claim(message_id, sent_id=found.sent_id)
-    if found.outcome == "busy":
+    if found.outcome is BeginOutcome.BUSY:
         return sendlog.Claim(message_id, busy_for=max(0.1, found.wait))
     return sendlog.Claim(message_id, token=token)
 
@@ -258,32 +217,27 @@ def reserve(cost: int, rate: float, lane: Lane | None = None, horizon: float | N
     """Book ``cost`` tokens at ``rate`` for ``lane`` (None: the first) without a claim:
     ``begin``'s rate step alone (tests, benchmarks)."""
     found = _run("r", "-", attempt, lane or conf_lane(), cost, rate, horizon, burst)
-    return ratelimit.Decision(admitted=found.outcome == "admitted",
-                              held=found.outcome == "quota_held", wait=found.wait,
+    return ratelimit.Decision(admitted=found.outcome is BeginOutcome.ADMITTED,
+                              held=found.outcome is BeginOutcome.QUOTA_HELD, wait=found.wait,
                               rate=found.rate, waiters=found.waiters)
 
 
-#: KEYS: 1 send-log key, 2 metrics counters, 3-6 outbox task, queue, queued, running, then
-#: the reputation guard's pairs (``reputation.COUNT_LUA``). ARGV: 1 "o" to drop the outbox
-#: record (else "-"), 2 the sent mark, 3 seconds it is kept, 4 the counter's field,
-#: 5 outbox published prefix, 6 task id, then from 7 the guard's (field, amount, keep,
-#: names).
-_SETTLE = outbox.DROP_RECORD_LUA + reputation.COUNT_LUA + """
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
-if ARGV[1] == 'o' then drop_record(3, ARGV[5], ARGV[6]) end
-count_reputation(7, 7)
-return 1
-"""
+#: ``settle``'s script (its keys and arguments are named in the file), with the outbox's and
+#: the reputation guard's Lua functions it calls.
+SETTLE_SCRIPT = store.LuaScript(__file__, "attempt_settle.lua",
+                                (outbox.DROP_RECORD_LUA, reputation.COUNT_LUA))
 
 
-def _settle_fixed(lane: str) -> tuple[bool, list[str], int, str, str]:
-    """What ``_SETTLE`` takes for a lane that depends on settings alone: whether the outbox
+def _settle_fixed(lane: str) -> tuple[bool, dict[str, str], int, str, str]:
+    """What ``settle``'s script takes for a lane that depends on settings alone: whether the outbox
     is on, the counters' and outbox keys, the sent mark's seconds, the counter's field, the
     outbox published prefix (made once while the settings are held)."""
     from . import metrics  # metrics reads usage, which reads this package's modules
 
-    return (outbox.enabled(), [metrics.counters_key(), *outbox.record_keys()],
+    task, queue, queued, running = outbox.record_keys()
+    return (outbox.enabled(), {"counters": metrics.counters_key(), "outbox_task": task,
+                               "outbox_queue": queue, "outbox_queued": queued,
+                               "outbox_running": running},
             sendlog.keep_seconds(), metrics.counter_field("sends", "sent", lane),
             outbox.published_prefix())
 
@@ -302,11 +256,12 @@ def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
     guard_keys, guard_args = reputation.counted(
         "sent", lane, outbound.options.get("configuration_set"), len(outbound.recipients),
         time.time())
-    keys = [sendlog.key(message_id), *fixed_keys, *guard_keys]
-    args = ["o" if drop and task_id else "-", sendlog.sent_mark(ses_message_id),
-            keep, counter, prefix, task_id or "", *guard_args]
+    keys = {"send_log": sendlog.key(message_id), **fixed_keys}
+    args = {"drop_outbox": "o" if drop and task_id else "-",
+            "sent_mark": sendlog.sent_mark(ses_message_id), "keep_seconds": keep,
+            "counter_field": counter, "published_prefix": prefix, "task_id": task_id or ""}
     try:
-        store.run_script(_SETTLE, keys, args, client=store.task_client())
+        SETTLE_SCRIPT.run(keys, args, guard_keys, guard_args, client=store.task_client())
     except redis.RedisError as exc:
         logger.warning("message %s sent as SES %s, but its shared records were not updated: %s",
                        message_id, ses_message_id, exc)

@@ -133,21 +133,14 @@ def settled(task_id: str | None) -> None:
 # The scripts' keys: KEYS[1] task, KEYS[2] queue, KEYS[3] queued, KEYS[4] running;
 # ARGV[1] the published:<queue> prefix (the queue is read from the record), ARGV[2] the id.
 
-#: Drop one record (a Lua fragment: ``_SETTLED`` and ``attempt.settle``'s script use it):
-#: KEYS[k] .. KEYS[k + 3] are task, queue, queued, running; ``prefix`` is published:<queue>'s.
-DROP_RECORD_LUA = """
-local function drop_record(k, prefix, id)
-  local queue = redis.call('HGET', KEYS[k + 1], id)
-  if queue then redis.call('ZREM', prefix .. queue, id) end
-  redis.call('HDEL', KEYS[k], id)
-  redis.call('HDEL', KEYS[k + 1], id)
-  redis.call('ZREM', KEYS[k + 2], id)
-  redis.call('ZREM', KEYS[k + 3], id)
-end
-"""
+#: A Lua fragment (``drop_record``: one outbox record dropped) other scripts include;
+#: ``outbox_drop_record.lua`` says which keys and arguments it reads.
+DROP_RECORD_LUA = store.lua_fragment(__file__, "outbox_drop_record.lua")
 
 _SETTLED = DROP_RECORD_LUA + """
-for i = 2, #ARGV do drop_record(1, ARGV[1], ARGV[i]) end
+for i = 2, #ARGV do
+  drop_record(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[i])
+end
 return 1
 """
 

@@ -8,6 +8,8 @@ and fall back (see each feature's docstring).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -119,3 +121,71 @@ def run_script(script: str, keys: list[str], args: list[Any], timeout: float = 1
     if found is None:
         found = _scripts[script] = client.register_script(script)
     return found(keys=keys, args=args, client=client)
+
+
+class LuaScript:
+    """A Lua script kept in a ``.lua`` file beside the module that runs it, read once.
+
+    The file names its keys and arguments in its first lines, the one place they are listed:
+    ``-- KEYS: send_log rate_tat ...`` and ``-- ARGV: flags claim_token ...``. The script body
+    reads them as ``K.send_log`` and ``A.flags`` (tables made from ``KEYS`` and ``ARGV``), and
+    callers pass them by name, so no position is written twice. Keys and arguments past the
+    named ones (a variable tail, as the reputation guard's pairs) stay ``KEYS[n]``/``ARGV[n]``.
+    The first of those is ``FIRST_EXTRA_KEY`` (``FIRST_EXTRA_ARG``) in the script.
+    ``fragments`` are Lua functions other modules keep in their own files, put before the body.
+    """
+
+    def __init__(self, module_file: str, name: str, fragments: Sequence[str] = ()) -> None:
+        text = Path(module_file).with_name(name).read_text(encoding="utf-8")
+        self.name = name
+        self.keys = _declared(text, "KEYS", name)
+        self.args = _declared(text, "ARGV", name)
+        tables = [_lua_table("K", "KEYS", self.keys), _lua_table("A", "ARGV", self.args),
+                  f"local FIRST_EXTRA_KEY, FIRST_EXTRA_ARG = {len(self.keys) + 1}, "
+                  f"{len(self.args) + 1}"]
+        self.source = "\n".join([*fragments, *tables, text])
+
+    def key_list(self, keys: Mapping[str, str]) -> list[str]:
+        """``keys`` in the script's order; ``ValueError`` naming any missing or unknown."""
+        return _ordered(self.name, "KEYS", self.keys, keys)
+
+    def arg_list(self, args: Mapping[str, Any]) -> list[Any]:
+        """``args`` in the script's order; ``ValueError`` naming any missing or unknown."""
+        return _ordered(self.name, "ARGV", self.args, args)
+
+    def run(self, keys: Mapping[str, str], args: Mapping[str, Any],
+            extra_keys: Sequence[str] = (), extra_args: Sequence[Any] = (),
+            client: redis.Redis | None = None, timeout: float = 10.0) -> Any:
+        """Run the script with its named ``keys`` and ``args`` (then any ``extra_keys`` and
+        ``extra_args``), as ``run_script`` does: by its SHA, sent once."""
+        return run_script(self.source, [*self.key_list(keys), *extra_keys],
+                          [*self.arg_list(args), *extra_args], timeout, client)
+
+
+def lua_fragment(module_file: str, name: str) -> str:
+    """The text of a Lua fragment (functions other scripts include) beside ``module_file``."""
+    return Path(module_file).with_name(name).read_text(encoding="utf-8")
+
+
+def _declared(text: str, what: str, name: str) -> tuple[str, ...]:
+    for line in text.splitlines():
+        if line.startswith(f"-- {what}:"):
+            return tuple(line.split(":", 1)[1].split())
+    raise ValueError(f"{name} does not declare its {what} (a '-- {what}: ...' line)")
+
+
+def _lua_table(table: str, source: str, names: Sequence[str]) -> str:
+    fields = ", ".join(f"{field} = {source}[{n}]" for n, field in enumerate(names, 1))
+    return f"local {table} = {{{fields}}}"
+
+
+def _ordered(script: str, what: str, names: Sequence[str], given: Mapping[str, Any]
+             ) -> list[Any]:
+    try:
+        found = [given[field] for field in names]
+    except KeyError as exc:
+        raise ValueError(f"{script}: {what} {exc.args[0]!r} not given") from None
+    if len(given) != len(names):
+        unknown = sorted(set(given) - set(names))
+        raise ValueError(f"{script}: {what} it does not take: {', '.join(unknown)}")
+    return found

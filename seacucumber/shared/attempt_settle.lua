@@ -1,0 +1,13 @@
+-- attempt.settle: one send's second and last round trip, after SES accepted it.
+-- KEYS: send_log counters outbox_task outbox_queue outbox_queued outbox_running
+-- ARGV: drop_outbox sent_mark keep_seconds counter_field published_prefix task_id
+-- Then the reputation guard's keys (pairs) and arguments (reputation_count.lua).
+-- drop_outbox: 'o' to drop the task's outbox record, else '-'.
+redis.call('SET', K.send_log, A.sent_mark, 'EX', A.keep_seconds)
+redis.call('HINCRBY', K.counters, A.counter_field, 1)
+if A.drop_outbox == 'o' then
+  drop_record(K.outbox_task, K.outbox_queue, K.outbox_queued, K.outbox_running,
+              A.published_prefix, A.task_id)
+end
+count_reputation(FIRST_EXTRA_KEY, FIRST_EXTRA_ARG)
+return 1
