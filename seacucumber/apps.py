@@ -9,12 +9,11 @@ class SeaCucumberConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, dkim, status  # noqa: F401 - checks: registers the system checks
+        from . import checks, dkim  # noqa: F401 - checks: registers the system checks
         from .dashboard import timeline
         from .shared import metrics, statistics  # noqa: F401 - statistics: its beat task
 
         dkim.check_settings()  # a bad DKIM key stops start-up, not every message
-        status.connect()
         metrics.connect()
         timeline.connect()
         if apps.is_installed("django.contrib.admin"):

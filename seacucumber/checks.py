@@ -31,9 +31,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from .conf import conf, lanes
-from .events import allowlist, inbound, s3
+from .events import inbound, s3
 from .exceptions import ClaimCheckError, InvalidMessage
 from .payload import OPTION_NAMES, MailerOptions, bare_address, base_url_problem
+from .send import allowlist
 from .shared import claimcheck, doctor, quota, reputation, store
 
 BROKER_TIMEOUTS = ("socket_connect_timeout", "socket_timeout")

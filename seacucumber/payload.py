@@ -276,6 +276,11 @@ def _line_break(value: str) -> str | None:
     return f"U+{ord(min(found)):04X}" if found else None
 
 
+def normalize_address(address: str) -> str:
+    """How the suppression lists store and compare addresses: stripped, lowercased."""
+    return address.strip().lower()
+
+
 def bare_address(address: Any, role: str) -> str:
     """The ``local@domain`` part of ``address`` (a string or a lazy string), as SES's envelope
     takes it, IDN domains in punycode. ``InvalidMessage`` naming ``role`` when SES could not

@@ -1,5 +1,7 @@
-"""Signals Sea Cucumber sends. Receivers run in the process that sends them (the worker for
-send outcomes)."""
+"""Signals Sea Cucumber sends, for users: the package keeps its own records without them.
+Receivers run in the process that sends them (the worker for send outcomes). A receiver of a
+send signal that raises is logged and changes nothing (``send.outcome``); one of an SES event
+signal or ``inbound_received`` rolls its transaction back, so the event comes again."""
 
 from django.dispatch import Signal
 

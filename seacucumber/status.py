@@ -1,6 +1,6 @@
 """Per-send status records (``SEACUCUMBER_TRACK_STATUS``): written ``queued`` by the backend,
-``sent``/``failed``/``suppressed`` by the worker (receivers of its signals), and moved on by SES
-events. Look one up with::
+``sent``/``failed``/``suppressed`` by the worker (``send.outcome`` calls ``record_*``, before
+any user signal), and moved on by SES events. Look one up with::
 
     from seacucumber import status
     status.get(message_id="...")  # or status.get(ses_message_id="...")
@@ -14,8 +14,9 @@ never fail a send: a database error there is logged.
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.core.mail import EmailMessage
@@ -122,41 +123,39 @@ def _settle(status: str, message_id: str, sender: str | None, recipients: list[s
     advance(status, {"message_id": message_id}, **fields)
 
 
-def _guarded(receiver: Any) -> Any:
-    """Run a worker-side receiver only with tracking on, and never let it fail the task."""
-    def run(sender: Any, **kwargs: Any) -> None:
+def _guarded(record: Callable[..., None]) -> Callable[..., None]:
+    """Write a worker-side record only with tracking on, and never let it fail the task."""
+    @functools.wraps(record)
+    def run(**kwargs: Any) -> None:
         if not enabled():
             return
         try:
-            receiver(**kwargs)
+            record(**kwargs)
         except DatabaseError:
             logger.exception("status of message %s not recorded", kwargs.get("message_id"))
-    run.__name__ = receiver.__name__
-    run.__doc__ = receiver.__doc__
     return run
 
 
 @_guarded
-def on_sent(*, message_id: str, ses_message_id: str, sender_address: str,
-            recipients: list[str], **_: Any) -> None:
-    """``message_sent`` receiver: the record becomes ``sent`` with SES's MessageId."""
+def record_sent(*, message_id: str, ses_message_id: str, sender_address: str,
+                recipients: list[str]) -> None:
+    """The record becomes ``sent`` with SES's MessageId."""
     _settle("sent", message_id, sender_address, recipients,
             ses_message_id=ses_message_id, sent_at=timezone.now())
 
 
 @_guarded
-def on_failed(*, message_id: str, code: str, reason: str, sender_address: str | None = None,
-              recipients: list[str] | None = None, **_: Any) -> None:
-    """``message_failed`` receiver: the record becomes ``failed`` with the reason."""
+def record_failed(*, message_id: str, code: str, reason: str, sender_address: str | None = None,
+                  recipients: list[str] | None = None) -> None:
+    """The record becomes ``failed`` with the reason."""
     _settle("failed", message_id, sender_address, recipients,
             last_error=f"{code}: {reason}"[:2000])
 
 
 @_guarded
-def on_suppressed(*, message_id: str, sender_address: str, suppressed: list[str],
-                  recipients: list[str], **_: Any) -> None:
-    """``message_suppressed`` receiver: note the dropped recipients; a send left with none
-    becomes ``suppressed``."""
+def record_suppressed(*, message_id: str, sender_address: str, suppressed: list[str],
+                      recipients: list[str]) -> None:
+    """Note the dropped recipients; a send left with none becomes ``suppressed``."""
     from .models import MessageStatus
 
     note = "\n".join(suppressed)
@@ -177,13 +176,3 @@ def cleanup(days: float) -> int:
     SendEvent.objects.filter(at__lt=cutoff).delete()
     statuses, _ = MessageStatus.objects.filter(queued_at__lt=cutoff).delete()
     return statuses
-
-
-def connect() -> None:
-    """Connect the worker-side receivers (called from the app's ``ready``)."""
-    from . import signals
-
-    signals.message_sent.connect(on_sent, dispatch_uid="seacucumber.status.sent")
-    signals.message_failed.connect(on_failed, dispatch_uid="seacucumber.status.failed")
-    signals.message_suppressed.connect(on_suppressed,
-                                       dispatch_uid="seacucumber.status.suppressed")

@@ -6,8 +6,8 @@ message id; ``routed_queue`` names the queue Celery's routing gives them.
 
 The task: one ``OutboundSend`` payload in, one SES send out. Back before its due time (a long
 wait taken in hops, ``SendTask.retry``): re-queue, nothing else -> read the JSON payload ->
-drop (or redirect) recipients not on the staging allowlist (``events.allowlist``) -> drop
-suppressed recipients (``events.suppression``) -> begin the attempt
+screen: drop (or redirect) recipients not on the staging allowlist, drop suppressed
+recipients (``send.screen``) -> begin the attempt
 (``shared.attempt.begin``, one Redis round trip: the outbox record running, the send claimed
 in the send log, returning at once if SES has it already, the lane's hold checked (the
 reputation guard's, ``shared.reputation``), the recipients booked in the account's shared
@@ -55,14 +55,10 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu.exceptions import KombuError
 from kombu.utils.json import dumps as json_dumps
 
-from . import dkim, retry, signals
+from . import dkim, retry
 from .conf import Lane, conf
 from .conf import lane as conf_lane
-from .events import (
-    allowlist,
-    inbound_task,  # noqa: F401 - a worker gets the inbound task by this import
-    suppression,
-)
+from .events import inbound_task  # noqa: F401 - a worker gets the inbound task by this import
 from .exceptions import (
     ClaimCheckFailed,
     EnqueueError,
@@ -72,6 +68,8 @@ from .exceptions import (
     TransientSendError,
 )
 from .payload import MESSAGE_ID, OutboundSend
+from .send import outcome
+from .send.screen import screen
 from .ses import clients as ses_clients
 from .ses.errors import Outcome, classify
 from .ses.send import send
@@ -96,19 +94,6 @@ logger = logging.getLogger(__name__)
 TASK_NAME = SEND_TASK
 
 
-def fail(outbound: OutboundSend | None, message_id: str, code: str, reason: str) -> None:
-    """Record a message as failed for good: log it and send ``message_failed``."""
-    logger.error("message %s failed: %s: %s", message_id, code, reason)
-    signals.message_failed.send(
-        sender=OutboundSend,
-        message_id=message_id,
-        code=code,
-        reason=reason,
-        sender_address=outbound.sender if outbound else None,
-        recipients=list(outbound.recipients) if outbound else None,
-    )
-
-
 def _past_lifetime(outbound: OutboundSend, delay: float, code: str, reason: str,
                    extra: float = 0.0) -> PermanentSendError | None:
     """When a retry ``delay`` seconds from now would fall past the message's lifetime (plus
@@ -117,7 +102,7 @@ def _past_lifetime(outbound: OutboundSend, delay: float, code: str, reason: str,
     if not retry.outlives(outbound.created, delay, extra):
         return None
     reason = f"still failing at the end of its lifetime: {reason}"
-    fail(outbound, outbound.message_id, code, reason)
+    outcome.failed(outbound, outbound.message_id, code, reason)
     return PermanentSendError(code, reason)
 
 
@@ -229,7 +214,7 @@ class SendTask(Task):
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any,
                    einfo: Any) -> None:
-        outbox.settled(task_id)  # failed for good (fail() said why; a bug: Celery's log)
+        outbox.settled(task_id)  # failed for good (outcome.failed said why; a bug: Celery's log)
         claimcheck.release(args[0] if args else None)
 
 
@@ -403,7 +388,7 @@ def _refuse(task: Any, payload: Any, reason: str) -> NoReturn:
     found = payload.get("id") if isinstance(payload, dict) else None
     if not isinstance(found, str) or not MESSAGE_ID.fullmatch(found):
         found = task.request.id if isinstance(task.request.id, str) else None
-    fail(None, found or "?", "MalformedPayload", reason)
+    outcome.failed(None, found or "?", "MalformedPayload", reason)
     raise MalformedPayload(reason)
 
 
@@ -416,15 +401,13 @@ def _send(self: Any, payload: Any, reserved_at: float | None, failures: int, hel
     except MalformedPayload as exc:
         _refuse(self, payload, str(exc))
     if (problem := ses_clients.untrusted_options(outbound.options)) is not None:
-        fail(outbound, outbound.message_id, "UntrustedClientOptions", problem)
+        outcome.failed(outbound, outbound.message_id, "UntrustedClientOptions", problem)
         raise PermanentSendError("UntrustedClientOptions", problem)
-    try:  # staging: recipients not on SEACUCUMBER_RECIPIENT_ALLOWLIST never reach SES
-        screened = allowlist.screen(outbound)
+    try:  # staging allowlist, suppression lists: dropped recipients never reach SES
+        screened = screen(outbound)
     except ImproperlyConfigured as exc:  # fail closed: a typo in the setting mails no one
-        fail(outbound, outbound.message_id, "RecipientAllowlistInvalid", str(exc))
+        outcome.failed(outbound, outbound.message_id, "RecipientAllowlistInvalid", str(exc))
         raise PermanentSendError("RecipientAllowlistInvalid", str(exc)) from None
-    if screened is not None:
-        screened = suppression.screen(screened)  # drops suppressed recipients (one query)
     if screened is None:  # no recipient left: not sent, message_suppressed said so
         return None
     outbound = screened
@@ -438,7 +421,7 @@ def _send(self: Any, payload: Any, reserved_at: float | None, failures: int, hel
         outbound = claimcheck.fetch(outbound)
     except ClaimCheckFailed as exc:
         claim.release()
-        fail(outbound, outbound.message_id, exc.code, exc.reason)
+        outcome.failed(outbound, outbound.message_id, exc.code, exc.reason)
         raise PermanentSendError(exc.code, exc.reason) from None
     except claimcheck.STORE_ERRORS as exc:
         claim.release()
@@ -447,7 +430,7 @@ def _send(self: Any, payload: Any, reserved_at: float | None, failures: int, hel
         raw = dkim.sign(outbound.raw)
     except SigningError as exc:
         claim.release()
-        fail(outbound, outbound.message_id, "DKIMSigningError", str(exc))
+        outcome.failed(outbound, outbound.message_id, "DKIMSigningError", str(exc))
         raise PermanentSendError("DKIMSigningError", str(exc)) from None
     try:
         ses_message_id = send(outbound, raw=raw)
@@ -455,7 +438,7 @@ def _send(self: Any, payload: Any, reserved_at: float | None, failures: int, hel
         claim.release()  # nothing sent (or, for maybe_sent errors, the documented window)
         classified = classify(exc)
         if classified.outcome is Outcome.PERMANENT:
-            fail(outbound, outbound.message_id, classified.code, classified.message)
+            outcome.failed(outbound, outbound.message_id, classified.code, classified.message)
             raise PermanentSendError(classified.code, classified.message) from None
         if classified.outcome is Outcome.THROTTLED:
             ratelimit.throttled()
@@ -492,13 +475,7 @@ def _send(self: Any, payload: Any, reserved_at: float | None, failures: int, hel
     self.request.seacucumber_settled = True  # on_success: nothing left to settle
     logger.info("message %s sent to %d recipient(s) as SES %s",
                 outbound.message_id, len(outbound.recipients), ses_message_id)
-    signals.message_sent.send(
-        sender=OutboundSend,
-        message_id=outbound.message_id,
-        ses_message_id=ses_message_id,
-        sender_address=outbound.sender,
-        recipients=list(outbound.recipients),
-    )
+    outcome.sent(outbound, ses_message_id)
     return ses_message_id
 
 

@@ -13,10 +13,10 @@ from django.core.checks import run_checks
 from django.core.mail import EmailMessage
 
 from seacucumber import signals
-from seacucumber.events import allowlist
 from seacucumber.exceptions import PermanentSendError
 from seacucumber.models import MessageStatus
 from seacucumber.payload import build_sends
+from seacucumber.send import allowlist, screen
 from seacucumber.shared import metrics
 from tests.conftest import SENDER, Pipeline, point_app_at
 
@@ -40,7 +40,7 @@ def test_entries_match_addresses_domains_and_patterns(settings, address, allowed
 def test_idn_domains_compare_in_punycode(settings):
     settings.SEACUCUMBER_RECIPIENT_ALLOWLIST = ["bücher.example"]
     outbound = build_sends(EmailMessage("Hi", "B", SENDER, ["a@bücher.example", "b@x.org"]))[0]
-    assert allowlist.screen(outbound).recipients == ("a@xn--bcher-kva.example",)
+    assert screen.by_allowlist(outbound).recipients == ("a@xn--bcher-kva.example",)
 
 
 def by_id(messages):
@@ -94,9 +94,9 @@ def test_a_malformed_setting_in_the_worker_fails_closed(settings, eager, ses_emu
 
 def test_unset_allowlist_changes_nothing(settings):
     outbound = build_sends(EmailMessage("Hi", "B", SENDER, ["anyone@gmail.com"]))[0]
-    assert allowlist.screen(outbound) is outbound
+    assert screen.by_allowlist(outbound) is outbound
     settings.SEACUCUMBER_RECIPIENT_ALLOWLIST = ["@gmail.com"]
-    assert allowlist.screen(replace(outbound)) == outbound
+    assert screen.by_allowlist(replace(outbound)) == outbound
 
 
 # --- real workers against the emulator ------------------------------------------------------

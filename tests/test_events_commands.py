@@ -10,9 +10,8 @@ from django.core.checks import run_checks
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from seacucumber import signals, status
+from seacucumber import status
 from seacucumber.models import MessageStatus, SeenNotification, SuppressedAddress
-from seacucumber.payload import OutboundSend
 
 pytestmark = pytest.mark.django_db
 
@@ -95,14 +94,14 @@ def test_admin_lists_filters_and_searches(admin_client):
 def test_worker_status_writes_follow_rank_and_never_raise(settings, monkeypatch):
     settings.SEACUCUMBER_TRACK_STATUS = True
     record("m1")
-    signals.message_sent.send(sender=OutboundSend, message_id="m1", ses_message_id="s1",
-                              sender_address="sender@example.com", recipients=["a@example.com"])
-    signals.message_failed.send(sender=OutboundSend, message_id="m1", code="X", reason="late",
-                                sender_address=None, recipients=None)
+    status.record_sent(message_id="m1", ses_message_id="s1",
+                       sender_address="sender@example.com", recipients=["a@example.com"])
+    status.record_failed(message_id="m1", code="X", reason="late",
+                         sender_address=None, recipients=None)
     assert status.get(message_id="m1").status == "sent"  # failed does not undo sent
     # A send the worker reports before the backend's record exists gets a record of its own.
-    signals.message_sent.send(sender=OutboundSend, message_id="m2", ses_message_id="s2",
-                              sender_address="sender@example.com", recipients=["b@example.com"])
+    status.record_sent(message_id="m2", ses_message_id="s2",
+                       sender_address="sender@example.com", recipients=["b@example.com"])
     got = status.get(ses_message_id="s2")
     assert (got.message_id, got.status, got.recipients) == ("m2", "sent", "b@example.com")
 
@@ -112,8 +111,8 @@ def test_worker_status_writes_follow_rank_and_never_raise(settings, monkeypatch)
         raise DatabaseError("database is down")
 
     monkeypatch.setattr(status, "advance", broken)
-    signals.message_sent.send(sender=OutboundSend, message_id="m3", ses_message_id="s3",
-                              sender_address="sender@example.com", recipients=["c@example.com"])
+    status.record_sent(message_id="m3", ses_message_id="s3",
+                       sender_address="sender@example.com", recipients=["c@example.com"])
     assert status.get(message_id="m3") is None
 
 

@@ -301,8 +301,8 @@ def test_event_before_the_worker_stored_the_ses_id_is_retried_until_it_is(
     assert (first.status_code, first.content) == (503, b"not yet\n")
     assert not SeenNotification.objects.exists()  # so SNS's retry is not a "duplicate"
     assert received == []
-    status.on_sent(None, message_id="ours-2", ses_message_id="ses-2",
-                   sender_address="sender@example.com", recipients=["to@example.com"])
+    status.record_sent(message_id="ours-2", ses_message_id="ses-2",
+                       sender_address="sender@example.com", recipients=["to@example.com"])
     again = webhook(json.dumps(message))  # SNS's retry
     assert (again.status_code, again.content) == (200, b"applied\n")
     assert status.get(message_id="ours-2").status == "delivered"

@@ -31,6 +31,7 @@ from seacucumber.payload import (
     read_unsubscribe_token,
     unsubscribe_token,
 )
+from seacucumber.send import screen
 from tests.conftest import SENDER
 
 BASE = "https://mail.example.com/ses/"
@@ -398,12 +399,12 @@ def test_screen_drops_a_topic_leaver_only_from_that_topic(settings, django_asser
     settings.SEACUCUMBER_SUPPRESSION_LIST = False
     suppression.unsubscribe("Left@example.com", "newsletter", "one-click")
     with django_assert_num_queries(1):
-        assert suppression.screen(outbound(["left@example.com"], "newsletter")) is None
+        assert screen.by_suppression_lists(outbound(["left@example.com"], "newsletter")) is None
     with django_assert_num_queries(1):
-        kept = suppression.screen(outbound(["LEFT@example.com"], "offers"))
+        kept = screen.by_suppression_lists(outbound(["LEFT@example.com"], "offers"))
     assert kept is not None and kept.recipients == ("LEFT@example.com",)
     with django_assert_num_queries(0):  # no topic, list off: nothing to look up
-        assert suppression.screen(outbound(["left@example.com"])) is not None
+        assert screen.by_suppression_lists(outbound(["left@example.com"])) is not None
 
 
 @pytest.mark.django_db
@@ -419,10 +420,11 @@ def test_screen_checks_both_lists_in_one_query(settings, django_assert_num_queri
     signals.message_suppressed.connect(receiver)
     try:
         with django_assert_num_queries(1):
-            assert suppression.screen(outbound(
+            assert screen.by_suppression_lists(outbound(
                 ["bounced@example.com", "left@example.com"], "newsletter")) is None
         with django_assert_num_queries(1):
-            kept = suppression.screen(outbound(["bounced@example.com", "left@example.com"]))
+            kept = screen.by_suppression_lists(
+                outbound(["bounced@example.com", "left@example.com"]))
     finally:
         signals.message_suppressed.disconnect(receiver)
     assert kept is not None and kept.recipients == ("left@example.com",)

@@ -4,79 +4,18 @@ one topic (``unsubscribe_topic``), dropped from that topic's sends only.
 The first is filled by permanent bounces and complaints (``SEACUCUMBER_SUPPRESS_ON_BOUNCE`` /
 ``SEACUCUMBER_SUPPRESS_ON_COMPLAINT``), or by hand (``manage.py ses_suppression``, the admin);
 the second by one-click unsubscribe (``events.unsubscribe``) or by hand (``--topic``).
-The worker calls ``screen`` just before each SES call: one query for both lists; suppressed
-recipients leave the SES envelope (the MIME headers are untouched: SES delivers to the envelope
-only). A send left with no recipient is not sent, and ``message_suppressed`` says so.
+The worker screens each send by both lists (``send.screen``) just before its SES call.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterable
 
-from django.db import DatabaseError
-
 from .. import signals
-from ..conf import conf
-from ..payload import OutboundSend
+from ..payload import normalize_address as normalize
 
 logger = logging.getLogger(__name__)
-
-
-def active() -> bool:
-    """Whether the worker checks the list (SEACUCUMBER_SUPPRESSION_LIST, or either
-    SUPPRESS_ON_* setting when it is unset)."""
-    setting = conf.SEACUCUMBER_SUPPRESSION_LIST
-    if setting is None:
-        return bool(conf.SEACUCUMBER_SUPPRESS_ON_BOUNCE or conf.SEACUCUMBER_SUPPRESS_ON_COMPLAINT)
-    return bool(setting)
-
-
-def normalize(address: str) -> str:
-    """How addresses are stored and compared: stripped, lowercased."""
-    return address.strip().lower()
-
-
-def screen(outbound: OutboundSend) -> OutboundSend | None:
-    """``outbound`` without its suppressed recipients, or None when none is left.
-
-    A database error here is logged and the send goes to every recipient: failing open keeps
-    accepted mail from being lost over a list lookup.
-    """
-    topic = outbound.options.get("unsubscribe_topic")
-    every = active()
-    if not every and not topic:
-        return outbound
-    from ..models import SuppressedAddress, TopicSuppression  # not at import: tasks.py imports
-
-    wanted = [normalize(r) for r in outbound.recipients]
-    queries = []
-    if every:
-        queries.append(SuppressedAddress.objects.filter(address__in=wanted))
-    if topic:
-        queries.append(TopicSuppression.objects.filter(address__in=wanted, topic=topic))
-    # order_by(): sqlite takes no ORDER BY inside a UNION's parts
-    first, *rest = [q.order_by().values_list("address", flat=True) for q in queries]
-    try:  # one query: a UNION when both lists apply
-        found = set(first.union(*rest) if rest else first)
-    except DatabaseError:
-        logger.exception("suppression list not checked for message %s", outbound.message_id)
-        return outbound
-    if not found:
-        return outbound
-    dropped = [r for r in outbound.recipients if normalize(r) in found]
-    kept = tuple(r for r in outbound.recipients if normalize(r) not in found)
-    logger.info("message %s: %d suppressed recipient(s) dropped, %d left",
-                outbound.message_id, len(dropped), len(kept))
-    signals.message_suppressed.send(
-        sender=OutboundSend,
-        message_id=outbound.message_id,
-        sender_address=outbound.sender,
-        suppressed=dropped,
-        recipients=list(kept),
-    )
-    return dataclasses.replace(outbound, recipients=kept) if kept else None
 
 
 def add(addresses: Iterable[str], reason: str, detail: str = "") -> int:

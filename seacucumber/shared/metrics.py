@@ -10,12 +10,12 @@ text exposition format, its escaping and ``# HELP``/``# TYPE`` lines, so none of
 hand-written here. Without a shared-state Redis nothing is counted (there is nowhere to add
 up) and the endpoint serves the gauges it can read.
 
-Counters come from the signals (``message_failed``, ``message_suppressed``, SES events),
-connected by ``connect``; sent sends from the worker's settling round trip
-(``attempt.settle``, so counting costs a send no round trip of its own); throttles,
-retries and configuration errors, which have no signal, from one call each in
-``tasks.send_email``. A counter never
-fails a send: a Redis error is logged and the count is lost.
+Counters of failed and suppressed sends come from ``send.outcome``'s direct calls
+(``count_send_outcome``), SES events from the webhook's signals (``connect``); sent sends
+from the worker's settling round trip (``attempt.settle``, so counting costs a send no
+round trip of its own); throttles, retries and configuration errors, which have no signal,
+from one call each in ``tasks.send_email``. A counter never fails a send: a Redis error is
+logged and the count is lost.
 
 The ``lane`` label is the send's lane (``SEACUCUMBER_LANES``).
 """
@@ -101,17 +101,8 @@ def lane() -> str:
 
 
 def count_send_outcome(outcome: str) -> None:
+    """Count a send that ended ``outcome`` (``send.outcome`` calls it, before any signal)."""
     count("sends", outcome, lane())
-
-
-def _on_failed(sender: Any, **_: Any) -> None:
-    count_send_outcome("failed")
-
-
-def _on_suppressed(sender: Any, recipients: list[str] | None = None, reason: str = "",
-                   **_: Any) -> None:
-    if not recipients:  # the whole send was dropped (else it goes on to be sent)
-        count_send_outcome("not_allowed" if reason == "allowlist" else "suppressed")
 
 
 def _on_event(sender: Any, event_type: str = "unknown", **_: Any) -> None:
@@ -125,12 +116,7 @@ def _on_inbound(sender: Any, **_: Any) -> None:
 
 
 def connect() -> None:
-    """Count sends and SES events through the public signals (called from the app's
-    ``ready``)."""
-    # sent: counted by the worker in its settling round trip (attempt.settle), not here
-    signals.message_failed.connect(_on_failed, dispatch_uid="seacucumber.metrics.failed")
-    signals.message_suppressed.connect(_on_suppressed,
-                                       dispatch_uid="seacucumber.metrics.suppressed")
+    """Count SES events through the webhook's signals (called from the app's ``ready``)."""
     for name in dir(signals):
         if name.endswith("_received") and name not in ("subscription_received",
                                                        "inbound_received"):

@@ -7,7 +7,8 @@ that domain only, not its subdomains) or an ``fnmatch`` pattern (``*@example.com
 ``*.example.com``). Matching is case-insensitive; domains in IDN form are compared in punycode,
 as the payload holds them.
 
-The worker calls ``screen`` just before the suppression list, with no query and no Redis: a
+The worker screens each send by it (``send.screen``) before the suppression lists, with no
+query and no Redis: a
 recipient not allowed leaves the SES envelope (or, with ``SEACUCUMBER_RECIPIENT_REDIRECT``, is
 replaced by that one address; the MIME headers still show who it was meant for). It is logged
 (INFO, with the count) and told with ``message_suppressed`` (``reason="allowlist"``), so the
@@ -19,7 +20,6 @@ worker (failing closed: mail is never let through for a typo) and is a system ch
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
@@ -29,14 +29,12 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import DomainNameValidator
 
-from .. import signals
 from ..conf import conf
 from ..exceptions import InvalidMessage
-from ..payload import OutboundSend, bare_address
+from ..payload import bare_address
 
 logger = logging.getLogger(__name__)
 
-REASON = "allowlist"  #: ``message_suppressed``'s ``reason`` for recipients dropped here
 _PATTERN_CHARS = frozenset("*?[")
 _validate_domain = DomainNameValidator(accept_idna=False)
 
@@ -132,32 +130,3 @@ def check_settings() -> None:
     """Both settings parsed; ``ImproperlyConfigured`` naming the problem."""
     allowlist()
     redirect()
-
-
-def screen(outbound: OutboundSend) -> OutboundSend | None:
-    """``outbound`` with only allowed recipients (plus the redirect address when some were
-    not allowed and it is set), or None when none is left. ``ImproperlyConfigured`` when the
-    settings are malformed: the caller fails the message rather than mail anyone."""
-    allowed = allowlist()
-    if allowed is None:
-        return outbound
-    refused = [r for r in outbound.recipients if not allowed.allows(r)]
-    if not refused:
-        return outbound
-    kept = [r for r in outbound.recipients if allowed.allows(r)]
-    target = redirect()
-    if target is not None and target.lower() not in {r.lower() for r in kept}:
-        kept.append(target)
-    logger.info("message %s: %d recipient(s) not on SEACUCUMBER_RECIPIENT_ALLOWLIST %s, "
-                "%d left", outbound.message_id, len(refused),
-                f"redirected to {target}" if target else "dropped", len(kept))
-    signals.message_suppressed.send(
-        sender=OutboundSend,
-        message_id=outbound.message_id,
-        sender_address=outbound.sender,
-        suppressed=refused,
-        recipients=list(kept),
-        reason=REASON,
-        redirected_to=target,
-    )
-    return dataclasses.replace(outbound, recipients=tuple(kept)) if kept else None
