@@ -50,9 +50,9 @@ from . import status
 from .conf import conf
 from .exceptions import EnqueueError, InvalidMessage
 from .payload import OPTION_NAMES, MailerOptions, OutboundSend, build_sends
+from .send.publish import enqueue
 from .shared import claimcheck, outbox, workers
 from .shared.workers import routed_queue
-from .tasks import enqueue
 
 logger = logging.getLogger(__name__)
 

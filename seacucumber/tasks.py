@@ -1,8 +1,5 @@
-"""The send task, and the one place that puts it on the broker.
-
-Publishing: ``enqueue`` (from the backend) and ``publish`` (also the outbox's sweeper's way
-back onto the broker) put ``seacucumber.send_email`` tasks on the broker, each task id our
-message id; ``routed_queue`` names the queue Celery's routing gives them.
+"""The send task: Celery's glue over the steps of ``seacucumber.send`` (publishing the task
+is ``send.publish``'s, so the web side never imports this module).
 
 The task: one ``OutboundSend`` payload in, one SES send out. Back before its due time (a long
 wait taken in hops, ``SendTask.retry``): re-queue, nothing else -> read the JSON payload ->
@@ -37,13 +34,10 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import redis
 from celery import Task, current_app, shared_task
-from celery.signals import after_task_publish as signals_after
-from celery.signals import before_task_publish as signals_before
 from celery.signals import (
     celeryd_after_setup,
     celeryd_init,
@@ -52,8 +46,6 @@ from celery.signals import (
     worker_shutdown,
 )
 from django.core.exceptions import ImproperlyConfigured
-from kombu.exceptions import KombuError
-from kombu.utils.json import dumps as json_dumps
 
 from . import dkim, retry
 from .conf import Lane, conf
@@ -61,7 +53,6 @@ from .conf import lane as conf_lane
 from .events import inbound_task  # noqa: F401 - a worker gets the inbound task by this import
 from .exceptions import (
     ClaimCheckFailed,
-    EnqueueError,
     MalformedPayload,
     PermanentSendError,
     SigningError,
@@ -69,6 +60,7 @@ from .exceptions import (
 )
 from .payload import MESSAGE_ID, OutboundSend
 from .send import outcome
+from .send.publish import publish
 from .send.screen import screen
 from .ses import clients as ses_clients
 from .ses.errors import Outcome, classify
@@ -87,7 +79,7 @@ from .shared import (
     workers,
 )
 from .shared.attempt import BeginOutcome as Begun
-from .shared.workers import SEND_TASK, routed_queue
+from .shared.workers import SEND_TASK
 
 logger = logging.getLogger(__name__)
 
@@ -477,147 +469,3 @@ def _send(self: Any, payload: Any, reserved_at: float | None, failures: int, hel
                 outbound.message_id, len(outbound.recipients), ses_message_id)
     outcome.sent(outbound, ses_message_id)
     return ses_message_id
-
-
-# --- publishing: the backend and the outbox's sweeper put send tasks on the broker -------
-
-class _DeadlinePassed(Exception):
-    """Raised from kombu's retry loop once another attempt would pass the enqueue timeout."""
-
-
-def _deadline_errback(deadline: float) -> Callable[[Exception, float], None]:
-    """An errback for kombu's retry loop (called before each sleep) that gives up once the
-    next attempt would start after ``deadline`` (``time.monotonic()``)."""
-
-    def errback(exc: Exception, interval: float) -> None:
-        if time.monotonic() + interval >= deadline:
-            raise _DeadlinePassed(exc)
-
-    return errback
-
-
-def publish(payload: dict[str, Any], task_id: str, queue: str | None,
-            retry_policy: dict[str, Any] | None = None) -> None:
-    """Put one send task on the broker (kombu's errors propagate). The task id is our message
-    id, so logs, Flower and the outbox all name a send the same way."""
-    options: dict[str, Any] = {"queue": queue} if queue else {}
-    if retry_policy is not None:
-        options["retry_policy"] = retry_policy
-    send_email.apply_async(
-        args=[payload],
-        task_id=task_id,
-        # what logs and monitors (Flower) show of the task: our id, not the whole message
-        # (it saves Celery's saferepr of the payload, too)
-        argsrepr=f"[<message {task_id}>]",
-        kwargsrepr="{}",
-        serializer="json",
-        retry=True,
-        **options,
-    )
-
-
-def enqueue(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]],
-            deadline: float) -> None:
-    """Put one send task per payload (``OutboundSend.to_json``) on the broker: ``batches``
-    are (payloads, queue) pairs, queue None for Celery's routing. ``EnqueueError`` if it
-    can't by ``deadline`` (``time.monotonic()``; plus one connection attempt: keep the
-    broker's socket timeouts short, as ``celeryconfig.py`` does); its ``sends_queued`` says
-    how many payloads, in order, the broker took before it failed.
-
-    Many payloads on a broker whose kombu transport batches (Redis) go in one pipeline
-    (``_publish_batch``). A batch that fails may have been delivered in part, so its
-    payloads are published again one by one: a task that reaches the broker twice sends
-    once, by the send log."""
-    total = sum(len(payloads) for payloads, _ in batches)
-    if total > 1 and not current_app.conf.task_always_eager:
-        try:
-            if _publish_batch(batches):
-                return
-        except (KombuError, OSError) as exc:
-            logger.warning("publishing %d send tasks in one batch failed (%s): publishing "
-                           "them one by one", total, exc)
-    timeout = float(conf.SEACUCUMBER_ENQUEUE_TIMEOUT)
-    retry_policy = {
-        "max_retries": 3,
-        "interval_start": 0,
-        "interval_step": timeout / 6,
-        "interval_max": timeout / 3,
-        "errback": _deadline_errback(deadline),
-    }
-    done = 0
-    for payloads, queue in batches:
-        for payload in payloads:
-            try:
-                publish(payload, payload["id"], queue, retry_policy)
-            except (KombuError, OSError, _DeadlinePassed) as exc:
-                cause = exc.args[0] if isinstance(exc, _DeadlinePassed) else exc
-                error = EnqueueError(
-                    f"could not queue message {payload['id']} on the Celery broker "
-                    f"{store.broker_uri()}: {cause}"
-                )
-                error.sends_queued = done
-                raise error from cause
-            done += 1
-
-
-#: Redis commands one pipeline of ``_publish_batch`` carries at most.
-BATCH_SIZE = 500
-
-
-def _publish_batch(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]]) -> bool:
-    """Publish every payload through kombu's producer batch (``Producer.batch``: one Redis
-    pipeline per ``BATCH_SIZE`` messages) and return True; False, publishing nothing, when
-    the broker's transport does not batch (RabbitMQ, SQS: ``enqueue`` publishes one by one).
-
-    ``apply_async`` spends most of its time building each message, not sending it, so Celery
-    builds the first message (``create_task_message``: its headers, properties, body layout)
-    and the others are that message with their own task id, arguments and ``argsrepr``:
-    what ``apply_async`` would have built, Celery's ``before_task_publish`` and
-    ``after_task_publish`` signals included, at a tenth of the cost."""
-    app = current_app
-    with app.producer_or_acquire() as producer:
-        if not producer.supports_batch_publish:
-            return False
-        template: Any = None
-        names: dict[str | None, str] = {}
-        with producer.batch(max_size=BATCH_SIZE):
-            for payloads, queue in batches:
-                if queue not in names:  # each queue declared once, as kombu caches it
-                    names[queue] = queue or routed_queue()
-                    producer.maybe_declare(app.amqp.queues[names[queue]])
-                name = names[queue]
-                declared = app.amqp.queues[name]
-                for payload in payloads:
-                    task_id = payload["id"]
-                    argsrepr = f"[<message {task_id}>]"
-                    if template is None:
-                        template = app.amqp.create_task_message(
-                            task_id, TASK_NAME, [payload], {}, argsrepr=argsrepr,
-                            kwargsrepr="{}")
-                    headers = {**template.headers, "id": task_id, "argsrepr": argsrepr}
-                    if template.headers.get("root_id") == template.headers["id"]:
-                        headers["root_id"] = task_id
-                    properties = {**template.properties, "correlation_id": task_id,
-                                  "reply_to": app.thread_oid}
-                    body: tuple[Any, ...] = ([payload], {}, template.body[2])
-                    _send_publish_signal(signals_before, body, name, declared, headers,
-                                         properties)
-                    producer.publish(
-                        json_dumps(body), exchange="", routing_key=name,
-                        content_type="application/json", content_encoding="utf-8",
-                        headers=headers, declare=None, retry=False,
-                        delivery_mode=declared.exchange.delivery_mode
-                        or app.conf.task_default_delivery_mode, **properties)
-                    _send_publish_signal(signals_after, body, name, declared, headers,
-                                         properties)
-    return True
-
-
-def _send_publish_signal(signal: Any, body: Any, queue: str, declared: Any,
-                         headers: dict[str, Any], properties: dict[str, Any]) -> None:
-    """Celery's ``before_task_publish`` / ``after_task_publish``, as ``apply_async`` sends
-    them, when anything listens."""
-    if signal.receivers:
-        signal.send(sender=TASK_NAME, body=body, exchange="", routing_key=queue,
-                    declare=[declared], headers=headers, properties=properties,
-                    retry_policy=None)

@@ -130,7 +130,7 @@ from celery.app.utils import find_app
 find_app("exampleproject").set_current()
 django.setup()
 from seacucumber.conf import conf, lanes
-from seacucumber.tasks import routed_queue
+from seacucumber.shared.workers import routed_queue
 
 print(json.dumps({lane.name: lane.queue or conf.SEACUCUMBER_QUEUE or routed_queue()
                   for lane in lanes()}))

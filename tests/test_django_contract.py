@@ -42,10 +42,10 @@ def mailer(settings, alias: str = "default", **options):
 @pytest.fixture
 def captured(monkeypatch):
     """Every task the backend publishes, as (payload, queue), without a broker."""
-    from seacucumber import tasks
+    from seacucumber.send import publish
 
     seen: list[tuple[dict, str | None]] = []
-    monkeypatch.setattr(tasks, "publish", lambda payload, task_id, queue, retry_policy=None:
+    monkeypatch.setattr(publish, "publish", lambda payload, task_id, queue, retry_policy=None:
                         seen.append((json.loads(json.dumps(payload)), queue)))
     return seen
 

@@ -41,3 +41,35 @@ def test_the_exceptions_module_lists_every_class_it_defines():
                if issubclass(cls, BaseException) and cls.__module__ == "seacucumber.exceptions"]
     assert len(defined) >= 10
     assert [cls_name for cls_name in defined if cls_name not in doc] == []
+
+
+def test_send_messages_publishes_without_importing_the_worker_module(tmp_path):
+    """The web side puts send tasks on the broker by the task's name (``send.publish``): a
+    process that only sends mail never imports ``seacucumber.tasks`` (nor the webhook's)."""
+    import os
+    import subprocess
+    import sys
+
+    program = (
+        "import sys, django\n"
+        "django.setup()\n"
+        "from django.core import mail\n"
+        "from django.core.mail import EmailMessage\n"
+        "from kombu import Connection\n"
+        "from tests.proj.celery import app\n"
+        "app.conf.broker_url = 'memory://'\n"
+        "sent = mail.get_connection().send_messages(\n"
+        "    [EmailMessage('s', 'b', 'sender@example.com', ['a@example.com'])])\n"
+        "with Connection('memory://') as conn:\n"
+        "    queued = conn.default_channel.queue_declare(app.conf.task_default_queue,\n"
+        "                                                passive=True).message_count\n"
+        "print(sent, queued, sorted(m for m in sys.modules if m in (\n"
+        "    'seacucumber.tasks', 'seacucumber.events.handlers')))\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    env.pop("SEACUCUMBER_TRACK_STATUS", None)
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          env=env, timeout=120, check=False,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "1 1 []"

@@ -16,7 +16,8 @@ from django.core.mail import EmailMessage
 from seacucumber.payload import build_sends
 from seacucumber.shared import attempt, outbox, store
 from seacucumber.shared.sweeper import Sweeper
-from seacucumber.tasks import publish, routed_queue
+from seacucumber.shared.workers import routed_queue
+from seacucumber.tasks import publish
 from seacucumber.testing.emulator import SESEmulator
 from tests.conftest import SENDER, point_app_at
 
