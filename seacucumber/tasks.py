@@ -5,11 +5,11 @@ The task: one ``OutboundSend`` payload in, one SES send out. Back before its due
 wait taken in hops, ``SendTask.retry``): re-queue, nothing else -> read the JSON payload ->
 screen: drop (or redirect) recipients not on the staging allowlist, drop suppressed
 recipients (``send.screen``) -> begin the attempt
-(``shared.attempt.begin``, one Redis round trip: the outbox record running, the send claimed
+(``send.attempt.begin``, one Redis round trip: the outbox record running, the send claimed
 in the send log, returning at once if SES has it already, the lane's hold checked (the
 reputation guard's, ``shared.reputation``), the recipients booked in the account's shared
 rate by the send's lane) -> fetch a claim-checked message (``shared.claimcheck``) ->
-DKIM-sign -> send through ``ses.send`` -> settle (``shared.attempt.settle``, the second
+DKIM-sign -> send through ``ses.send`` -> settle (``send.attempt.settle``, the second
 round trip: sent mark, counters, outbox) -> on error, ``ses.errors.classify`` decides:
 throttling (which also slows the shared rate) and transient errors retry with backoff
 (``retry.backoff_delay``) until the message's lifetime ends (so do retries for a
@@ -59,14 +59,14 @@ from .exceptions import (
     TransientSendError,
 )
 from .payload import MESSAGE_ID, OutboundSend
-from .send import outcome
+from .send import attempt, outcome
+from .send.attempt import BeginOutcome as Begun
 from .send.publish import publish
 from .send.screen import screen
 from .ses import clients as ses_clients
 from .ses.errors import Outcome, classify
 from .ses.send import send
 from .shared import (
-    attempt,
     claimcheck,
     metrics,
     outbox,
@@ -78,7 +78,6 @@ from .shared import (
     usage,
     workers,
 )
-from .shared.attempt import BeginOutcome as Begun
 from .shared.workers import SEND_TASK
 
 logger = logging.getLogger(__name__)

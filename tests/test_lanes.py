@@ -20,7 +20,8 @@ from seacucumber.backend import SESBackend
 from seacucumber.conf import lane, lanes
 from seacucumber.exceptions import InvalidMessage, InvalidOption
 from seacucumber.payload import OutboundSend, build_sends
-from seacucumber.shared import attempt, quota
+from seacucumber.send import attempt
+from seacucumber.shared import quota
 from seacucumber.testing.emulator import SESEmulator
 from tests.conftest import SENDER, point_app_at, point_at_emulator
 

@@ -14,7 +14,8 @@ from django.core import mail
 from django.core.mail import EmailMessage
 
 from seacucumber.payload import build_sends
-from seacucumber.shared import attempt, outbox, store
+from seacucumber.send import attempt
+from seacucumber.shared import outbox, store
 from seacucumber.shared.sweeper import Sweeper
 from seacucumber.shared.workers import routed_queue
 from seacucumber.tasks import publish

@@ -9,7 +9,8 @@ import pytest
 from django.core.mail import EmailMessage
 
 from seacucumber.payload import build_sends
-from seacucumber.shared import attempt, sendlog
+from seacucumber.send import attempt
+from seacucumber.shared import sendlog
 from seacucumber.tasks import send_email
 from tests.conftest import SENDER
 

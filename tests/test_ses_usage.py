@@ -17,7 +17,8 @@ from django.core import mail
 from django.core.mail import EmailMessage
 from django.core.management import CommandError, call_command
 
-from seacucumber.shared import attempt, quota, ratelimit, usage
+from seacucumber.send import attempt
+from seacucumber.shared import quota, ratelimit, usage
 from tests.conftest import SENDER
 from tests.fixtures_ops import Answer, v1_error, v2_error, v2_json
 

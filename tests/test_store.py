@@ -80,7 +80,7 @@ def test_a_lua_script_takes_its_keys_and_arguments_by_the_names_its_file_declare
 
 
 def test_the_package_scripts_declare_every_name_they_read():
-    from seacucumber.shared import attempt
+    from seacucumber.send import attempt
 
     for script in (attempt.BEGIN_SCRIPT, attempt.SETTLE_SCRIPT):
         body = script.source

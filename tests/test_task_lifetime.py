@@ -23,7 +23,8 @@ from django.core.mail import EmailMessage
 from seacucumber import retry
 from seacucumber.exceptions import PermanentSendError, TransientSendError
 from seacucumber.payload import build_sends
-from seacucumber.shared import attempt, store
+from seacucumber.send import attempt
+from seacucumber.shared import store
 from seacucumber.tasks import send_email
 from seacucumber.testing.processes import free_port
 from tests.conftest import SENDER

@@ -3,8 +3,8 @@
 SES limits the account to N recipients per second, so each send reserves as many tokens as
 it has recipients before it calls SES. The limiter is GCRA (the generic cell rate algorithm,
 a token bucket kept as one "theoretical arrival time") in a short Lua script
-(``attempt._BEGIN``, which also claims the send, in the same round trip): atomic across
-hosts, and timed by Redis's own clock so hosts' clocks do not matter. It answers "reserved:
+(``send/attempt_begin.lua``, which also claims the send, in the same round trip): atomic
+across hosts, and timed by Redis's own clock so hosts' clocks do not matter. It answers "reserved:
 wait w seconds, then send", which lets a task sleep exactly as long as needed without
 polling. The ``limits`` library (already used by many Django projects) was considered: its
 Redis strategies take a weighted ``hit`` but only answer yes or no, so a refused send would

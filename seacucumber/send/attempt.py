@@ -39,7 +39,7 @@ from ..conf import Lane, conf
 from ..conf import lane as conf_lane
 from ..exceptions import SendLogUnavailable
 from ..payload import OutboundSend
-from . import outbox, quota, ratelimit, reputation, sendlog, store
+from ..shared import metrics, outbox, quota, ratelimit, reputation, sendlog, store
 
 logger = logging.getLogger(__name__)
 
@@ -232,8 +232,6 @@ def _settle_fixed(lane: str) -> tuple[bool, dict[str, str], int, str, str]:
     """What ``settle``'s script takes for a lane that depends on settings alone: whether the outbox
     is on, the counters' and outbox keys, the sent mark's seconds, the counter's field, the
     outbox published prefix (made once while the settings are held)."""
-    from . import metrics  # metrics reads usage, which reads this package's modules
-
     task, queue, queued, running = outbox.record_keys()
     return (outbox.enabled(), {"counters": metrics.counters_key(), "outbox_task": task,
                                "outbox_queue": queue, "outbox_queued": queued,
