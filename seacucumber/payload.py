@@ -140,53 +140,76 @@ class OutboundSend:
         version = data.get("v")
         if version not in (1, 2, 3) or isinstance(version, bool):
             raise MalformedPayload(f"unknown payload version {version!r}")
-        message_id, sender, recipients = data.get("id"), data.get("from"), data.get("to")
-        raw, created, options = data.get("raw"), data.get("created"), data.get("options", {})
-        if not isinstance(message_id, str) or not message_id:
-            raise MalformedPayload("payload has no message id")
-        if not MESSAGE_ID.fullmatch(message_id):
-            raise MalformedPayload(f"payload message id {message_id!r} is not one of ours "
-                                   "(letters, digits, _ and -: it is an SES tag value)")
-        if not isinstance(sender, str) or "@" not in sender:
-            raise MalformedPayload(f"payload sender {sender!r} is not an address")
-        if (
-            not isinstance(recipients, list)
-            or not recipients
-            or len(recipients) > MAX_RECIPIENTS_PER_SEND
-            or not all(isinstance(r, str) and "@" in r for r in recipients)
-        ):
-            raise MalformedPayload("payload recipients are not 1 to 50 addresses")
-        if (problem := envelope_problem(sender, recipients)) is not None:
-            raise MalformedPayload(problem)
-        if (not isinstance(created, int | float) or isinstance(created, bool)
-                or not math.isfinite(created)):
-            raise MalformedPayload("payload has no creation time")
-        if created > time.time() + MAX_CLOCK_SKEW:  # its lifetime would never end
-            raise MalformedPayload(f"payload creation time {created!r} is in the future")
-        if not isinstance(options, dict) or not all(
-            PAYLOAD_OPTIONS.get(k, 99) <= version and _payload_value_ok(k, v)
-            for k, v in options.items()
-        ):
-            raise MalformedPayload(f"payload options are not version {version}'s options")
-        claim = data.get("claim")
+        message_id, sender, recipients = _read_envelope(data)
+        created, options = _read_created(data), _read_options(data, version)
+        raw, claim = data.get("raw"), data.get("claim")
         if claim is not None and (version < CLAIM_VERSION or raw is not None):
             raise MalformedPayload("payload has a claim check but is not version 3 with no "
                                    "raw message")
         if claim is not None:
-            return cls(message_id, sender, tuple(recipients), b"", float(created), options,
-                       _claim(claim))
-        if not isinstance(raw, str):
-            raise MalformedPayload("payload has no raw message")
-        if len(raw) > MAX_RAW_BASE64:  # refused before decoding: no memory spent on it
-            raise MalformedPayload(f"raw message is {len(raw):,} characters of base64, over "
-                                   f"SES's largest message ({MAX_SIZE_V2:,} bytes)")
-        try:
-            raw_bytes = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise MalformedPayload(f"raw message is not base64: {exc}") from None
-        if (problem := header_block_problem(raw_bytes)) is not None:
-            raise MalformedPayload(problem)
-        return cls(message_id, sender, tuple(recipients), raw_bytes, float(created), options)
+            return cls(message_id, sender, recipients, b"", created, options, _claim(claim))
+        return cls(message_id, sender, recipients, _read_raw(raw), created, options)
+
+
+def _read_envelope(data: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
+    """A payload's id, sender and recipients, checked (``MalformedPayload``)."""
+    message_id, sender, recipients = data.get("id"), data.get("from"), data.get("to")
+    if not isinstance(message_id, str) or not message_id:
+        raise MalformedPayload("payload has no message id")
+    if not MESSAGE_ID.fullmatch(message_id):
+        raise MalformedPayload(f"payload message id {message_id!r} is not one of ours "
+                               "(letters, digits, _ and -: it is an SES tag value)")
+    if not isinstance(sender, str) or "@" not in sender:
+        raise MalformedPayload(f"payload sender {sender!r} is not an address")
+    if (
+        not isinstance(recipients, list)
+        or not recipients
+        or len(recipients) > MAX_RECIPIENTS_PER_SEND
+        or not all(isinstance(r, str) and "@" in r for r in recipients)
+    ):
+        raise MalformedPayload("payload recipients are not 1 to 50 addresses")
+    if (problem := envelope_problem(sender, recipients)) is not None:
+        raise MalformedPayload(problem)
+    return message_id, sender, tuple(recipients)
+
+
+def _read_created(data: dict[str, Any]) -> float:
+    """A payload's creation time: a finite number, not in the future."""
+    created = data.get("created")
+    if (not isinstance(created, int | float) or isinstance(created, bool)
+            or not math.isfinite(created)):
+        raise MalformedPayload("payload has no creation time")
+    if created > time.time() + MAX_CLOCK_SKEW:  # its lifetime would never end
+        raise MalformedPayload(f"payload creation time {created!r} is in the future")
+    return float(created)
+
+
+def _read_options(data: dict[str, Any], version: int) -> dict[str, Any]:
+    """A payload's options: only those its version has, each of its kind."""
+    options = data.get("options", {})
+    if not isinstance(options, dict) or not all(
+        PAYLOAD_OPTIONS.get(k, 99) <= version and _payload_value_ok(k, v)
+        for k, v in options.items()
+    ):
+        raise MalformedPayload(f"payload options are not version {version}'s options")
+    return options
+
+
+def _read_raw(raw: Any) -> bytes:
+    """A payload's raw message: base64 within SES's largest message, a header block as
+    ``message_bytes`` writes it."""
+    if not isinstance(raw, str):
+        raise MalformedPayload("payload has no raw message")
+    if len(raw) > MAX_RAW_BASE64:  # refused before decoding: no memory spent on it
+        raise MalformedPayload(f"raw message is {len(raw):,} characters of base64, over "
+                               f"SES's largest message ({MAX_SIZE_V2:,} bytes)")
+    try:
+        raw_bytes = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedPayload(f"raw message is not base64: {exc}") from None
+    if (problem := header_block_problem(raw_bytes)) is not None:
+        raise MalformedPayload(problem)
+    return raw_bytes
 
 
 #: The longest raw message a payload may carry, as base64 (4 characters per 3 bytes).

@@ -47,7 +47,7 @@ from celery.signals import (
 )
 from django.core.exceptions import ImproperlyConfigured
 
-from . import dkim, retry
+from . import retry
 from .conf import Lane, conf
 from .conf import lane as conf_lane
 from .events import inbound_task  # noqa: F401 - a worker gets the inbound task by this import
@@ -55,17 +55,16 @@ from .exceptions import (
     ClaimCheckFailed,
     MalformedPayload,
     PermanentSendError,
-    SigningError,
     TransientSendError,
 )
 from .payload import MESSAGE_ID, OutboundSend
 from .send import attempt, outcome
 from .send.attempt import BeginOutcome as Begun
+from .send.deliver import deliver
 from .send.publish import publish
 from .send.screen import screen
 from .ses import clients as ses_clients
-from .ses.errors import Outcome, classify
-from .ses.send import send
+from .ses.errors import Classified, Outcome
 from .shared import (
     claimcheck,
     metrics,
@@ -385,86 +384,104 @@ def _refuse(task: Any, payload: Any, reason: str) -> NoReturn:
 
 def _send(self: Any, payload: Any, reserved_at: float | None, failures: int, held: float,
           due: float | None) -> str | None:
-    """``send_email``'s body, with the settings held and its arguments checked."""
+    """``send_email``'s body, with the settings held and its arguments checked: the steps of
+    ``seacucumber.send`` in a send's order."""
     self.hop(due)  # back early from one hop of a long wait: re-queued, nothing done
-    try:
-        outbound = OutboundSend.from_json(payload)
-    except MalformedPayload as exc:
-        _refuse(self, payload, str(exc))
-    if (problem := ses_clients.untrusted_options(outbound.options)) is not None:
-        outcome.failed(outbound, outbound.message_id, "UntrustedClientOptions", problem)
-        raise PermanentSendError("UntrustedClientOptions", problem)
-    try:  # staging allowlist, suppression lists: dropped recipients never reach SES
-        screened = screen(outbound)
-    except ImproperlyConfigured as exc:  # fail closed: a typo in the setting mails no one
-        outcome.failed(outbound, outbound.message_id, "RecipientAllowlistInvalid", str(exc))
-        raise PermanentSendError("RecipientAllowlistInvalid", str(exc)) from None
-    if screened is None:  # no recipient left: not sent, message_suppressed said so
+    outbound = _screened(_read(self, payload))
+    if outbound is None:  # no recipient left: not sent, message_suppressed said so
         return None
-    outbound = screened
     lane = _lane(outbound)
     claim = _begin(self, outbound, lane, reserved_at)  # returns only when it is ours to send
     if claim.sent_id is not None:
         logger.info("message %s was sent before as SES %s: not sending again",
                     outbound.message_id, claim.sent_id)
         return claim.sent_id
-    try:  # a claim-checked message is read only now: a re-queue or a resend never reads it
-        outbound = claimcheck.fetch(outbound)
+    outbound = _fetched(self, outbound, claim)
+    delivered = deliver(outbound)
+    if isinstance(delivered, Classified):
+        claim.release()  # nothing sent (or, for maybe_sent errors, the documented window)
+        _undelivered(self, outbound, lane, delivered, failures, held)
+    attempt.settle(outbound, delivered, lane.name, self.request.id)
+    self.request.seacucumber_settled = True  # on_success: nothing left to settle
+    logger.info("message %s sent to %d recipient(s) as SES %s",
+                outbound.message_id, len(outbound.recipients), delivered)
+    outcome.sent(outbound, delivered)
+    return delivered
+
+
+def _read(task: Any, payload: Any) -> OutboundSend:
+    """The task's payload read (``MalformedPayload`` refuses it) and its client options
+    checked against the settings (``UntrustedClientOptions`` fails it)."""
+    try:
+        outbound = OutboundSend.from_json(payload)
+    except MalformedPayload as exc:
+        _refuse(task, payload, str(exc))
+    if (problem := ses_clients.untrusted_options(outbound.options)) is not None:
+        outcome.failed(outbound, outbound.message_id, "UntrustedClientOptions", problem)
+        raise PermanentSendError("UntrustedClientOptions", problem)
+    return outbound
+
+
+def _screened(outbound: OutboundSend) -> OutboundSend | None:
+    """``send.screen``: the staging allowlist and the suppression lists; a malformed
+    allowlist fails the send (closed: a typo in the setting mails no one)."""
+    try:
+        return screen(outbound)
+    except ImproperlyConfigured as exc:
+        outcome.failed(outbound, outbound.message_id, "RecipientAllowlistInvalid", str(exc))
+        raise PermanentSendError("RecipientAllowlistInvalid", str(exc)) from None
+
+
+def _fetched(task: Any, outbound: OutboundSend, claim: sendlog.Claim) -> OutboundSend:
+    """A claim-checked message read only now (a re-queue or a resend never reads it): gone
+    or changed fails the send, a store that fails retries it."""
+    try:
+        return claimcheck.fetch(outbound)
     except ClaimCheckFailed as exc:
         claim.release()
         outcome.failed(outbound, outbound.message_id, exc.code, exc.reason)
         raise PermanentSendError(exc.code, exc.reason) from None
     except claimcheck.STORE_ERRORS as exc:
         claim.release()
-        raise _shared_state_retry(self, outbound, exc, "the claim check's store") from None
-    try:  # DKIM here, not in send_messages: signing costs ms the caller must not wait for
-        raw = dkim.sign(outbound.raw)
-    except SigningError as exc:
-        claim.release()
-        outcome.failed(outbound, outbound.message_id, "DKIMSigningError", str(exc))
-        raise PermanentSendError("DKIMSigningError", str(exc)) from None
-    try:
-        ses_message_id = send(outbound, raw=raw)
-    except Exception as exc:  # noqa: BLE001 - classify() re-raises what is not an SES error
-        claim.release()  # nothing sent (or, for maybe_sent errors, the documented window)
-        classified = classify(exc)
-        if classified.outcome is Outcome.PERMANENT:
-            outcome.failed(outbound, outbound.message_id, classified.code, classified.message)
-            raise PermanentSendError(classified.code, classified.message) from None
-        if classified.outcome is Outcome.THROTTLED:
-            ratelimit.throttled()
-            metrics.count("throttles", lane.name)
-        if classified.outcome is Outcome.CONFIGURATION:  # this worker's: the rate stays
-            metrics.count("config_errors", classified.code, lane.name)
-        extra = 0.0
-        if classified.outcome is Outcome.QUOTA_EXCEEDED:
-            delay = ratelimit.quota_exhausted()  # held, not spun on: the quota frees slowly
-            extra = retry.QUOTA_WINDOW  # waiting for the rolling 24 h: one window more
-        else:
-            delay = retry.backoff_delay(failures)
-        expired = _past_lifetime(outbound, delay, classified.code, classified.reason,
-                                 extra + held)
-        if expired is not None:
-            raise expired from None
-        metrics.count("retries", lane.name)
-        if classified.outcome is Outcome.CONFIGURATION:  # held until an operator fixes it
-            logger.error(
-                "message %s held: this worker's configuration: %s: %s; retry %d in %.1fs",
-                outbound.message_id, classified.code, classified.reason, failures + 1, delay,
-            )
-        else:
-            logger.warning(
-                "message %s: %s (%s) from SES, retry %d in %.1fs",
-                outbound.message_id, classified.outcome.value, classified.code,
-                failures + 1, delay,
-            )
-        raise self.retry(  # the retry books a new slot of the shared rate
-            countdown=delay, exc=TransientSendError(classified.code, classified.reason),
-            kwargs=requeue_kwargs(self, failures=failures + 1),
-        ) from None
-    attempt.settle(outbound, ses_message_id, lane.name, self.request.id)
-    self.request.seacucumber_settled = True  # on_success: nothing left to settle
-    logger.info("message %s sent to %d recipient(s) as SES %s",
-                outbound.message_id, len(outbound.recipients), ses_message_id)
-    outcome.sent(outbound, ses_message_id)
-    return ses_message_id
+        raise _shared_state_retry(task, outbound, exc, "the claim check's store") from None
+
+
+def _undelivered(task: Any, outbound: OutboundSend, lane: Lane, classified: Classified,
+                 failures: int, held: float) -> NoReturn:
+    """SES (or DKIM) refused: a permanent refusal fails the send; throttling slows the shared
+    rate; a spent quota holds every send; the rest retry after a backoff within the
+    message's lifetime (an error of the worker's own configuration logged at ERROR)."""
+    if classified.outcome is Outcome.PERMANENT:
+        outcome.failed(outbound, outbound.message_id, classified.code, classified.message)
+        raise PermanentSendError(classified.code, classified.message)
+    if classified.outcome is Outcome.THROTTLED:
+        ratelimit.throttled()
+        metrics.count("throttles", lane.name)
+    if classified.outcome is Outcome.CONFIGURATION:  # this worker's: the rate stays
+        metrics.count("config_errors", classified.code, lane.name)
+    extra = 0.0
+    if classified.outcome is Outcome.QUOTA_EXCEEDED:
+        delay = ratelimit.quota_exhausted()  # held, not spun on: the quota frees slowly
+        extra = retry.QUOTA_WINDOW  # waiting for the rolling 24 h: one window more
+    else:
+        delay = retry.backoff_delay(failures)
+    expired = _past_lifetime(outbound, delay, classified.code, classified.reason,
+                             extra + held)
+    if expired is not None:
+        raise expired
+    metrics.count("retries", lane.name)
+    if classified.outcome is Outcome.CONFIGURATION:  # held until an operator fixes it
+        logger.error(
+            "message %s held: this worker's configuration: %s: %s; retry %d in %.1fs",
+            outbound.message_id, classified.code, classified.reason, failures + 1, delay,
+        )
+    else:
+        logger.warning(
+            "message %s: %s (%s) from SES, retry %d in %.1fs",
+            outbound.message_id, classified.outcome.value, classified.code,
+            failures + 1, delay,
+        )
+    raise task.retry(  # the retry books a new slot of the shared rate
+        countdown=delay, exc=TransientSendError(classified.code, classified.reason),
+        kwargs=requeue_kwargs(task, failures=failures + 1),
+    )
