@@ -10,11 +10,8 @@ class SeaCucumberConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, dkim  # noqa: F401 - checks: registers the system checks
-        from .dashboard import timeline
-        from .shared import metrics, statistics  # noqa: F401 - statistics: its beat task
+        from .shared import statistics  # noqa: F401 - its beat task
 
         dkim.check_settings()  # a bad DKIM key stops start-up, not every message
-        metrics.connect()
-        timeline.connect()
         if apps.is_installed("django.contrib.admin"):
             from .dashboard import admin  # noqa: F401 - registers the dashboard page

@@ -4,6 +4,6 @@ server-rendered SVG charts (``charts``; no JavaScript, no CDN: the page works of
 
 It sits beside ``seacucumber.admin`` in the top layers: it reads every layer below
 (status records, the shared state, SES's quota) and nothing imports it but the app's
-``ready``, which registers its admin page (``dashboard.admin``) and connects the timeline's
-event recorder (``timeline.connect``).
+``ready``, which registers its admin page (``dashboard.admin``). The timeline's steps are
+written by the webhook (``events.handlers.apply_timeline``).
 """

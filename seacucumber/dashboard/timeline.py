@@ -1,23 +1,20 @@
 """Every send to an address (or with an id), each with its timeline and SES's reasons.
 
 A status record (``MessageStatus``) keeps only a send's latest status, so the SES events
-that moved it are kept too: ``record_event`` writes one ``SendEvent`` per event the webhook
-applies, inside the webhook's transaction (an event rolled back leaves no step), when status
-tracking is on. A timeline is then: queued and sent from the status record, each SES event in
-the order SES stamped them, and the failure or suppression the record ends in.
+that moved it are kept too: the webhook writes one ``SendEvent`` per event it applies
+(``events.handlers.apply_timeline``), inside its transaction (an event rolled back leaves no
+step), when status tracking is on. A timeline is then: queued and sent from the status
+record, each SES event in the order SES stamped them, and the failure or suppression the
+record ends in.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.db.models import Q
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
-from .. import signals, status
 from ..models import MessageStatus, SendEvent, Status, SuppressedAddress
 
 MAX_SENDS = 200  #: a lookup shows at most this many sends, newest first
@@ -25,58 +22,6 @@ MAX_SENDS = 200  #: a lookup shows at most this many sends, newest first
 #: less its brackets), and our ids and SES's are shorter. Longer ones are refused before any
 #: query (SQLite fails on a LIKE pattern of 50,000).
 MAX_QUERY = 254
-
-# --- recording SES events -----------------------------------------------------------------------
-
-
-def _event_time(event_obj: dict[str, Any]) -> dt.datetime:
-    stamp = event_obj.get("timestamp") if isinstance(event_obj, dict) else None
-    parsed = parse_datetime(stamp) if isinstance(stamp, str) else None
-    return parsed if parsed is not None and parsed.tzinfo is not None else timezone.now()
-
-
-def event_detail(event_type: str, event_obj: dict[str, Any]) -> str:
-    """SES's own words for an event: bounce type and diagnostic, complaint feedback type,
-    the SMTP answer of a delivery, a reject's reason, a delay's type."""
-    obj = event_obj if isinstance(event_obj, dict) else {}
-    if event_type == "Bounce":
-        first = (obj.get("bouncedRecipients") or [{}])[0]
-        first = first if isinstance(first, dict) else {}
-        return (f"{obj.get('bounceType', '?')}/{obj.get('bounceSubType', '?')}"
-                f"{': ' + str(first['diagnosticCode']) if first.get('diagnosticCode') else ''}")
-    if event_type == "Complaint":
-        return f"feedback: {obj.get('complaintFeedbackType', 'unspecified')}"
-    if event_type == "Delivery":
-        return str(obj.get("smtpResponse", ""))
-    if event_type == "DeliveryDelay":
-        return str(obj.get("delayType", ""))
-    if event_type == "Reject":
-        return str(obj.get("reason", ""))
-    if event_type == "Rendering Failure":
-        return str(obj.get("errorMessage", ""))
-    return ""
-
-
-def record_event(sender: Any, mail_obj: dict[str, Any] | None = None,
-                 event_obj: dict[str, Any] | None = None, event_type: str = "?",
-                 **_: Any) -> None:
-    """Signal receiver: keep one step of a send's timeline (tracking on, SES MessageId
-    known)."""
-    message_id = (mail_obj or {}).get("messageId")
-    if not status.enabled() or not isinstance(message_id, str) or not message_id:
-        return
-    SendEvent.objects.create(ses_message_id=message_id[:128], kind=str(event_type)[:32],
-                             at=_event_time(event_obj or {}),
-                             detail=event_detail(event_type, event_obj or {})[:2000])
-
-
-def connect() -> None:
-    """Record every SES event the webhook applies (called from the app's ``ready``)."""
-    for name in dir(signals):
-        if name.endswith("_received") and name != "subscription_received":
-            getattr(signals, name).connect(record_event,
-                                           dispatch_uid=f"seacucumber.timeline.{name}")
-
 
 # --- looking up ---------------------------------------------------------------------------------
 

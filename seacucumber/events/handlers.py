@@ -36,13 +36,14 @@ from ..models import (
     InboundMail,
     MessageStatus,
     SeenNotification,
+    SendEvent,
     Status,
     SuppressedAddress,
     statuses_below,
 )
-from ..shared import reputation
+from ..shared import metrics, reputation
 from . import inbound, inbound_task, s3, sns, suppression
-from .parse import SESEvent, addresses, parse_event
+from .parse import SESEvent, addresses, event_detail, event_time, parse_event
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,9 @@ def handle_notification(message: dict[str, Any]) -> str:
         apply_status(event, published=sns.published(message.get("Timestamp")))
         apply_suppression(event)
         apply_reputation(event)
-        send_signal(event, message)
+        apply_timeline(event)
+        count_event(event)
+        send_signal(event, message)  # users', after the package's own records
     return "applied"
 
 
@@ -206,14 +209,6 @@ def apply_suppression(event: SESEvent) -> None:
         suppression.add(found, SuppressedAddress.Reason.COMPLAINT, _diagnostic(event))
 
 
-def _tag(event: SESEvent, name: str) -> str | None:
-    """The first value of SES message tag ``name`` on the event's ``mail.tags``."""
-    tags = event.mail.get("tags")
-    values = tags.get(name) if isinstance(tags, dict) else None
-    value = values[0] if isinstance(values, list) and values else None
-    return value if isinstance(value, str) and value else None
-
-
 def apply_reputation(event: SESEvent) -> None:
     """Count a permanent bounce or a complaint for the reputation guard, per recipient as
     SES counts, under the lane and configuration set its tags name (no lane tag:
@@ -228,8 +223,8 @@ def apply_reputation(event: SESEvent) -> None:
     if not reputation.enabled():
         return
     recipients = max(1, len(listed)) if isinstance(listed, list) else 1
-    lane = _tag(event, reputation.LANE_TAG) or reputation.default_lane()
-    configuration_set = _tag(event, reputation.CONFIGURATION_SET_TAG)
+    lane = event.tag(reputation.LANE_TAG) or reputation.default_lane()
+    configuration_set = event.tag(reputation.CONFIGURATION_SET_TAG)
 
     def record() -> None:
         try:
@@ -239,6 +234,24 @@ def apply_reputation(event: SESEvent) -> None:
                            event.event_type, event.ses_message_id, exc)
 
     transaction.on_commit(record)
+
+
+def apply_timeline(event: SESEvent) -> None:
+    """Keep the event as a step of its send's timeline (the dashboard's): tracking on, SES
+    MessageId known, a known kind but a subscription."""
+    message_id = event.ses_message_id
+    if not status.enabled() or message_id is None or event.kind in (None, "subscription"):
+        return
+    SendEvent.objects.create(ses_message_id=message_id[:128], kind=event.event_type[:32],
+                             at=event_time(event.detail),
+                             detail=event_detail(event.event_type, event.detail)[:2000])
+
+
+def count_event(event: SESEvent) -> None:
+    """Count the event in the metrics once the webhook's transaction commits (a rollback
+    means SNS sends it again)."""
+    if event.kind not in (None, "subscription"):
+        transaction.on_commit(lambda: metrics.count("ses_events", event.event_type))
 
 
 def send_signal(event: SESEvent, message: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ from ..conf import conf
 from ..conf import lane as conf_lane
 from ..exceptions import InvalidNotification, MailObjectGone
 from ..models import InboundMail
+from ..shared import metrics
 from . import inbound, s3
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,8 @@ def take_in(record_id: int) -> str:
             pk=record.pk, state=InboundMail.State.PENDING).first()
         if locked is None:
             return "duplicate"  # another run took it in meanwhile
+        # counted as SES's receipt notification type, once the transaction commits
+        transaction.on_commit(lambda: metrics.count("ses_events", "Received"))
         signals.inbound_received.send(sender=inbound.InboundMessage,
                                       message=inbound.annotate(mail, event),
                                       event=event.without_content())

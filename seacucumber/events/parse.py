@@ -13,9 +13,13 @@ traceback.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from ..exceptions import InvalidNotification
 
@@ -136,3 +140,32 @@ def addresses(items: Any) -> list[str]:
             if "@" in bare:
                 found.append(bare)
     return found
+
+
+def event_time(event_obj: dict[str, Any]) -> dt.datetime:
+    """When SES stamped the event (its ``timestamp``), else now."""
+    stamp = event_obj.get("timestamp") if isinstance(event_obj, dict) else None
+    parsed = parse_datetime(stamp) if isinstance(stamp, str) else None
+    return parsed if parsed is not None and parsed.tzinfo is not None else timezone.now()
+
+
+def event_detail(event_type: str, event_obj: dict[str, Any]) -> str:
+    """SES's own words for an event: bounce type and diagnostic, complaint feedback type,
+    the SMTP answer of a delivery, a reject's reason, a delay's type."""
+    obj = event_obj if isinstance(event_obj, dict) else {}
+    if event_type == "Bounce":
+        first = (obj.get("bouncedRecipients") or [{}])[0]
+        first = first if isinstance(first, dict) else {}
+        return (f"{obj.get('bounceType', '?')}/{obj.get('bounceSubType', '?')}"
+                f"{': ' + str(first['diagnosticCode']) if first.get('diagnosticCode') else ''}")
+    if event_type == "Complaint":
+        return f"feedback: {obj.get('complaintFeedbackType', 'unspecified')}"
+    if event_type == "Delivery":
+        return str(obj.get("smtpResponse", ""))
+    if event_type == "DeliveryDelay":
+        return str(obj.get("delayType", ""))
+    if event_type == "Reject":
+        return str(obj.get("reason", ""))
+    if event_type == "Rendering Failure":
+        return str(obj.get("errorMessage", ""))
+    return ""

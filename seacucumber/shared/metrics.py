@@ -11,7 +11,8 @@ hand-written here. Without a shared-state Redis nothing is counted (there is now
 up) and the endpoint serves the gauges it can read.
 
 Counters of failed and suppressed sends come from ``send.outcome``'s direct calls
-(``count_send_outcome``), SES events from the webhook's signals (``connect``); sent sends
+(``count_send_outcome``), SES events from the webhook's (``events.handlers.count_event``,
+``events.inbound_task``); sent sends
 from the worker's settling round trip (``attempt.settle``, so counting costs a send no
 round trip of its own); throttles, retries and configuration errors, which have no signal,
 from one call each in ``tasks.send_email``. A counter never fails a send: a Redis error is
@@ -27,17 +28,14 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import redis
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from .. import signals
 from ..conf import conf, lanes
 from ..exceptions import OperatorError
 from . import quota, store, usage, workers
@@ -103,25 +101,6 @@ def lane() -> str:
 def count_send_outcome(outcome: str) -> None:
     """Count a send that ended ``outcome`` (``send.outcome`` calls it, before any signal)."""
     count("sends", outcome, lane())
-
-
-def _on_event(sender: Any, event_type: str = "unknown", **_: Any) -> None:
-    # the webhook's transaction may roll back (SNS sends the event again): count once, on commit
-    transaction.on_commit(lambda: count("ses_events", str(event_type)))
-
-
-def _on_inbound(sender: Any, **_: Any) -> None:
-    # received mail is counted as SES's receipt notification type, once the webhook commits
-    transaction.on_commit(lambda: count("ses_events", "Received"))
-
-
-def connect() -> None:
-    """Count SES events through the webhook's signals (called from the app's ``ready``)."""
-    for name in dir(signals):
-        if name.endswith("_received") and name not in ("subscription_received",
-                                                       "inbound_received"):
-            getattr(signals, name).connect(_on_event, dispatch_uid=f"seacucumber.metrics.{name}")
-    signals.inbound_received.connect(_on_inbound, dispatch_uid="seacucumber.metrics.inbound")
 
 
 def _text(value: bytes | str) -> str:
