@@ -43,7 +43,7 @@ from ..models import (
 )
 from ..shared import metrics, reputation
 from . import inbound, inbound_task, s3, sns, suppression
-from .parse import SESEvent, addresses, event_detail, event_time, parse_event
+from .parse import SESEvent, addresses, event_detail, event_note, event_time, parse_event
 
 logger = logging.getLogger(__name__)
 
@@ -100,24 +100,6 @@ def handle_notification(message: dict[str, Any]) -> str:
     return "applied"
 
 
-def _diagnostic(event: SESEvent) -> str:
-    detail = event.detail
-    if event.kind == "bounce":
-        recipients = detail.get("bouncedRecipients") or [{}]
-        first = recipients[0] if isinstance(recipients[0], dict) else {}
-        return (f"Bounce {detail.get('bounceType', '?')}/{detail.get('bounceSubType', '?')}: "
-                f"{first.get('diagnosticCode') or first.get('emailAddress') or ''}")
-    if event.kind == "complaint":
-        return f"Complaint: {detail.get('complaintFeedbackType', 'unspecified')}"
-    if event.kind == "reject":
-        return f"Reject: {detail.get('reason', '')}"
-    if event.kind == "rendering_failure":
-        return f"Rendering Failure: {detail.get('errorMessage', '')}"
-    if event.kind == "delivery_delay":
-        return f"DeliveryDelay: {detail.get('delayType', '')}"
-    return event.event_type
-
-
 _STATUS_BY_KIND = {
     "delivery": Status.DELIVERED,
     "bounce": Status.BOUNCED,  # Permanent bounces only: see _new_status
@@ -151,7 +133,7 @@ def apply_status(event: SESEvent, published: datetime.datetime | None = None) ->
     where = ({"message_id": message_id} if message_id
              else {"ses_message_id": ses_message_id or ""})
     new = _new_status(event)
-    note = _diagnostic(event)[:2000]
+    note = event_note(event)[:2000]
     if new is not None:
         fields: dict[str, Any] = {} if new is Status.DELIVERED else {"last_error": note}
         if message_id and ses_message_id:  # the event may come before the worker's update
@@ -203,10 +185,10 @@ def apply_suppression(event: SESEvent) -> None:
     if event.kind == "bounce" and conf.SEACUCUMBER_SUPPRESS_ON_BOUNCE:
         if event.detail.get("bounceType") == "Permanent":
             found = addresses(event.detail.get("bouncedRecipients"))
-            suppression.add(found, SuppressedAddress.Reason.BOUNCE, _diagnostic(event))
+            suppression.add(found, SuppressedAddress.Reason.BOUNCE, event_note(event))
     elif event.kind == "complaint" and conf.SEACUCUMBER_SUPPRESS_ON_COMPLAINT:
         found = addresses(event.detail.get("complainedRecipients"))
-        suppression.add(found, SuppressedAddress.Reason.COMPLAINT, _diagnostic(event))
+        suppression.add(found, SuppressedAddress.Reason.COMPLAINT, event_note(event))
 
 
 def apply_reputation(event: SESEvent) -> None:

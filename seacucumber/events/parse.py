@@ -149,23 +149,48 @@ def event_time(event_obj: dict[str, Any]) -> dt.datetime:
     return parsed if parsed is not None and parsed.tzinfo is not None else timezone.now()
 
 
+#: The field holding SES's own words for an event of each kind that has one (a bounce's and
+#: a complaint's are read by ``event_detail`` itself).
+_WORDS_FIELD = {"delivery": "smtpResponse", "delivery_delay": "delayType", "reject": "reason",
+                "rendering_failure": "errorMessage"}
+#: How ``event_note`` names the kinds it notes by their words.
+_NOTE_LABEL = {"reject": "Reject", "rendering_failure": "Rendering Failure",
+               "delivery_delay": "DeliveryDelay"}
+
+
 def event_detail(event_type: str, event_obj: dict[str, Any]) -> str:
     """SES's own words for an event: bounce type and diagnostic, complaint feedback type,
     the SMTP answer of a delivery, a reject's reason, a delay's type."""
     obj = event_obj if isinstance(event_obj, dict) else {}
-    if event_type == "Bounce":
-        first = (obj.get("bouncedRecipients") or [{}])[0]
-        first = first if isinstance(first, dict) else {}
-        return (f"{obj.get('bounceType', '?')}/{obj.get('bounceSubType', '?')}"
-                f"{': ' + str(first['diagnosticCode']) if first.get('diagnosticCode') else ''}")
-    if event_type == "Complaint":
+    kind = EVENT_KINDS.get(event_type, (None, ""))[0]
+    if kind == "bounce":
+        diagnostic = _first_bounced(obj).get("diagnosticCode")
+        return f"{_bounce_type(obj)}{': ' + str(diagnostic) if diagnostic else ''}"
+    if kind == "complaint":
         return f"feedback: {obj.get('complaintFeedbackType', 'unspecified')}"
-    if event_type == "Delivery":
-        return str(obj.get("smtpResponse", ""))
-    if event_type == "DeliveryDelay":
-        return str(obj.get("delayType", ""))
-    if event_type == "Reject":
-        return str(obj.get("reason", ""))
-    if event_type == "Rendering Failure":
-        return str(obj.get("errorMessage", ""))
-    return ""
+    field = _WORDS_FIELD.get(kind or "")
+    return str(obj.get(field, "")) if field else ""
+
+
+def event_note(event: SESEvent) -> str:
+    """The event in a line, its type first, as a status record's ``last_error`` and a
+    suppression's ``detail`` keep it (a bounce names the address when SES gives no
+    diagnostic; a complaint, its feedback type)."""
+    if event.kind == "bounce":
+        first = _first_bounced(event.detail)
+        return (f"Bounce {_bounce_type(event.detail)}: "
+                f"{first.get('diagnosticCode') or first.get('emailAddress') or ''}")
+    if event.kind == "complaint":
+        return f"Complaint: {event.detail.get('complaintFeedbackType', 'unspecified')}"
+    label = _NOTE_LABEL.get(event.kind or "")
+    return f"{label}: {event_detail(event.event_type, event.detail)}" if label else \
+        event.event_type
+
+
+def _first_bounced(obj: dict[str, Any]) -> dict[str, Any]:
+    first = (obj.get("bouncedRecipients") or [{}])[0]
+    return first if isinstance(first, dict) else {}
+
+
+def _bounce_type(obj: dict[str, Any]) -> str:
+    return f"{obj.get('bounceType', '?')}/{obj.get('bounceSubType', '?')}"
