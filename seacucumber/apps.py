@@ -10,7 +10,7 @@ class SeaCucumberConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, dkim  # noqa: F401 - checks: registers the system checks
-        from .shared import statistics  # noqa: F401 - its beat task
+        from .operations import statistics  # noqa: F401 - its beat task
 
         dkim.check_settings()  # a bad DKIM key stops start-up, not every message
         if apps.is_installed("django.contrib.admin"):

@@ -33,9 +33,10 @@ from django.utils.module_loading import import_string
 from .conf import conf, lanes
 from .events import inbound, s3
 from .exceptions import ClaimCheckError, InvalidMessage
+from .operations import doctor
 from .payload import OPTION_NAMES, MailerOptions, bare_address, base_url_problem
 from .send import allowlist
-from .shared import claimcheck, doctor, quota, reputation, store
+from .shared import claimcheck, quota, reputation, store
 
 BROKER_TIMEOUTS = ("socket_connect_timeout", "socket_timeout")
 

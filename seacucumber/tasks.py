@@ -57,6 +57,7 @@ from .exceptions import (
     PermanentSendError,
     TransientSendError,
 )
+from .operations import metrics, usage
 from .payload import MESSAGE_ID, OutboundSend
 from .send import attempt, outcome
 from .send.attempt import BeginOutcome as Begun
@@ -67,14 +68,12 @@ from .ses import clients as ses_clients
 from .ses.errors import Classified, Outcome
 from .shared import (
     claimcheck,
-    metrics,
     outbox,
     ratelimit,
     reputation,
     sendlog,
     store,
     sweeper,
-    usage,
     workers,
 )
 from .shared.workers import SEND_TASK

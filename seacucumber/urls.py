@@ -6,8 +6,8 @@ from django.urls import path
 
 from .events.unsubscribe import unsubscribe
 from .events.views import events
+from .operations.metrics import metrics_view
 from .payload import UNSUBSCRIBE_PATH
-from .shared.metrics import metrics_view
 
 app_name = "seacucumber"
 urlpatterns = [

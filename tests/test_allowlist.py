@@ -15,9 +15,9 @@ from django.core.mail import EmailMessage
 from seacucumber import signals
 from seacucumber.exceptions import PermanentSendError
 from seacucumber.models import MessageStatus
+from seacucumber.operations import metrics
 from seacucumber.payload import build_sends
 from seacucumber.send import allowlist, screen
-from seacucumber.shared import metrics
 from tests.conftest import SENDER, Pipeline, point_app_at
 
 ALLOWED = ["qa@example.com", "@staff.example.org", "team.example.net", "*+test@example.com",

@@ -20,8 +20,9 @@ from django.core.mail import EmailMessage
 
 from seacucumber import clients
 from seacucumber.exceptions import PermanentSendError, TransientSendError
+from seacucumber.operations import metrics
 from seacucumber.payload import build_sends
-from seacucumber.shared import metrics, quota, ratelimit
+from seacucumber.shared import quota, ratelimit
 from seacucumber.tasks import send_email
 from seacucumber.testing.emulator import SESEmulator
 from tests.conftest import SENDER, point_app_at, point_at_emulator

@@ -23,7 +23,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from seacucumber.exceptions import EnqueueError
-from seacucumber.shared import doctor
+from seacucumber.operations import doctor
 from seacucumber.testing.processes import free_port
 from tests.conftest import point_app_at, point_at_emulator
 

@@ -486,7 +486,7 @@ def test_received_mail_is_counted_once_in_the_metrics(
     (not as an unknown event)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from seacucumber.shared import metrics
+    from seacucumber.operations import metrics
 
     settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/7"
     settings.SEACUCUMBER_REDIS_PREFIX = f"inbound-metrics-{free_port()}"

@@ -284,7 +284,8 @@ def test_a_send_costs_two_round_trips_to_the_shared_state(shared_redis, ses_emul
     each lane warms up (connection, scripts loaded); the second is counted."""
     import redis as redis_py
 
-    from seacucumber.shared import metrics, outbox, reputation, store
+    from seacucumber.operations import metrics
+    from seacucumber.shared import outbox, reputation, store
     from seacucumber.tasks import send_email
 
     shared_redis.SEACUCUMBER_OUTBOX = True

@@ -13,8 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from seacucumber.events import suppression
 from seacucumber.exceptions import PermanentSendError, TransientSendError
+from seacucumber.operations import metrics
 from seacucumber.payload import build_sends
-from seacucumber.shared import metrics, quota
+from seacucumber.shared import quota
 from seacucumber.tasks import send_email
 from seacucumber.testing.processes import free_port
 from tests.conftest import SENDER

@@ -12,7 +12,8 @@ from django.core.mail import EmailMessage
 
 from seacucumber import signals, status
 from seacucumber.exceptions import PermanentSendError
-from seacucumber.shared import metrics, quota
+from seacucumber.operations import metrics
+from seacucumber.shared import quota
 from tests.conftest import SENDER
 
 

@@ -15,8 +15,9 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from seacucumber.checks import check_rate_settings
+from seacucumber.operations import usage
 from seacucumber.send import attempt
-from seacucumber.shared import quota, ratelimit, store, usage
+from seacucumber.shared import quota, ratelimit, store
 from seacucumber.testing.emulator import SESEmulator
 from tests.fixtures_ops import Answer, v1_error
 

@@ -17,8 +17,9 @@ from django.core import mail
 from django.core.mail import EmailMessage
 from django.core.management import CommandError, call_command
 
+from seacucumber.operations import usage
 from seacucumber.send import attempt
-from seacucumber.shared import quota, ratelimit, usage
+from seacucumber.shared import quota, ratelimit
 from tests.conftest import SENDER
 from tests.fixtures_ops import Answer, v1_error, v2_error, v2_json
 

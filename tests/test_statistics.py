@@ -9,7 +9,7 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 
 from seacucumber.models import DailyStatistics
-from seacucumber.shared import statistics, usage
+from seacucumber.operations import statistics, usage
 from tests.conftest import SENDER
 from tests.fixtures_ops import v1_error
 from tests.test_ses_usage import statistics_xml

@@ -16,7 +16,8 @@ from django.core import mail
 from django.core.mail import EmailMessage
 from django.core.management import call_command
 
-from seacucumber.shared import metrics, workers
+from seacucumber.operations import metrics
+from seacucumber.shared import workers
 from seacucumber.testing.emulator import SESEmulator
 from tests.conftest import SENDER, point_app_at, point_at_emulator
 

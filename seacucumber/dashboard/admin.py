@@ -22,7 +22,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
 from ..models import Dashboard
-from ..shared import usage
+from ..operations import usage
 from . import charts, data, timeline
 
 #: The permissions a user needs for the dashboard's pages: the view permissions of the models

@@ -2,7 +2,7 @@
 records: sends per hour of the last 48 hours by outcome (one GROUP BY over the
 ``(queued_at, status)`` index), the latest failures (the ``(status, updated_at)`` index), the
 stored daily statistics, the suppression list's size; and, from the shared state and SES,
-the quota, the rate in force, queue depths, the outbox and holds (``shared.metrics``, the
+the quota, the rate in force, queue depths, the outbox and holds (``operations.metrics``, the
 same figures Prometheus scrapes)."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from ..models import DailyStatistics, MessageStatus, Status, SuppressedAddress
-from ..shared import metrics, reputation, usage
+from ..operations import metrics, usage
+from ..shared import reputation
 
 HOURS = 48
 STORED_DAYS = 90  #: the rate charts show at most this many stored days

@@ -41,7 +41,8 @@ from ..models import (
     SuppressedAddress,
     statuses_below,
 )
-from ..shared import metrics, reputation
+from ..operations import metrics
+from ..shared import reputation
 from . import inbound, inbound_task, s3, sns, suppression
 from .parse import SESEvent, addresses, event_detail, event_note, event_time, parse_event
 

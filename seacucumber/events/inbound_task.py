@@ -27,7 +27,7 @@ from ..conf import conf
 from ..conf import lane as conf_lane
 from ..exceptions import InvalidNotification, MailObjectGone
 from ..models import InboundMail
-from ..shared import metrics
+from ..operations import metrics
 from . import inbound, s3
 
 logger = logging.getLogger(__name__)

@@ -38,8 +38,9 @@ import redis
 from ..conf import Lane, conf
 from ..conf import lane as conf_lane
 from ..exceptions import SendLogUnavailable
+from ..operations import metrics
 from ..payload import OutboundSend
-from ..shared import metrics, outbox, quota, ratelimit, reputation, sendlog, store
+from ..shared import outbox, quota, ratelimit, reputation, sendlog, store
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any
 from django.dispatch import Signal
 
 from .. import signals, status
+from ..operations import metrics
 from ..payload import OutboundSend
-from ..shared import metrics
 
 logger = logging.getLogger(__name__)
 

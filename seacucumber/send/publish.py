@@ -43,8 +43,12 @@ def _deadline_errback(deadline: float) -> Callable[[Exception, float], None]:
 def _by_name(name: str, app: Any) -> Any:
     """The task registered as ``name`` (``apply_async`` on it, eager mode included, publishes
     what the worker's own import would), or a stand-in that publishes by name alone when this
-    process never imported the worker's module: the web side need not."""
+    process never imported the worker's module: the web side need not. In eager mode (tests)
+    the task runs here, so Celery's task discovery imports it first."""
     found = app.tasks.get(name)
+    if found is None and app.conf.task_always_eager:  # eager: this process runs the task,
+        app.loader.import_default_modules()  # so its module is found as a worker finds it
+        found = app.tasks.get(name)
     return found if found is not None else app.signature(name)
 
 

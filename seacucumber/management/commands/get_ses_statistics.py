@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from seacucumber.exceptions import OperatorError
-from seacucumber.shared import statistics
+from seacucumber.operations import statistics
 
 
 class Command(BaseCommand):

@@ -1,5 +1,5 @@
 """``manage.py ses_doctor``: the whole path mail takes, checked from this host; exit 1 on any
-FAIL, so it fits a deploy pipeline (the checks: ``seacucumber.shared.doctor``)."""
+FAIL, so it fits a deploy pipeline (the checks: ``seacucumber.operations.doctor``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from seacucumber.shared import doctor
+from seacucumber.operations import doctor
 
 
 class Command(BaseCommand):

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from seacucumber.exceptions import OperatorError
-from seacucumber.shared import usage
+from seacucumber.operations import usage
 
 
 class Command(BaseCommand):

@@ -21,7 +21,7 @@ from ..conf import conf
 from ..exceptions import OperatorError
 from ..ses.clients import client as ses_client
 from ..ses.errors import ses_call
-from . import outbox, ratelimit, reputation, store, workers
+from ..shared import outbox, ratelimit, reputation, store, workers
 
 #: SES's published levels (Developer Guide, "Reputation metrics messages"): at a bounce rate
 #: of 5% SES puts the account under review, at 10% it may pause sending; for complaints

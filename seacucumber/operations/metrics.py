@@ -38,7 +38,8 @@ from prometheus_client.registry import Collector
 
 from ..conf import conf, lanes
 from ..exceptions import OperatorError
-from . import quota, store, usage, workers
+from ..shared import quota, store, workers
+from . import usage
 
 logger = logging.getLogger(__name__)
 

@@ -39,7 +39,8 @@ from ..payload import bare_address
 from ..ses import clients as ses_clients
 from ..ses import identities
 from ..ses.errors import error_info
-from . import store, usage, workers
+from ..shared import store, workers
+from . import usage
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 _RANK = {OK: 0, WARN: 1, FAIL: 2}
