@@ -112,8 +112,8 @@ def _names(value: Any) -> list[str]:
 
 def consume_mail_queues(sender: Any = None, instance: Any = None, **_: Any) -> None:
     """``celeryd_after_setup``: with no ``-Q``, consume every queue mail can go to as well
-    (so ``celery -A proj worker`` sends everything); with one, warn for each such queue it
-    leaves out."""
+    (so ``celery -A proj worker`` sends everything); with one that names some of them, warn
+    for each it leaves out (one that names none is a worker for other tasks)."""
     app = instance.app if instance is not None else current_app
     queues = app.amqp.queues
     wanted = mail_queues()
@@ -127,6 +127,10 @@ def consume_mail_queues(sender: Any = None, instance: Any = None, **_: Any) -> N
             logger.info("Sea Cucumber: this worker also consumes %s (no -Q given: every "
                         "queue mail can go to)", ", ".join(repr(name) for name in added))
     consumed = set(queues.consume_from)
+    if not consumed & set(wanted):  # a worker for other tasks: not a mail worker's mistake
+        logger.info("Sea Cucumber: this worker consumes none of the queues mail goes to (%s)",
+                    ", ".join(repr(name) for name in wanted))
+        return
     for name, senders in wanted.items():
         if name not in consumed:
             logger.warning(
