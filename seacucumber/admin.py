@@ -1,8 +1,9 @@
-"""Django admin: per-send status (read only), the suppression list and topic suppressions."""
+"""Django admin: per-send status and received mail (read only), the suppression list and
+topic suppressions."""
 
 from django.contrib import admin
 
-from .models import MessageStatus, SuppressedAddress, TopicSuppression
+from .models import InboundMail, MessageStatus, SuppressedAddress, TopicSuppression
 
 
 @admin.register(MessageStatus)
@@ -49,3 +50,21 @@ class TopicSuppressionAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         obj.address = obj.address.strip().lower()
         super().save_model(request, obj, form, change)
+
+
+@admin.register(InboundMail)
+class InboundMailAdmin(admin.ModelAdmin):
+    """Every receipt notification the webhook took in, and what came of its mail: an
+    operator sees here why a mail was refused, gone or failed (read only)."""
+
+    list_display = ("received_at", "state", "source", "action_type", "reason", "updated_at")
+    list_filter = ("state", "action_type", "received_at")
+    search_fields = ("sns_message_id", "ses_message_id", "source", "reason")
+    date_hierarchy = "received_at"
+    readonly_fields = [f.name for f in InboundMail._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
