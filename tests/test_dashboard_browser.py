@@ -118,7 +118,8 @@ def test_dashboard_and_timeline_in_chromium(chromium, pipeline, start_worker, mo
     assert found[("seacucumber_sends_total", (lane, ("outcome", "sent")))] == 12
     assert found[("seacucumber_sends_total", (lane, ("outcome", "failed")))] == 1
     assert found[("seacucumber_sends_total", (lane, ("outcome", "suppressed")))] == 1
-    assert found[("seacucumber_ses_events_total", (("type", "Delivery"),))] == 10
+    assert found[("seacucumber_ses_events_total",
+                  (("bounce_type", ""), lane, ("type", "Delivery")))] == 10
     assert found[("seacucumber_queue_depth", (("queue", pipeline.queue),))] == 0
     # the worker's heartbeat: it consumes the test's queue, and nobody the bulk lane's
     assert found[("seacucumber_queue_consumers", (("queue", pipeline.queue),))] == 1

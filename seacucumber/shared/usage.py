@@ -404,7 +404,7 @@ def render(usage: Usage, bar_width: int = 30) -> str:
                      f"{duration(usage.quota_hold_seconds)} more (SEACUCUMBER_QUOTA_HOLD)")
     if usage.outbox is not None:
         lines.append(f"  not yet settled    {usage.outbox['queued']:,} queued, "
-                     f"{usage.outbox['running']:,} sending (the outbox)")
+                     f"{usage.outbox['running']:,} running (the outbox)")
     lines += _account_lines(usage)
     lines += _queue_lines(usage)
     lines += ["", f"Send statistics, last {STATISTICS_DAYS} days (UTC days, GetSendStatistics)",
