@@ -78,6 +78,24 @@ class MessageStatus(models.Model):
         return [r for r in self.recipients.splitlines() if r]
 
 
+class SendRecipient(models.Model):
+    """One recipient of one send, lower-cased: the timeline finds an address's sends through
+    this table's index instead of scanning every record's recipients text."""
+
+    send = models.ForeignKey(MessageStatus, on_delete=models.CASCADE, to_field="message_id",
+                             db_column="message_id", related_name="recipient_rows")
+    address = models.CharField(max_length=320)
+
+    class Meta:
+        constraints = [
+            # also the lookup's index: an address's sends, read from the index alone
+            models.UniqueConstraint(fields=["address", "send"], name="sc_recipient_address_send"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} in {self.send_id}"
+
+
 class SuppressedAddress(models.Model):
     """An address the worker drops from every send."""
 

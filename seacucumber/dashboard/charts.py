@@ -20,7 +20,10 @@ from .data import Hour
 #: outcome -> colour (colour-blind safe: Okabe-Ito)
 COLOURS = {"sent": "#009E73", "bounced": "#E69F00", "complained": "#CC79A7",
            "failed": "#D55E00", "suppressed": "#56B4E9", "queued": "#999999"}
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 760, 220, 48, 28, 12
+WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 760, 220, 52, 28, 14
+#: text size in the chart's own units; the chart is drawn at its own width (narrower only
+#: when the page is), so this is the size on screen: at least 11 px on a desktop page
+FONT_SIZE = 12
 
 
 def _nice_ceiling(value: float) -> float:
@@ -34,8 +37,9 @@ def _nice_ceiling(value: float) -> float:
 def _svg(label: str, body: list[str], klass: str) -> SafeString:
     return mark_safe(  # noqa: S308 - every text inside went through escape()
         f'<svg class="sc-chart {klass}" role="img" aria-label="{escape(label)}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" xmlns="http://www.w3.org/2000/svg" '
-        f'font-family="sans-serif" font-size="11">{"".join(body)}</svg>')
+        f'viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
+        f'xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" '
+        f'font-size="{FONT_SIZE}">{"".join(body)}</svg>')
 
 
 def _axis(maximum: float, unit: str = "") -> list[str]:
@@ -74,7 +78,7 @@ def hourly_sends(hours: Sequence[Hour]) -> SafeString:
                         f'fill="{COLOURS[name]}"/>')
         body.append(f"<g><title>{title}</title>{''.join(bars)}</g>")
         if index % 6 == 0:
-            body.append(f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 14}" fill="#555">'
+            body.append(f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" fill="#555">'
                         f'{hour.start:%d %H}h</text>')
     for index, (name, colour) in enumerate(COLOURS.items()):
         x = LEFT + 10 + index * 90
@@ -100,11 +104,15 @@ def rate_line(label: str, points: Sequence[tuple[str, float | None]], review: fl
                     f'fill="{colour}">SES {name} {100 * level:g}%</text>')
     line: list[str] = []
     dots: list[str] = []
+    every = max(1, len(points) // 8)
     for index, (day, value) in enumerate(points):
         x = LEFT + 4 + index * step
-        if index % max(1, len(points) // 8) == 0:
-            body.append(f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 14}" fill="#555">'
-                        f'{escape(day[5:])}</text>')
+        last = index == len(points) - 1
+        if last or (index % every == 0 and len(points) - 1 - index >= every / 2):
+            # the last day is always labelled, ending at its dot so it is never cut off
+            anchor = "end" if last and index else "middle" if index else "start"
+            body.append(f'<text class="sc-day" x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" '
+                        f'text-anchor="{anchor}" fill="#555">{escape(day[5:])}</text>')
         if value is None:
             continue
         y = HEIGHT - BOTTOM - plot_h * min(value, maximum) / maximum

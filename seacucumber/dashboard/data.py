@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
+import redis
 from django.db.models import Count
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
+from ..conf import lanes
 from ..models import DailyStatistics, MessageStatus, Status, SuppressedAddress
 from ..shared import metrics, reputation, usage
 
@@ -58,6 +61,16 @@ class Overview:
     days: list[DayRates]
     suppressed: int
     failures: list[MessageStatus]
+    headlines: list[Headline] = field(default_factory=list)
+    lanes: list[LaneRow] = field(default_factory=list)
+
+    @property
+    def throttles(self) -> int:
+        return sum(lane.throttles for lane in self.lanes)
+
+    @property
+    def retries(self) -> int:
+        return sum(lane.retries for lane in self.lanes)
 
     @property
     def sends_48h(self) -> dict[str, int]:
@@ -103,18 +116,125 @@ def reputation_holds() -> list[reputation.Hold]:
         return []
 
 
-def overview(with_quota: bool = True) -> Overview:
-    return Overview(
-        gauges=metrics.read_gauges(with_quota=with_quota),
-        hours=sends_per_hour(),
-        days=daily_rates(),
-        suppressed=SuppressedAddress.objects.count(),
-        failures=list(MessageStatus.objects.filter(status=Status.FAILED)
-                      .order_by("-updated_at")[:LATEST_FAILURES]),
-    )
-
-
 LEVELS = {
     "bounce": (usage.BOUNCE_REVIEW, usage.BOUNCE_AT_RISK),
     "complaint": (usage.COMPLAINT_REVIEW, usage.COMPLAINT_AT_RISK),
 }
+
+
+def percent(rate: float | None) -> str:
+    """A rate as people read it: 0.00717 -> "0.717%", 0.05 -> "5%"; "-" for none."""
+    return "-" if rate is None else f"{float(f'{100 * rate:.3g}'):g}%"
+
+
+@dataclass
+class Headline:
+    """One rate as a number against SES's levels: ``level`` is ``healthy``, ``review`` (SES
+    reviews the account), ``at_risk`` (SES may pause it) or ``no data``."""
+
+    name: str  #: "bounce" or "complaint"
+    rate: float | None
+    review: float
+    pause: float
+    day: dt.date | None  #: the stored day it is from
+
+    @property
+    def level(self) -> str:
+        return usage.level(self.rate, self.review, self.pause)
+
+    @property
+    def rate_text(self) -> str:
+        return percent(self.rate)
+
+    @property
+    def review_text(self) -> str:
+        return percent(self.review)
+
+    @property
+    def pause_text(self) -> str:
+        return percent(self.pause)
+
+
+def headline_rates(days: list[DayRates]) -> list[Headline]:
+    """The latest stored day's bounce and complaint rates (the latest day with sends)."""
+    latest = next((day for day in reversed(days) if day.attempts), None)
+    return [Headline(name, getattr(latest, f"{name}_rate") if latest else None, review, pause,
+                     latest.date if latest else None)
+            for name, (review, pause) in LEVELS.items()]
+
+
+@dataclass
+class LaneRow:
+    """One lane on the dashboard: what the metrics counted since they started, and the
+    reputation guard's window (rates judged on recipients sent) and hold."""
+
+    name: str
+    sends: int = 0  #: sends SES accepted
+    recipients: int = 0  #: their recipients
+    failed: int = 0
+    throttles: int = 0
+    retries: int = 0
+    bounce_rate: float | None = None
+    complaint_rate: float | None = None
+    guarded: bool = False
+    hold: reputation.Hold | None = None
+
+    @property
+    def bounce_level(self) -> str:
+        return usage.level(self.bounce_rate, *LEVELS["bounce"])
+
+    @property
+    def complaint_level(self) -> str:
+        return usage.level(self.complaint_rate, *LEVELS["complaint"])
+
+    @property
+    def bounce_text(self) -> str:
+        return percent(self.bounce_rate)
+
+    @property
+    def complaint_text(self) -> str:
+        return percent(self.complaint_rate)
+
+
+def lane_rows(counters: dict[str, dict[tuple[str, ...], float]],
+              guard: dict[str, Any] | None) -> list[LaneRow]:
+    """Every declared lane (and any other the counters or the guard know), in priority
+    order, from ``metrics.read_counters`` and ``reputation.report``."""
+    rows = {declared.name: LaneRow(declared.name) for declared in lanes()}
+    for (outcome, lane), value in counters.get("sends", {}).items():
+        row = rows.setdefault(lane, LaneRow(lane))
+        if outcome == "sent":
+            row.sends += int(value)
+        elif outcome == "failed":
+            row.failed += int(value)
+    for (outcome, lane), value in counters.get("recipients", {}).items():
+        if outcome == "sent":
+            rows.setdefault(lane, LaneRow(lane)).recipients += int(value)
+    for name in ("throttles", "retries"):
+        for (lane,), value in counters.get(name, {}).items():
+            row = rows.setdefault(lane, LaneRow(lane))
+            setattr(row, name, getattr(row, name) + int(value))
+    for lane, found in ((guard or {}).get("lanes") or {}).items():
+        row = rows.setdefault(lane, LaneRow(lane))
+        row.bounce_rate, row.complaint_rate = found["bounce_rate"], found["complaint_rate"]
+        row.guarded = bool(found["guarded"])
+        row.hold = reputation.Hold(**found["hold"]) if found.get("hold") else None
+    return list(rows.values())
+
+
+def overview(with_quota: bool = True) -> Overview:
+    days = daily_rates()
+    try:
+        counters = metrics.read_counters()
+    except (redis.RedisError, OSError):
+        counters = {}
+    return Overview(
+        gauges=metrics.read_gauges(with_quota=with_quota),
+        hours=sends_per_hour(),
+        days=days,
+        suppressed=SuppressedAddress.objects.count(),
+        failures=list(MessageStatus.objects.filter(status=Status.FAILED)
+                      .order_by("-updated_at")[:LATEST_FAILURES]),
+        headlines=headline_rates(days),
+        lanes=lane_rows(counters, usage.reputation_report()),
+    )
