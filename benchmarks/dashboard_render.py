@@ -45,7 +45,7 @@ def drop_database(dsn: str) -> None:
 
 FILL = """
 INSERT INTO seacucumber_messagestatus
-  (message_id, ses_message_id, sender, recipients, subject, status, queued_at, sent_at,
+  (message_id, ses_message_id, sender, recipients, subject, lane, status, queued_at, sent_at,
    updated_at, last_error, suppressed_recipients)
 SELECT
   md5(n::text),
@@ -53,6 +53,7 @@ SELECT
   'noreply@example.com',
   'user' || mod(n, 200000) || '@example.org',
   'Your order ' || n,
+  CASE WHEN mod(n, 4) = 0 THEN 'bulk' ELSE 'transactional' END,
   CASE WHEN r.x < 0.88 THEN 'delivered' WHEN r.x < 0.92 THEN 'sent'
        WHEN r.x < 0.94 THEN 'bounced' WHEN r.x < 0.941 THEN 'complained'
        WHEN r.x < 0.97 THEN 'failed' WHEN r.x < 0.98 THEN 'suppressed' ELSE 'queued' END,

@@ -1,15 +1,33 @@
 """Django admin: per-send status (read only), the suppression list and topic suppressions."""
 
-from django.contrib import admin
+from typing import Any
 
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from .conf import lanes
 from .models import MessageStatus, SuppressedAddress, TopicSuppression
+
+
+class LaneFilter(admin.SimpleListFilter):
+    """The declared lanes as choices: no query over every record for its distinct values."""
+
+    title = "lane"
+    parameter_name = "lane"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(found.name, found.name) for found in lanes()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(lane=self.value()) if self.value() else queryset
 
 
 @admin.register(MessageStatus)
 class MessageStatusAdmin(admin.ModelAdmin):
-    list_display = ("message_id", "status", "sender", "short_recipients", "subject",
+    list_display = ("message_id", "status", "lane", "sender", "short_recipients", "subject",
                     "queued_at", "sent_at", "updated_at")
-    list_filter = ("status", "queued_at", "sent_at", "updated_at")
+    list_filter = (LaneFilter, "status", "queued_at", "sent_at", "updated_at")
     search_fields = ("message_id", "ses_message_id", "sender", "recipients", "subject")
     date_hierarchy = "queued_at"
     readonly_fields = [f.name for f in MessageStatus._meta.fields]

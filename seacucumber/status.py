@@ -23,6 +23,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from .conf import conf
+from .conf import lane as conf_lane
 from .payload import OutboundSend
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def record_queued(checked: Iterable[tuple[EmailMessage, Sequence[OutboundSend]]]
         return
     from .models import MessageStatus, Status
 
+    checked = list(checked)  # read twice: the records, then their recipients
     now = timezone.now()
     rows = [
         MessageStatus(
@@ -68,6 +70,7 @@ def record_queued(checked: Iterable[tuple[EmailMessage, Sequence[OutboundSend]]]
             sender=send.sender,
             recipients="\n".join(send.recipients),
             subject=str(message.subject or "")[:MAX_SUBJECT],
+            lane=send.lane or conf_lane().name,
             status=Status.QUEUED,
             queued_at=now,
             updated_at=now,

@@ -10,6 +10,8 @@ import uuid
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.core import mail
+from django.core.mail import EmailMessage
 from django.test import Client
 from django.utils import timezone
 
@@ -17,6 +19,7 @@ from seacucumber import status as status_records
 from seacucumber.dashboard import data, timeline
 from seacucumber.models import DailyStatistics, MessageStatus, SendEvent, SuppressedAddress
 from seacucumber.shared import quota, ratelimit
+from tests.conftest import SENDER
 from tests.fixtures_events import bounce, notification, ses_event
 
 URL = "/admin/seacucumber/dashboard/"
@@ -328,3 +331,29 @@ def test_the_lanes_panel_shows_each_lane_its_counts_rates_and_hold(staff, accoun
     assert cells["transactional"][8] == "not guarded"
     assert 'class="sc-lane sc-held" data-lane="bulk"' in page
     assert "2 throttled, 3 retried" in page
+
+
+@pytest.mark.django_db
+def test_the_message_list_shows_lane_and_subject_and_filters_by_lane_and_status(
+        staff, settings, eager, moto_ses):
+    """Records carry their send's lane and recipients from ``send_messages``: the message
+    list filters by lane (the declared lanes as choices) and status, and the timeline finds
+    each recipient."""
+    settings.SEACUCUMBER_TRACK_STATUS = True
+    mail.get_connection().send_messages([
+        EmailMessage("Receipt 1", "B", SENDER, ["One@example.com"]),
+        EmailMessage("Offer 2", "B", SENDER, ["two@example.com"])])
+    bulk = EmailMessage("Offer 3", "B", SENDER, ["three@example.com"])
+    bulk.seacucumber_options = {"lane": "bulk"}
+    mail.get_connection().send_messages([bulk])
+    assert dict(MessageStatus.objects.values_list("subject", "lane")) == {
+        "Receipt 1": "transactional", "Offer 2": "transactional", "Offer 3": "bulk"}
+    superuser = Client()
+    superuser.force_login(User.objects.create_superuser("root", "r@example.com", "pw"))
+    listing = "/admin/seacucumber/messagestatus/"
+    page = superuser.get(listing, {"lane": "bulk"}).content.decode()
+    assert "Offer 3" in page and "Offer 2" not in page and "Receipt 1" not in page
+    page = superuser.get(listing, {"lane": "transactional", "status": "sent"}).content.decode()
+    assert "Offer 2" in page and "Receipt 1" in page and "Offer 3" not in page
+    assert {send.record.subject for send in timeline.lookup("one@example.com").sends} == {
+        "Receipt 1"}
