@@ -357,3 +357,29 @@ def test_the_message_list_shows_lane_and_subject_and_filters_by_lane_and_status(
     assert "Offer 2" in page and "Receipt 1" in page and "Offer 3" not in page
     assert {send.record.subject for send in timeline.lookup("one@example.com").sends} == {
         "Receipt 1"}
+
+
+@pytest.mark.django_db
+def test_a_held_lane_is_released_from_the_dashboard_only_with_the_change_permission(
+        account, settings):
+    from seacucumber.shared import reputation, store
+
+    settings.SEACUCUMBER_REPUTATION_GUARD = True
+    settings.SEACUCUMBER_REPUTATION_GUARD_LANES = ["bulk"]
+    hold = reputation.Hold("bulk", "bounce", 0.12, 0.05, 500, time.time())
+    store.redis_client().set(reputation.hold_key_of("bulk"), hold.to_json())
+    release = URL + "release/"
+
+    viewer = staff_client(*VIEW)
+    assert 'value="Release bulk"' not in viewer.get(URL).content.decode()
+    assert viewer.post(release, {"lane": "bulk"}).status_code == 403
+    assert [found.lane for found in reputation.holds()] == ["bulk"]
+
+    operator = staff_client(*VIEW, "change_dashboard")
+    assert 'value="Release bulk"' in operator.get(URL).content.decode()
+    assert operator.get(release).status_code == 405
+    assert operator.post(release, {"lane": "nope"}).status_code == 400
+    response = operator.post(release, {"lane": "bulk"}, follow=True)
+    assert response.redirect_chain[-1][0] == URL
+    assert "Lane bulk released: its mail goes out again" in response.content.decode()
+    assert reputation.holds() == []
