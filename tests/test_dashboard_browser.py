@@ -40,15 +40,18 @@ VIEW_CODENAMES = ("view_messagestatus", "view_suppressedaddress")
 
 
 #: each chart text's size on screen (its font size times the chart's scale) and whether it
-#: lies wholly inside its chart's box
+#: lies wholly inside its chart's box (and, for a day's label, is at least 6 px from any other)
 CHART_LABELS = """() => [...document.querySelectorAll('svg.sc-chart')].flatMap(svg => {
   const box = svg.getBoundingClientRect();
   const scale = box.width / svg.viewBox.baseVal.width;
+  const days = [...svg.querySelectorAll('text.sc-day')].map(t => t.getBoundingClientRect());
   return [...svg.querySelectorAll('text')].map(text => {
     const r = text.getBoundingClientRect();
+    const overlaps = text.classList.contains('sc-day') && days.some(o => o.left !== r.left
+        && o.left < r.right + 6 && r.left < o.right + 6);  // at least 6 px apart
     return {text: text.textContent, size: parseFloat(getComputedStyle(text).fontSize) * scale,
             inside: r.left >= box.left - 0.5 && r.right <= box.right + 0.5
-                    && r.top >= box.top - 0.5 && r.bottom <= box.bottom + 0.5};
+                    && r.top >= box.top - 0.5 && r.bottom <= box.bottom + 0.5 && !overlaps};
   });
 })"""
 

@@ -24,6 +24,7 @@ WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 760, 220, 52, 28, 14
 #: text size in the chart's own units; the chart is drawn at its own width (narrower only
 #: when the page is), so this is the size on screen: at least 11 px on a desktop page
 FONT_SIZE = 12
+LABEL_SPACE = 56  #: room a day's label ("11-24" at FONT_SIZE) takes, with a gap
 
 
 def _nice_ceiling(value: float) -> float:
@@ -87,6 +88,19 @@ def hourly_sends(hours: Sequence[Hour]) -> SafeString:
     return _svg("Sends per hour over the last 48 hours, by outcome", body, "sc-hourly")
 
 
+def _day_labels(count: int, step: float) -> list[tuple[int, str]]:
+    """Which of ``count`` days ``step`` apart get a label, and its anchor: every so many, far
+    enough apart not to overlap (``LABEL_SPACE``), centred on their day; the last day always,
+    ending at its dot so it is never cut off, with no other label too close to it."""
+    if count == 0:
+        return []
+    every = max(1, math.ceil(LABEL_SPACE / step)) if step else 1
+    last = count - 1
+    chosen = [(index, "middle") for index in range(0, last, every)
+              if (last - index) * step >= 1.5 * LABEL_SPACE]
+    return [*chosen, (last, "end" if last else "start")]
+
+
 def rate_line(label: str, points: Sequence[tuple[str, float | None]], review: float,
               pause: float) -> SafeString:
     """A rate per day (fractions) as a line and dots, against SES's review and pause
@@ -104,15 +118,12 @@ def rate_line(label: str, points: Sequence[tuple[str, float | None]], review: fl
                     f'fill="{colour}">SES {name} {100 * level:g}%</text>')
     line: list[str] = []
     dots: list[str] = []
-    every = max(1, len(points) // 8)
+    for index, anchor in _day_labels(len(points), step):
+        x = LEFT + 4 + index * step
+        body.append(f'<text class="sc-day" x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" '
+                    f'text-anchor="{anchor}" fill="#555">{escape(points[index][0][5:])}</text>')
     for index, (day, value) in enumerate(points):
         x = LEFT + 4 + index * step
-        last = index == len(points) - 1
-        if last or (index % every == 0 and len(points) - 1 - index >= every / 2):
-            # the last day is always labelled, ending at its dot so it is never cut off
-            anchor = "end" if last and index else "middle" if index else "start"
-            body.append(f'<text class="sc-day" x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" '
-                        f'text-anchor="{anchor}" fill="#555">{escape(day[5:])}</text>')
         if value is None:
             continue
         y = HEIGHT - BOTTOM - plot_h * min(value, maximum) / maximum
