@@ -128,22 +128,27 @@ def percent(rate: float | None) -> str:
 
 
 @dataclass
-class Headline:
-    """One rate as a number against SES's levels: ``level`` is ``healthy``, ``review`` (SES
-    reviews the account), ``at_risk`` (SES may pause it) or ``no data``."""
+class Rated:
+    """A bounce or complaint rate against SES's levels: ``level`` is ``healthy``, ``review``
+    (SES reviews the account), ``at_risk`` (SES may pause it) or ``no data``."""
 
     name: str  #: "bounce" or "complaint"
-    rate: float | None
-    review: float
-    pause: float
-    day: dt.date | None  #: the stored day it is from
+    rate: float | None = None
+
+    @property
+    def review(self) -> float:
+        return LEVELS[self.name][0]
+
+    @property
+    def pause(self) -> float:
+        return LEVELS[self.name][1]
 
     @property
     def level(self) -> str:
         return usage.level(self.rate, self.review, self.pause)
 
     @property
-    def rate_text(self) -> str:
+    def text(self) -> str:
         return percent(self.rate)
 
     @property
@@ -155,12 +160,18 @@ class Headline:
         return percent(self.pause)
 
 
+@dataclass
+class Headline(Rated):
+    """A headline rate: the latest stored day's (``day``)."""
+
+    day: dt.date | None = None
+
+
 def headline_rates(days: list[DayRates]) -> list[Headline]:
     """The latest stored day's bounce and complaint rates (the latest day with sends)."""
     latest = next((day for day in reversed(days) if day.attempts), None)
-    return [Headline(name, getattr(latest, f"{name}_rate") if latest else None, review, pause,
-                     latest.date if latest else None)
-            for name, (review, pause) in LEVELS.items()]
+    return [Headline(name, getattr(latest, f"{name}_rate") if latest else None,
+                     latest.date if latest else None) for name in LEVELS]
 
 
 @dataclass
@@ -174,26 +185,10 @@ class LaneRow:
     failed: int = 0
     throttles: int = 0
     retries: int = 0
-    bounce_rate: float | None = None
-    complaint_rate: float | None = None
+    bounce: Rated = field(default_factory=lambda: Rated("bounce"))
+    complaint: Rated = field(default_factory=lambda: Rated("complaint"))
     guarded: bool = False
     hold: reputation.Hold | None = None
-
-    @property
-    def bounce_level(self) -> str:
-        return usage.level(self.bounce_rate, *LEVELS["bounce"])
-
-    @property
-    def complaint_level(self) -> str:
-        return usage.level(self.complaint_rate, *LEVELS["complaint"])
-
-    @property
-    def bounce_text(self) -> str:
-        return percent(self.bounce_rate)
-
-    @property
-    def complaint_text(self) -> str:
-        return percent(self.complaint_rate)
 
 
 def lane_rows(counters: dict[str, dict[tuple[str, ...], float]],
@@ -216,7 +211,7 @@ def lane_rows(counters: dict[str, dict[tuple[str, ...], float]],
             setattr(row, name, getattr(row, name) + int(value))
     for lane, found in ((guard or {}).get("lanes") or {}).items():
         row = rows.setdefault(lane, LaneRow(lane))
-        row.bounce_rate, row.complaint_rate = found["bounce_rate"], found["complaint_rate"]
+        row.bounce.rate, row.complaint.rate = found["bounce_rate"], found["complaint_rate"]
         row.guarded = bool(found["guarded"])
         row.hold = reputation.Hold(**found["hold"]) if found.get("hold") else None
     return list(rows.values())
