@@ -30,6 +30,9 @@ def shared(settings, redis_url):
     settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/7"
     settings.SEACUCUMBER_REDIS_PREFIX = f"m-{uuid.uuid4().hex[:8]}"
     settings.SEACUCUMBER_METRICS_TOKEN = TOKEN
+    # SES unreachable on loopback unless a test's fixture points at moto or the emulator:
+    # a scrape reads the quota and must never reach AWS itself
+    settings.SEACUCUMBER_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"
     quota.forget()
     return settings
 
