@@ -18,7 +18,7 @@ from django.utils import timezone
 from seacucumber import status as status_records
 from seacucumber.dashboard import data, timeline
 from seacucumber.models import DailyStatistics, MessageStatus, SendEvent, SuppressedAddress
-from seacucumber.shared import quota, ratelimit
+from seacucumber.shared import quota, ratelimit, store
 from tests.conftest import SENDER
 from tests.fixtures_events import bounce, notification, ses_event
 
@@ -383,3 +383,18 @@ def test_a_held_lane_is_released_from_the_dashboard_only_with_the_change_permiss
     assert response.redirect_chain[-1][0] == URL
     assert "Lane bulk released: its mail goes out again" in response.content.decode()
     assert reputation.holds() == []
+
+
+@pytest.mark.django_db
+def test_the_account_state_shows_the_sandbox_and_disabled_sending(staff, account, settings):
+    settings.USE_SES_V2 = True
+    account.configure(sandbox=True, sending_enabled=False, enforcement_status="SHUTDOWN")
+    page = staff.get(URL).content.decode()
+    state = re.search(r'<p id="sc-account"( class="sc-warn")?>(.*?)</p>', page, re.S)
+    assert state and state.group(1)
+    assert state.group(2).startswith("Account: SHUTDOWN, sending disabled; in the sandbox: ")
+    quota.forget()
+    store.redis_client().delete(store.key("metrics", "quota"))  # the quota's minute cache
+    account.configure(sandbox=False, sending_enabled=True, enforcement_status="HEALTHY")
+    page = staff.get(URL).content.decode()
+    assert '<p id="sc-account">Account: HEALTHY, sending enabled; production access</p>' in page

@@ -126,6 +126,7 @@ class DashboardAdmin(admin.ModelAdmin):
                           if gauges.quota_hold_seconds else None),
             "reputation_holds": data.reputation_holds(),
             "may_release": self.may_release(request),
+            "sandbox_means": usage.SANDBOX_MEANS,
         }
         return TemplateResponse(request, "seacucumber/dashboard.html", context)
 

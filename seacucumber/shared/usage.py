@@ -42,6 +42,11 @@ class Quota:
     sent_last_24_hours: float
     enforcement_status: str | None = None  # v2 only: HEALTHY, PROBATION, SHUTDOWN
     sending_enabled: bool | None = None  # v2 only
+    production_access_enabled: bool | None = None  # v2 only: False in the sandbox
+
+    @property
+    def sandbox(self) -> bool:
+        return self.production_access_enabled is False
 
     @property
     def percent_used(self) -> float | None:
@@ -241,6 +246,7 @@ def _quota_of(account: dict[str, Any]) -> Quota:
         float(quota.get("SentLast24Hours", 0)),
         account.get("EnforcementStatus"),
         account.get("SendingEnabled"),
+        account.get("ProductionAccessEnabled"),
     )
 
 
