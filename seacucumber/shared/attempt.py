@@ -9,8 +9,9 @@ worker five or six round trips per send; here they are two:
   log (or finds it sent, or claimed by another attempt), checks the lane's hold, and books
   the recipients in the shared rate for the send's lane, atomically. An attempt that does
   not go on to send gives its claim back inside the same script.
-- ``settle``: one Lua script marks the send sent in the send log, counts it (metrics, the
-  reputation guard), and drops its outbox record.
+- ``settle``: one Lua script marks the send sent in the send log, counts it (metrics: the
+  send, its recipients, its latency since ``send_messages``; the reputation guard), and
+  drops its outbox record.
 
 The rate, per lane (docs/rate.rst). GCRA, as ``ratelimit`` explains: one "theoretical
 arrival time" (TAT) for the whole account, so every lane together never exceeds the rate.
@@ -265,27 +266,31 @@ def reserve(cost: int, rate: float, lane: Lane | None = None, horizon: float | N
 
 #: KEYS: 1 send-log key, 2 metrics counters, 3-6 outbox task, queue, queued, running, then
 #: the reputation guard's pairs (``reputation.COUNT_LUA``). ARGV: 1 "o" to drop the outbox
-#: record (else "-"), 2 the sent mark, 3 seconds it is kept, 4 the counter's field,
-#: 5 outbox published prefix, 6 task id, then from 7 the guard's (field, amount, keep,
-#: names).
+#: record (else "-"), 2 the sent mark, 3 seconds it is kept, 4 the sends counter's field,
+#: 5 outbox published prefix, 6 task id, 7 the recipients counter's field, 8 recipients,
+#: 9 the latency bucket's field, 10 the latency sum's field, 11 the latency, then from 12
+#: the guard's (field, amount, keep, names).
 _SETTLE = outbox.DROP_RECORD_LUA + reputation.COUNT_LUA + """
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
+redis.call('HINCRBY', KEYS[2], ARGV[7], ARGV[8])
+redis.call('HINCRBY', KEYS[2], ARGV[9], 1)
+redis.call('HINCRBYFLOAT', KEYS[2], ARGV[10], ARGV[11])
 if ARGV[1] == 'o' then drop_record(3, ARGV[5], ARGV[6]) end
-count_reputation(7, 7)
+count_reputation(7, 12)
 return 1
 """
 
 
-def _settle_fixed(lane: str) -> tuple[bool, list[str], int, str, str]:
+def _settle_fixed(lane: str) -> tuple[bool, list[str], int, str, str, str]:
     """What ``_SETTLE`` takes for a lane that depends on settings alone: whether the outbox
-    is on, the counters' and outbox keys, the sent mark's seconds, the counter's field, the
-    outbox published prefix (made once while the settings are held)."""
+    is on, the counters' and outbox keys, the sent mark's seconds, the sends and recipients
+    counters' fields, the outbox published prefix (made once while the settings are held)."""
     from . import metrics  # metrics reads usage, which reads this package's modules
 
     return (outbox.enabled(), [metrics.counters_key(), *outbox.record_keys()],
             sendlog.keep_seconds(), metrics.counter_field("sends", "sent", lane),
-            outbox.published_prefix())
+            metrics.counter_field("recipients", "sent", lane), outbox.published_prefix())
 
 
 def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
@@ -296,15 +301,20 @@ def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
     could send it again, and the sweeper finds no record)."""
     if store.redis_url() is None:
         return
+    from . import metrics
+
     message_id = outbound.message_id
-    drop, fixed_keys, keep, counter, prefix = conf.derived(f"settle:{lane}",
-                                                           lambda: _settle_fixed(lane))
+    drop, fixed_keys, keep, counter, recipients, prefix = conf.derived(
+        f"settle:{lane}", lambda: _settle_fixed(lane))
+    now = time.time()
+    latency = max(0.0, now - outbound.created)
+    bucket, latency_sum = metrics.latency_fields(lane, latency)
     guard_keys, guard_args = reputation.counted(
-        "sent", lane, outbound.options.get("configuration_set"), len(outbound.recipients),
-        time.time())
+        "sent", lane, outbound.options.get("configuration_set"), len(outbound.recipients), now)
     keys = [sendlog.key(message_id), *fixed_keys, *guard_keys]
     args = ["o" if drop and task_id else "-", sendlog.sent_mark(ses_message_id),
-            keep, counter, prefix, task_id or "", *guard_args]
+            keep, counter, prefix, task_id or "", recipients, len(outbound.recipients),
+            bucket, latency_sum, repr(latency), *guard_args]
     try:
         store.run_script(_SETTLE, keys, args, client=store.task_client())
     except redis.RedisError as exc:
