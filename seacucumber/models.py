@@ -48,6 +48,9 @@ class MessageStatus(models.Model):
     sender = models.CharField(max_length=320)
     recipients = models.TextField(help_text="One address per line.")
     subject = models.TextField(blank=True)
+    lane = models.CharField(max_length=64, blank=True,
+                            help_text="The send's lane (SEACUCUMBER_LANES); empty for records "
+                            "written before lanes were recorded.")
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
     )
@@ -68,6 +71,8 @@ class MessageStatus(models.Model):
             # and the latest failures
             models.Index(fields=["queued_at", "status"], name="sc_status_queued_status"),
             models.Index(fields=["status", "updated_at"], name="sc_status_status_updated"),
+            # the message list filtered by lane, newest first
+            models.Index(fields=["lane", "queued_at"], name="sc_status_lane_queued"),
         ]
 
     def __str__(self) -> str:
@@ -76,6 +81,24 @@ class MessageStatus(models.Model):
     @property
     def recipient_list(self) -> list[str]:
         return [r for r in self.recipients.splitlines() if r]
+
+
+class SendRecipient(models.Model):
+    """One recipient of one send, lower-cased: the timeline finds an address's sends through
+    this table's index instead of scanning every record's recipients text."""
+
+    send = models.ForeignKey(MessageStatus, on_delete=models.CASCADE, to_field="message_id",
+                             db_column="message_id", related_name="recipient_rows")
+    address = models.CharField(max_length=320)
+
+    class Meta:
+        constraints = [
+            # also the lookup's index: an address's sends, read from the index alone
+            models.UniqueConstraint(fields=["address", "send"], name="sc_recipient_address_send"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} in {self.send_id}"
 
 
 class SuppressedAddress(models.Model):

@@ -24,6 +24,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from .conf import conf
+from .conf import lane as conf_lane
 from .payload import OutboundSend
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ def record_queued(checked: Iterable[tuple[EmailMessage, Sequence[OutboundSend]]]
         return
     from .models import MessageStatus, Status
 
+    checked = list(checked)  # read twice: the records, then their recipients
     now = timezone.now()
     rows = [
         MessageStatus(
@@ -69,6 +71,7 @@ def record_queued(checked: Iterable[tuple[EmailMessage, Sequence[OutboundSend]]]
             sender=send.sender,
             recipients="\n".join(send.recipients),
             subject=str(message.subject or "")[:MAX_SUBJECT],
+            lane=send.lane or conf_lane().name,
             status=Status.QUEUED,
             queued_at=now,
             updated_at=now,
@@ -78,6 +81,20 @@ def record_queued(checked: Iterable[tuple[EmailMessage, Sequence[OutboundSend]]]
     ]
     if rows:
         MessageStatus.objects.bulk_create(rows, ignore_conflicts=True)
+        record_recipients((send.message_id, send.recipients)
+                          for _, sends in checked for send in sends)
+
+
+def record_recipients(sends: Iterable[tuple[str, Iterable[str]]]) -> None:
+    """One ``SendRecipient`` row per (our id, recipient), lower-cased, in one INSERT: what the
+    timeline's lookup by address reads through its index."""
+    from .models import SendRecipient
+
+    rows = [SendRecipient(send_id=message_id, address=address.strip().lower()[:320])
+            for message_id, recipients in sends
+            for address in {r.strip().lower() for r in recipients} if address]
+    if rows:
+        SendRecipient.objects.bulk_create(rows, ignore_conflicts=True)
 
 
 def record_unqueued(sends: Iterable[OutboundSend], reason: str) -> None:
@@ -120,6 +137,7 @@ def _settle(status: str, message_id: str, sender: str | None, recipients: list[s
         message_id=message_id, sender=sender or "", recipients="\n".join(recipients or ()),
         status=Status.QUEUED, queued_at=now, updated_at=now,
     )], ignore_conflicts=True)
+    record_recipients([(message_id, recipients or ())])
     advance(status, {"message_id": message_id}, **fields)
 
 

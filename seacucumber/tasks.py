@@ -50,7 +50,7 @@ from django.core.exceptions import ImproperlyConfigured
 from . import retry
 from .conf import Lane, conf
 from .conf import lane as conf_lane
-from .events import inbound_task  # noqa: F401 - a worker gets the inbound task by this import
+from .events import inbound_task  # a worker gets the inbound task (and its sweep) by this import
 from .exceptions import (
     ClaimCheckFailed,
     MalformedPayload,
@@ -314,6 +314,9 @@ celeryd_after_setup.connect(workers.consume_mail_queues,
                             dispatch_uid="seacucumber.workers.queues")
 worker_ready.connect(workers.start_heartbeat, dispatch_uid="seacucumber.workers.start")
 worker_shutdown.connect(workers.stop_heartbeat, dispatch_uid="seacucumber.workers.stop")
+# received mail whose task the broker lost is queued again
+worker_ready.connect(inbound_task.start_sweeper, dispatch_uid="seacucumber.inbound.sweep")
+worker_shutdown.connect(inbound_task.stop_sweeper, dispatch_uid="seacucumber.inbound.stop")
 
 
 @shared_task(

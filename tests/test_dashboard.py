@@ -5,16 +5,21 @@ the shared state (Redis) and SES (the emulator)."""
 
 import datetime as dt
 import re
+import time
 import uuid
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.core import mail
+from django.core.mail import EmailMessage
 from django.test import Client
 from django.utils import timezone
 
+from seacucumber import status as status_records
 from seacucumber.dashboard import data, timeline
 from seacucumber.models import DailyStatistics, MessageStatus, SendEvent, SuppressedAddress
-from seacucumber.shared import quota, ratelimit
+from seacucumber.shared import quota, ratelimit, store
+from tests.conftest import SENDER
 from tests.fixtures_events import bounce, notification, ses_event
 
 URL = "/admin/seacucumber/dashboard/"
@@ -54,13 +59,18 @@ def this_hour() -> dt.datetime:
     return timezone.now().astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def record(n: int, status: str, hours_ago: float, **fields) -> MessageStatus:
+def record(n: int, status: str, hours_ago: float, recipients: str = "", **fields
+           ) -> MessageStatus:
     """A record queued ``hours_ago`` whole hours before the start of this hour (plus a
-    second: the same hourly bucket however long the test runs)."""
+    second: the same hourly bucket however long the test runs), with its recipients' rows
+    as ``status.record_queued`` writes them."""
     at = this_hour() - dt.timedelta(hours=hours_ago) + dt.timedelta(seconds=1)
-    return MessageStatus.objects.create(
-        message_id=f"m{n}", sender="sender@example.com", recipients=f"r{n}@example.com",
+    recipients = recipients or f"r{n}@example.com"
+    found = MessageStatus.objects.create(
+        message_id=f"m{n}", sender="sender@example.com", recipients=recipients,
         subject=f"S{n}", status=status, queued_at=at, updated_at=at, **fields)
+    status_records.record_recipients([(found.message_id, recipients.split())])
+    return found
 
 
 @pytest.mark.django_db
@@ -177,10 +187,11 @@ def test_sends_per_hour_counts_by_outcome(account):
 @pytest.mark.django_db(transaction=True)
 def test_the_timeline_of_an_address_shows_each_step_and_ses_reasons(staff, account, webhook):
     sent_at = timezone.now()
-    mine = record(1, "sent", 1, ses_message_id="ses-1", sent_at=sent_at)
-    record(2, "failed", 2, last_error="MessageRejected: Email address is not verified.")
-    MessageStatus.objects.filter(pk=mine.pk).update(recipients="a@example.com\nb@example.com")
-    MessageStatus.objects.filter(message_id="m2").update(recipients="A@example.com")
+    record(1, "sent", 1, "a@example.com\nb@example.com", ses_message_id="ses-1",
+           sent_at=sent_at)
+    record(2, "failed", 2, "A@example.com",
+           last_error="MessageRejected: Email address is not verified.")
+    record(3, "sent", 1, "ba@example.com\na@example.com.au")  # neither is a@example.com
     assert webhook(notification(ses_event("Delivery", "ses-1", smtpResponse="250 2.0.0 OK",
                                           timestamp="2026-11-30T10:00:00.000Z"))).status_code == 200
     complaint = ses_event("Complaint", "ses-1", complaintFeedbackType="abuse",
@@ -207,8 +218,7 @@ def test_the_timeline_of_an_address_shows_each_step_and_ses_reasons(staff, accou
 @pytest.mark.django_db(transaction=True)
 def test_a_suppressed_address_says_so_with_the_bounce(staff, account, webhook, settings):
     settings.SEACUCUMBER_SUPPRESS_ON_BOUNCE = True
-    record(1, "sent", 1, ses_message_id="ses-9", sent_at=timezone.now())
-    MessageStatus.objects.filter(message_id="m1").update(recipients="x@example.com")
+    record(1, "sent", 1, "x@example.com", ses_message_id="ses-9", sent_at=timezone.now())
     assert webhook(notification(bounce("ses-9", "x@example.com"))).status_code == 200
     page = staff.get(TIMELINE, {"q": "X@example.com"}).content.decode()
     assert "x@example.com is on the suppression list (bounce" in page
@@ -240,3 +250,164 @@ def test_cleanup_drops_old_timeline_events_with_the_records():
     SendEvent.objects.create(ses_message_id="new", kind="Delivery", at=now)
     status.cleanup(30)
     assert list(SendEvent.objects.values_list("ses_message_id", flat=True)) == ["new"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_gives_records_written_before_it_their_recipient_rows():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("seacucumber", "0004_inbound_mail")], [("seacucumber",
+                                                             "0005_send_recipients")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        old = executor.loader.project_state(before).apps.get_model("seacucumber",
+                                                                  "MessageStatus")
+        now = timezone.now()
+        old.objects.create(message_id="old-1", sender="s@example.com", queued_at=now,
+                           updated_at=now, recipients="A@example.com\nb@example.com",
+                           suppressed_recipients="b@example.com")
+        old.objects.create(message_id="old-2", sender="s@example.com", queued_at=now,
+                           updated_at=now, recipients="a@example.com")
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(after)
+    def found(address: str) -> set[str]:
+        return {send.record.message_id for send in timeline.lookup(address).sends}
+
+    assert found("a@EXAMPLE.com") == {"old-1", "old-2"}
+    assert found("b@example.com") == {"old-1"}
+
+
+@pytest.mark.django_db
+def test_headline_rates_are_numbers_coloured_against_ses_levels(staff, account):
+    """The finding: a day's complaint rate of 0.717%, above SES's 0.5% pause line, showed only
+    as a dot on a chart."""
+    today = dt.datetime.now(dt.UTC).date()
+    DailyStatistics.objects.create(date=today - dt.timedelta(days=1), delivery_attempts=1000,
+                                   bounces=1, complaints=0)
+    DailyStatistics.objects.create(date=today, delivery_attempts=13_947, bounces=837,
+                                   complaints=100)  # 6.0% and 0.717%
+    page = staff.get(URL).content.decode()
+    bounce = re.search(r'<div class="sc-card sc-headline ([^"]+)" id="sc-bounce-rate">(.*?)</div>',
+                       page, re.S)
+    complaint = re.search(r'<div class="sc-card sc-headline ([^"]+)" id="sc-complaint-rate">'
+                          r'(.*?)</div>', page, re.S)
+    assert bounce and complaint
+    assert bounce.group(1) == "sc-level-review" and ">6%</p>" in bounce.group(2)
+    assert "above SES's review level 5%" in bounce.group(2)
+    assert complaint.group(1) == "sc-level-at_risk" and ">0.717%</p>" in complaint.group(2)
+    assert "above SES's pause level 0.5%" in complaint.group(2)
+    assert data.percent(0.00717) == "0.717%" and data.percent(None) == "-"
+
+
+@pytest.mark.django_db
+def test_the_lanes_panel_shows_each_lane_its_counts_rates_and_hold(staff, account, settings):
+    from seacucumber.operations import metrics
+    from seacucumber.shared import reputation, store
+
+    settings.SEACUCUMBER_REPUTATION_GUARD = True
+    settings.SEACUCUMBER_REPUTATION_GUARD_LANES = ["bulk"]
+    metrics.count("sends", "sent", "bulk", amount=4)
+    metrics.count("recipients", "sent", "bulk", amount=150)
+    metrics.count("throttles", "transactional", amount=2)
+    metrics.count("retries", "transactional", amount=3)
+    now = time.time()
+    reputation.count("sent", "bulk", None, 1000, now)
+    reputation.record_event("complained", "bulk", None, 7, now)
+    hold = reputation.Hold("bulk", "complaint", 0.007, 0.005, 1000, now)
+    store.redis_client().set(reputation.hold_key_of("bulk"), hold.to_json())
+
+    page = staff.get(URL).content.decode()
+    rows = {name: row for name, row in re.findall(
+        r'<tr class="sc-lane[^"]*" data-lane="([^"]+)">(.*?)</tr>', page, re.S)}
+    assert list(rows) == ["transactional", "bulk"]  # priority order
+    cells = {name: re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for name, row in rows.items()}
+    assert cells["bulk"][1:6] == ["4", "150", "0", "0", "0"]
+    assert cells["transactional"][4:6] == ["2", "3"]
+    assert cells["bulk"][7] == "0.7%"
+    assert cells["bulk"][8].startswith("held: complaint rate 0.700% is above the threshold")
+    assert cells["transactional"][8] == "not guarded"
+    assert 'class="sc-lane sc-held" data-lane="bulk"' in page
+    assert "2 throttled, 3 retried" in page
+
+
+@pytest.mark.django_db
+def test_the_message_list_shows_lane_and_subject_and_filters_by_lane_status_and_sender(
+        staff, settings, eager, moto_ses):
+    """Records carry their send's lane and recipients from ``send_messages``: the message
+    list filters by lane (the declared lanes as choices), status and sender (the latest
+    records' senders as choices), and the timeline finds each recipient."""
+    settings.SEACUCUMBER_TRACK_STATUS = True
+    moto_ses.verify("news@example.com")
+    mail.get_connection().send_messages([
+        EmailMessage("Receipt 1", "B", SENDER, ["One@example.com"]),
+        EmailMessage("Offer 2", "B", SENDER, ["two@example.com"]),
+        EmailMessage("News 4", "B", "news@example.com", ["four@example.com"])])
+    bulk = EmailMessage("Offer 3", "B", SENDER, ["three@example.com"])
+    bulk.seacucumber_options = {"lane": "bulk"}
+    mail.get_connection().send_messages([bulk])
+    assert dict(MessageStatus.objects.values_list("subject", "lane")) == {
+        "Receipt 1": "transactional", "Offer 2": "transactional", "Offer 3": "bulk",
+        "News 4": "transactional"}
+    superuser = Client()
+    superuser.force_login(User.objects.create_superuser("root", "r@example.com", "pw"))
+    listing = "/admin/seacucumber/messagestatus/"
+    page = superuser.get(listing, {"lane": "bulk"}).content.decode()
+    assert "Offer 3" in page and "Offer 2" not in page and "Receipt 1" not in page
+    page = superuser.get(listing, {"lane": "transactional", "status": "sent"}).content.decode()
+    assert "Offer 2" in page and "Receipt 1" in page and "Offer 3" not in page
+    page = superuser.get(listing, {"sender": "news@example.com"}).content.decode()
+    assert "News 4" in page and "Offer 2" not in page and "Receipt 1" not in page
+    assert "?sender=news%40example.com" in page  # a choice in the sender filter
+    # the actual rate beside the limit: the last minute's recipients SES accepted
+    assert data.actual_rate() == pytest.approx(4 / 60)
+    later = timezone.now() + dt.timedelta(seconds=data.ACTUAL_RATE_WINDOW + 1)
+    assert data.actual_rate(now=later) == 0
+    page = superuser.get(URL).content.decode()
+    assert "sending 0.07 recipients/s" in page
+    assert {send.record.subject for send in timeline.lookup("one@example.com").sends} == {
+        "Receipt 1"}
+
+
+@pytest.mark.django_db
+def test_a_held_lane_is_released_from_the_dashboard_only_with_the_change_permission(
+        account, settings):
+    from seacucumber.shared import reputation, store
+
+    settings.SEACUCUMBER_REPUTATION_GUARD = True
+    settings.SEACUCUMBER_REPUTATION_GUARD_LANES = ["bulk"]
+    hold = reputation.Hold("bulk", "bounce", 0.12, 0.05, 500, time.time())
+    store.redis_client().set(reputation.hold_key_of("bulk"), hold.to_json())
+    release = URL + "release/"
+
+    viewer = staff_client(*VIEW)
+    assert 'value="Release bulk"' not in viewer.get(URL).content.decode()
+    assert viewer.post(release, {"lane": "bulk"}).status_code == 403
+    assert [found.lane for found in reputation.holds()] == ["bulk"]
+
+    operator = staff_client(*VIEW, "change_dashboard")
+    assert 'value="Release bulk"' in operator.get(URL).content.decode()
+    assert operator.get(release).status_code == 405
+    assert operator.post(release, {"lane": "nope"}).status_code == 400
+    response = operator.post(release, {"lane": "bulk"}, follow=True)
+    assert response.redirect_chain[-1][0] == URL
+    assert "Lane bulk released: its mail goes out again" in response.content.decode()
+    assert reputation.holds() == []
+
+
+@pytest.mark.django_db
+def test_the_account_state_shows_the_sandbox_and_disabled_sending(staff, account, settings):
+    settings.USE_SES_V2 = True
+    account.configure(sandbox=True, sending_enabled=False, enforcement_status="SHUTDOWN")
+    page = staff.get(URL).content.decode()
+    state = re.search(r'<p id="sc-account"( class="sc-warn")?>(.*?)</p>', page, re.S)
+    assert state and state.group(1)
+    assert state.group(2).startswith("Account: SHUTDOWN, sending disabled; in the sandbox: ")
+    quota.forget()
+    store.redis_client().delete(store.key("metrics", "quota"))  # the quota's minute cache
+    account.configure(sandbox=False, sending_enabled=True, enforcement_status="HEALTHY")
+    page = staff.get(URL).content.decode()
+    assert '<p id="sc-account">Account: HEALTHY, sending enabled; production access</p>' in page

@@ -23,6 +23,7 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from seacucumber import status
 from seacucumber.events import suppression
 from seacucumber.models import DailyStatistics, MessageStatus
 from tests.conftest import SENDER, service_missing
@@ -36,6 +37,23 @@ FEEDBACK_ENV = {"SEACUCUMBER_TRACK_STATUS": "1", "SEACUCUMBER_SUPPRESSION_LIST":
 TOKEN = "browser-test-token"  # noqa: S105
 #: the permissions the dashboard's pages need (seacucumber.dashboard.admin.VIEW_PERMISSIONS)
 VIEW_CODENAMES = ("view_messagestatus", "view_suppressedaddress")
+
+
+#: each chart text's size on screen (its font size times the chart's scale) and whether it
+#: lies wholly inside its chart's box (and, for a day's label, is at least 6 px from any other)
+CHART_LABELS = """() => [...document.querySelectorAll('svg.sc-chart')].flatMap(svg => {
+  const box = svg.getBoundingClientRect();
+  const scale = box.width / svg.viewBox.baseVal.width;
+  const days = [...svg.querySelectorAll('text.sc-day')].map(t => t.getBoundingClientRect());
+  return [...svg.querySelectorAll('text')].map(text => {
+    const r = text.getBoundingClientRect();
+    const overlaps = text.classList.contains('sc-day') && days.some(o => o.left !== r.left
+        && o.left < r.right + 6 && r.left < o.right + 6);  // at least 6 px apart
+    return {text: text.textContent, size: parseFloat(getComputedStyle(text).fontSize) * scale,
+            inside: r.left >= box.left - 0.5 && r.right <= box.right + 0.5
+                    && r.top >= box.top - 0.5 && r.bottom <= box.bottom + 0.5 && !overlaps};
+  });
+})"""
 
 
 @pytest.fixture(scope="session")
@@ -118,7 +136,8 @@ def test_dashboard_and_timeline_in_chromium(chromium, pipeline, start_worker, mo
     assert found[("seacucumber_sends_total", (lane, ("outcome", "sent")))] == 12
     assert found[("seacucumber_sends_total", (lane, ("outcome", "failed")))] == 1
     assert found[("seacucumber_sends_total", (lane, ("outcome", "suppressed")))] == 1
-    assert found[("seacucumber_ses_events_total", (("type", "Delivery"),))] == 10
+    assert found[("seacucumber_ses_events_total",
+                  (("bounce_type", ""), lane, ("type", "Delivery")))] == 10
     assert found[("seacucumber_queue_depth", (("queue", pipeline.queue),))] == 0
     # the worker's heartbeat: it consumes the test's queue, and nobody the bulk lane's
     assert found[("seacucumber_queue_consumers", (("queue", pipeline.queue),))] == 1
@@ -159,6 +178,14 @@ def test_dashboard_and_timeline_in_chromium(chromium, pipeline, start_worker, mo
             bulk = page.locator('#sc-queues tr[data-queue="seacucumber-bulk"]')
             assert bulk.locator("td").last.inner_text() == "none"
             assert "sc-warn" in (bulk.get_attribute("class") or "")
+            lane = page.locator('#sc-lanes tr[data-lane="transactional"] td').all_inner_texts()
+            assert lane[1:4] == ["12", "12", "1"]  # sends, recipients, failed
+            assert page.locator("#sc-bounce-rate .sc-big").inner_text().endswith("%")
+            assert page.locator("#sc-complaint-rate .sc-big").inner_text().endswith("%")
+            # every chart label at least 11 px on screen, and none cut off by its chart
+            labels = page.evaluate(CHART_LABELS)
+            assert len(labels) > 20
+            assert [label for label in labels if label["size"] < 11 or not label["inside"]] == []
             DOCS.mkdir(exist_ok=True)
             page.screenshot(path=str(DOCS / "dashboard.png"), full_page=True)
 
@@ -187,6 +214,7 @@ def test_the_pages_need_the_view_permissions_in_chromium(chromium, live_server):
     now = timezone.now()
     MessageStatus.objects.create(message_id="m1", sender=SENDER, queued_at=now, updated_at=now,
                                  recipients="victim@example.com", subject="Private")
+    status.record_recipients([("m1", ["victim@example.com"])])  # as send_messages writes them
     User.objects.create_user("nosy", password="nosy-password", is_staff=True)  # noqa: S106
     ops = User.objects.create_user("ops", password="ops-password", is_staff=True)  # noqa: S106
     ops.user_permissions.set(Permission.objects.filter(

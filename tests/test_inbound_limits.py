@@ -14,7 +14,9 @@ import threading
 import time
 
 import pytest
+from django.contrib.auth.models import User
 from django.core import checks
+from django.test import Client
 
 from seacucumber.checks import check_inbound_settings
 from seacucumber.events import inbound, inbound_task, s3
@@ -75,6 +77,13 @@ def test_a_mail_of_100000_empty_parts_is_recorded_at_once_and_refused_by_the_tas
     assert inbound_s3.head_object(Bucket=BUCKET, Key=result.ses_message_id)[
         "ContentLength"] == len(raw)  # kept where SES put it
     assert answer(post(result.notification)) == (200, "duplicate")
+    # where an operator sees it: the admin's read-only list of received mail
+    admin_user = User.objects.create_superuser("ops", "ops@example.com", "ops-password")
+    client = Client()
+    client.force_login(admin_user)
+    page = client.get("/admin/seacucumber/inboundmail/?state=refused")
+    assert page.status_code == 200
+    assert "more than 500 MIME parts" in page.content.decode()
 
 
 @pytest.mark.django_db

@@ -413,7 +413,7 @@ def test_the_dashboard_says_which_lane_is_held(guard, ses_emulator):
         codename__in=("view_messagestatus", "view_suppressedaddress")))
     client.force_login(user)
     url = "/admin/seacucumber/dashboard/"
-    assert "reputation guard" not in client.get(url).content.decode()
+    assert "is held by the reputation guard" not in client.get(url).content.decode()
     sent("bulk", 200)
     reputation.record_event("bounced", "bulk", None, 12, now=T0)
     page = client.get(url).content.decode()

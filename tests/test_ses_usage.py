@@ -225,7 +225,7 @@ def test_sends_not_yet_settled_from_the_outbox(moto_ses, shared_redis, settings)
     assert outbox.record([s.to_json() for s in sends], "mail", "mail", timeout=1.0)
     attempt.started(sends[0].message_id)
     assert json.loads(run("--json"))["outbox"] == {"queued": 2, "running": 1}
-    assert "\n  not yet settled    2 queued, 1 sending (the outbox)\n" in run()
+    assert "\n  not yet settled    2 queued, 1 running (the outbox)\n" in run()
 
 
 def test_shared_rate_turned_off(moto_ses, shared_redis, settings):

@@ -144,3 +144,8 @@ def test_mail_nobody_consumes_is_said_everywhere_until_a_worker_without_q_takes_
     # a worker that stops takes its heartbeat with it at once
     everything.stop()
     assert bulk_queue not in (workers.consumers() or {})
+
+    # a worker for other tasks (its -Q names no mail queue) is told so, not warned
+    other = start_worker(env, queues=f"{queue}-other", pool="threads", concurrency=1)
+    assert "consumes none of the queues mail goes to" in other.log()
+    assert "does not consume" not in other.log()

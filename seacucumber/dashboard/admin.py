@@ -4,7 +4,9 @@ index, and the admin's login for anyone not staff (``AdminSite.admin_view``).
 
 - ``admin/seacucumber/dashboard/``: the account at a glance (``data.overview``);
 - ``admin/seacucumber/dashboard/timeline/?q=<address or id>``: every send to an address, or
-  the send with an id, with its timeline (``timeline.lookup``).
+  the send with an id, with its timeline (``timeline.lookup``);
+- ``admin/seacucumber/dashboard/release/`` (POST): release a lane the reputation guard
+  holds, for users who also hold ``RELEASE_PERMISSION``.
 
 Both show what the admin's own pages guard with model permissions (recipients, subjects and
 SES's diagnostics of status records; the suppression list), so both need the same view
@@ -15,19 +17,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 
+from ..conf import lanes
 from ..models import Dashboard
 from ..operations import usage
+from ..shared import reputation
 from . import charts, data, timeline
 
 #: The permissions a user needs for the dashboard's pages: the view permissions of the models
 #: they show, as the admin's changelists of those models ask.
 VIEW_PERMISSIONS = ("seacucumber.view_messagestatus", "seacucumber.view_suppressedaddress")
+#: What releasing a lane the reputation guard holds needs, beside the view permissions: the
+#: dashboard's own change permission (sends the lane held go out again).
+RELEASE_PERMISSION = "seacucumber.change_dashboard"
 
 
 class DashboardAdmin(admin.ModelAdmin):
@@ -55,7 +68,29 @@ class DashboardAdmin(admin.ModelAdmin):
         return [
             path("", view(self.dashboard_view), name="seacucumber_dashboard_changelist"),
             path("timeline/", view(self.timeline_view), name="seacucumber_dashboard_timeline"),
+            path("release/", view(self.release_view), name="seacucumber_dashboard_release"),
         ]
+
+    def may_release(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request) and request.user.has_perm(RELEASE_PERMISSION)
+
+    def release_view(self, request: HttpRequest) -> HttpResponse:
+        """``POST lane=<name>``: end the reputation guard's hold on the lane (as
+        ``manage.py ses_reputation release`` does), then back to the dashboard."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.may_release(request):
+            raise PermissionDenied
+        lane = request.POST.get("lane", "")
+        if lane not in {found.name for found in lanes()}:
+            return HttpResponseBadRequest("unknown lane")
+        hold = reputation.release(lane)
+        if hold is None:
+            messages.info(request, f"Lane {lane} was not held.")
+        else:
+            messages.success(request, f"Lane {lane} released: its mail goes out again "
+                             f"(it was held: {hold.describe()}).")
+        return HttpResponseRedirect(reverse("admin:seacucumber_dashboard_changelist"))
 
     def _context(self, request: HttpRequest, title: str) -> dict[str, Any]:
         """The admin's context for a page, once the user may see it (403 otherwise, as a
@@ -91,6 +126,8 @@ class DashboardAdmin(admin.ModelAdmin):
             "hold_text": (usage.duration(gauges.quota_hold_seconds)
                           if gauges.quota_hold_seconds else None),
             "reputation_holds": data.reputation_holds(),
+            "may_release": self.may_release(request),
+            "sandbox_means": usage.SANDBOX_MEANS,
         }
         return TemplateResponse(request, "seacucumber/dashboard.html", context)
 

@@ -20,7 +20,11 @@ from .data import Hour
 #: outcome -> colour (colour-blind safe: Okabe-Ito)
 COLOURS = {"sent": "#009E73", "bounced": "#E69F00", "complained": "#CC79A7",
            "failed": "#D55E00", "suppressed": "#56B4E9", "queued": "#999999"}
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 760, 220, 48, 28, 12
+WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 760, 220, 52, 28, 14
+#: text size in the chart's own units; the chart is drawn at its own width (narrower only
+#: when the page is), so this is the size on screen: at least 11 px on a desktop page
+FONT_SIZE = 12
+LABEL_SPACE = 56  #: room a day's label ("11-24" at FONT_SIZE) takes, with a gap
 
 
 def _nice_ceiling(value: float) -> float:
@@ -34,8 +38,9 @@ def _nice_ceiling(value: float) -> float:
 def _svg(label: str, body: list[str], klass: str) -> SafeString:
     return mark_safe(  # noqa: S308 - every text inside went through escape()
         f'<svg class="sc-chart {klass}" role="img" aria-label="{escape(label)}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" xmlns="http://www.w3.org/2000/svg" '
-        f'font-family="sans-serif" font-size="11">{"".join(body)}</svg>')
+        f'viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
+        f'xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" '
+        f'font-size="{FONT_SIZE}">{"".join(body)}</svg>')
 
 
 def _axis(maximum: float, unit: str = "") -> list[str]:
@@ -74,13 +79,26 @@ def hourly_sends(hours: Sequence[Hour]) -> SafeString:
                         f'fill="{COLOURS[name]}"/>')
         body.append(f"<g><title>{title}</title>{''.join(bars)}</g>")
         if index % 6 == 0:
-            body.append(f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 14}" fill="#555">'
+            body.append(f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" fill="#555">'
                         f'{hour.start:%d %H}h</text>')
     for index, (name, colour) in enumerate(COLOURS.items()):
         x = LEFT + 10 + index * 90
         body.append(f'<rect x="{x}" y="{TOP - 10}" width="10" height="10" fill="{colour}"/>'
                     f'<text x="{x + 14}" y="{TOP}" fill="#333">{name}</text>')
     return _svg("Sends per hour over the last 48 hours, by outcome", body, "sc-hourly")
+
+
+def _day_labels(count: int, step: float) -> list[tuple[int, str]]:
+    """Which of ``count`` days ``step`` apart get a label, and its anchor: every so many, far
+    enough apart not to overlap (``LABEL_SPACE``), centred on their day; the last day always,
+    ending at its dot so it is never cut off, with no other label too close to it."""
+    if count == 0:
+        return []
+    every = max(1, math.ceil(LABEL_SPACE / step)) if step else 1
+    last = count - 1
+    chosen = [(index, "middle") for index in range(0, last, every)
+              if (last - index) * step >= 1.5 * LABEL_SPACE]
+    return [*chosen, (last, "end" if last else "start")]
 
 
 def rate_line(label: str, points: Sequence[tuple[str, float | None]], review: float,
@@ -100,11 +118,12 @@ def rate_line(label: str, points: Sequence[tuple[str, float | None]], review: fl
                     f'fill="{colour}">SES {name} {100 * level:g}%</text>')
     line: list[str] = []
     dots: list[str] = []
+    for index, anchor in _day_labels(len(points), step):
+        x = LEFT + 4 + index * step
+        body.append(f'<text class="sc-day" x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" '
+                    f'text-anchor="{anchor}" fill="#555">{escape(points[index][0][5:])}</text>')
     for index, (day, value) in enumerate(points):
         x = LEFT + 4 + index * step
-        if index % max(1, len(points) // 8) == 0:
-            body.append(f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 14}" fill="#555">'
-                        f'{escape(day[5:])}</text>')
         if value is None:
             continue
         y = HEIGHT - BOTTOM - plot_h * min(value, maximum) / maximum

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
+import redis
 from django.db.models import Count
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from ..models import DailyStatistics, MessageStatus, Status, SuppressedAddress
+from ..conf import conf, lanes
+from ..models import DailyStatistics, MessageStatus, SendRecipient, Status, SuppressedAddress
 from ..operations import metrics, usage
 from ..shared import reputation
 
@@ -59,6 +62,19 @@ class Overview:
     days: list[DayRates]
     suppressed: int
     failures: list[MessageStatus]
+    headlines: list[Headline] = field(default_factory=list)
+    lanes: list[LaneRow] = field(default_factory=list)
+    #: recipients per second SES accepted over the last ``ACTUAL_RATE_WINDOW`` seconds;
+    #: None without status tracking
+    actual_rate: float | None = None
+
+    @property
+    def throttles(self) -> int:
+        return sum(lane.throttles for lane in self.lanes)
+
+    @property
+    def retries(self) -> int:
+        return sum(lane.retries for lane in self.lanes)
 
     @property
     def sends_48h(self) -> dict[str, int]:
@@ -104,18 +120,141 @@ def reputation_holds() -> list[reputation.Hold]:
         return []
 
 
-def overview(with_quota: bool = True) -> Overview:
-    return Overview(
-        gauges=metrics.read_gauges(with_quota=with_quota),
-        hours=sends_per_hour(),
-        days=daily_rates(),
-        suppressed=SuppressedAddress.objects.count(),
-        failures=list(MessageStatus.objects.filter(status=Status.FAILED)
-                      .order_by("-updated_at")[:LATEST_FAILURES]),
-    )
-
-
 LEVELS = {
     "bounce": (usage.BOUNCE_REVIEW, usage.BOUNCE_AT_RISK),
     "complaint": (usage.COMPLAINT_REVIEW, usage.COMPLAINT_AT_RISK),
 }
+
+
+def percent(rate: float | None) -> str:
+    """A rate as people read it: 0.00717 -> "0.717%", 0.05 -> "5%"; "-" for none."""
+    return "-" if rate is None else f"{float(f'{100 * rate:.3g}'):g}%"
+
+
+@dataclass
+class Rated:
+    """A bounce or complaint rate against SES's levels: ``level`` is ``healthy``, ``review``
+    (SES reviews the account), ``at_risk`` (SES may pause it) or ``no data``."""
+
+    name: str  #: "bounce" or "complaint"
+    rate: float | None = None
+
+    @property
+    def review(self) -> float:
+        return LEVELS[self.name][0]
+
+    @property
+    def pause(self) -> float:
+        return LEVELS[self.name][1]
+
+    @property
+    def level(self) -> str:
+        return usage.level(self.rate, self.review, self.pause)
+
+    @property
+    def text(self) -> str:
+        return percent(self.rate)
+
+    @property
+    def review_text(self) -> str:
+        return percent(self.review)
+
+    @property
+    def pause_text(self) -> str:
+        return percent(self.pause)
+
+
+@dataclass
+class Headline(Rated):
+    """A headline rate: the latest stored day's (``day``)."""
+
+    day: dt.date | None = None
+
+
+def headline_rates(days: list[DayRates]) -> list[Headline]:
+    """The latest stored day's bounce and complaint rates (the latest day with sends)."""
+    latest = next((day for day in reversed(days) if day.attempts), None)
+    return [Headline(name, getattr(latest, f"{name}_rate") if latest else None,
+                     latest.date if latest else None) for name in LEVELS]
+
+
+@dataclass
+class LaneRow:
+    """One lane on the dashboard: what the metrics counted since they started, and the
+    reputation guard's window (rates judged on recipients sent) and hold."""
+
+    name: str
+    sends: int = 0  #: sends SES accepted
+    recipients: int = 0  #: their recipients
+    failed: int = 0
+    throttles: int = 0
+    retries: int = 0
+    bounce: Rated = field(default_factory=lambda: Rated("bounce"))
+    complaint: Rated = field(default_factory=lambda: Rated("complaint"))
+    guarded: bool = False
+    hold: reputation.Hold | None = None
+
+
+def lane_rows(counters: dict[str, dict[tuple[str, ...], float]],
+              guard: dict[str, Any] | None) -> list[LaneRow]:
+    """Every declared lane (and any other the counters or the guard know), in priority
+    order, from ``metrics.read_counters`` and ``reputation.report``."""
+    rows = {declared.name: LaneRow(declared.name) for declared in lanes()}
+    for (outcome, lane), value in counters.get("sends", {}).items():
+        row = rows.setdefault(lane, LaneRow(lane))
+        if outcome == "sent":
+            row.sends += int(value)
+        elif outcome == "failed":
+            row.failed += int(value)
+    for (outcome, lane), value in counters.get("recipients", {}).items():
+        if outcome == "sent":
+            rows.setdefault(lane, LaneRow(lane)).recipients += int(value)
+    for name in ("throttles", "retries"):
+        for (lane,), value in counters.get(name, {}).items():
+            row = rows.setdefault(lane, LaneRow(lane))
+            setattr(row, name, getattr(row, name) + int(value))
+    for lane, found in ((guard or {}).get("lanes") or {}).items():
+        row = rows.setdefault(lane, LaneRow(lane))
+        row.bounce.rate, row.complaint.rate = found["bounce_rate"], found["complaint_rate"]
+        row.guarded = bool(found["guarded"])
+        row.hold = reputation.Hold(**found["hold"]) if found.get("hold") else None
+    return list(rows.values())
+
+
+#: Seconds the actual send rate is measured over.
+ACTUAL_RATE_WINDOW = 60
+#: The statuses a send SES accepted can have moved on to within a minute.
+_ACCEPTED = (Status.SENT, Status.DELIVERED, Status.BOUNCED, Status.COMPLAINED)
+
+
+def actual_rate(now: dt.datetime | None = None,
+                window: int = ACTUAL_RATE_WINDOW) -> float | None:
+    """Recipients per second SES accepted over the last ``window`` seconds, from the status
+    records (each touched when it was sent, so the ``(status, updated_at)`` index finds the
+    last minute's); None when status tracking is off. The rate beside the limit: what the
+    workers reach, where the limit is what they may."""
+    if not conf.SEACUCUMBER_TRACK_STATUS:
+        return None
+    since = (now or timezone.now()) - dt.timedelta(seconds=window)
+    sent = MessageStatus.objects.filter(status__in=_ACCEPTED, updated_at__gte=since,
+                                        sent_at__gte=since)
+    return SendRecipient.objects.filter(send__in=sent).count() / window
+
+
+def overview(with_quota: bool = True) -> Overview:
+    days = daily_rates()
+    try:
+        counters = metrics.read_counters()
+    except (redis.RedisError, OSError):
+        counters = {}
+    return Overview(
+        gauges=metrics.read_gauges(with_quota=with_quota),
+        hours=sends_per_hour(),
+        days=days,
+        suppressed=SuppressedAddress.objects.count(),
+        failures=list(MessageStatus.objects.filter(status=Status.FAILED)
+                      .order_by("-updated_at")[:LATEST_FAILURES]),
+        headlines=headline_rates(days),
+        lanes=lane_rows(counters, usage.reputation_report()),
+        actual_rate=actual_rate(),
+    )

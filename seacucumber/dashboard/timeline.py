@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Q
 
-from ..models import MessageStatus, SendEvent, Status, SuppressedAddress
+from ..models import MessageStatus, SendEvent, SendRecipient, Status, SuppressedAddress
 
 MAX_SENDS = 200  #: a lookup shows at most this many sends, newest first
 #: The longest query looked up: an address is at most 254 characters (RFC 5321's path limit
@@ -46,18 +46,11 @@ class Lookup:
     truncated: bool = False
 
 
-def _lines(text: str) -> set[str]:
-    return {line.strip().lower() for line in text.splitlines()}
-
-
 def _matching(query: str) -> list[MessageStatus]:
-    if "@" in query:
-        address = query.strip().lower()
-        found = MessageStatus.objects.filter(
-            Q(recipients__icontains=address) | Q(suppressed_recipients__icontains=address)
-        ).order_by("-queued_at")[: MAX_SENDS * 2]
-        return [r for r in found
-                if address in _lines(r.recipients) | _lines(r.suppressed_recipients)]
+    if "@" in query:  # through the recipients table's (address, send) index
+        sends = SendRecipient.objects.filter(address=query.strip().lower()).values("send_id")
+        return list(MessageStatus.objects.filter(message_id__in=sends)
+                    .order_by("-queued_at")[: MAX_SENDS + 1])
     return list(MessageStatus.objects.filter(
         Q(message_id=query) | Q(ses_message_id=query) | Q(message_id__startswith=f"{query}-")
     ).order_by("-queued_at")[: MAX_SENDS + 1])

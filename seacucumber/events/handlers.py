@@ -234,7 +234,8 @@ def count_event(event: SESEvent) -> None:
     """Count the event in the metrics once the webhook's transaction commits (a rollback
     means SNS sends it again)."""
     if event.kind not in (None, "subscription"):
-        transaction.on_commit(lambda: metrics.count("ses_events", event.event_type))
+        labels = metrics.event_labels(event.event_type, event.mail, event.detail)
+        transaction.on_commit(lambda: metrics.count("ses_events", *labels))
 
 
 def send_signal(event: SESEvent, message: dict[str, Any]) -> None:

@@ -10,16 +10,24 @@ came of it: received, refused (a limit, with the reason), gone (its S3 object), 
 The task is idempotent: the record, locked, moves from pending once, in the transaction the
 receivers run in. A receiver that raises rolls that back and the task retries, as it does
 while S3 fails, with backoff (``retry.backoff_delay``), ``MAX_ATTEMPTS`` in all.
+
+A record whose task was lost (the broker failed as the task or one of its retries was
+published, or dropped it) is never left pending unseen: every worker looks each
+``SWEEP_EVERY`` seconds for records pending longer than ``STUCK_AFTER`` and queues them again
+(``requeue_stuck``), logging each at WARNING; the task being idempotent, a record queued
+twice is taken in once.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import threading
 from typing import Any
 
 from celery import current_app, shared_task
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from .. import retry, signals
@@ -37,6 +45,12 @@ TASK_NAME = "seacucumber.receive_mail"
 SEND_TASK_NAME = "seacucumber.send_email"
 #: Runs of the task for one mail while S3 or a receiver fails; then the record is failed.
 MAX_ATTEMPTS = 10
+#: Seconds a record may stay pending, untouched, before its task counts as lost: well past
+#: the longest wait of a retry (``SEACUCUMBER_RETRY_MAX_DELAY``, 300 s by default), which
+#: touches the record each time.
+STUCK_AFTER = 900.0
+#: Seconds between a worker's looks for records whose task was lost.
+SWEEP_EVERY = 60.0
 
 
 def queue() -> str | None:
@@ -74,7 +88,72 @@ def receive_mail(self: Any, record_id: int) -> str:
         delay = retry.backoff_delay(attempts - 1)
         logger.warning("received mail (record %s) not taken in (%r): retry in %.1fs",
                        record_id, exc, delay)
+        _touch(record_id)  # being retried: not a record whose task was lost
         raise self.retry(countdown=delay, exc=exc) from None
+
+
+def _touch(record_id: int) -> None:
+    try:
+        InboundMail.objects.filter(pk=record_id, state=InboundMail.State.PENDING).update(
+            updated_at=timezone.now())
+    except Exception as exc:  # noqa: BLE001 - the database may be what fails: retried anyway
+        logger.debug("received mail record %s not touched (%r)", record_id, exc)
+
+
+def requeue_stuck(limit: int = 500) -> int:
+    """Queue again the task of each record pending, untouched, for over ``STUCK_AFTER``
+    seconds (its task was lost); returns how many. Each is touched first, so the workers
+    sweeping side by side queue it about once per ``STUCK_AFTER``."""
+    cutoff = timezone.now() - dt.timedelta(seconds=STUCK_AFTER)
+    stuck = list(InboundMail.objects.filter(state=InboundMail.State.PENDING,
+                                            updated_at__lt=cutoff)
+                 .order_by("updated_at").values_list("pk", "sns_message_id")[:limit])
+    for record_id, sns_message_id in stuck:
+        if not InboundMail.objects.filter(pk=record_id, state=InboundMail.State.PENDING,
+                                          updated_at__lt=cutoff).update(
+                updated_at=timezone.now()):
+            continue  # another worker took it meanwhile
+        logger.warning("received mail (record %s, SNS %s) pending for over %.0fs: its task "
+                       "was lost; queued again", record_id, sns_message_id, STUCK_AFTER)
+        publish(record_id)
+    return len(stuck)
+
+
+class StuckSweeper(threading.Thread):
+    """A worker's look, every ``SWEEP_EVERY`` seconds, for records whose task was lost."""
+
+    def __init__(self) -> None:
+        super().__init__(name="seacucumber-inbound-sweeper", daemon=True)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(SWEEP_EVERY):
+            close_old_connections()  # a thread of its own: Django's request cycle is not here
+            try:
+                requeue_stuck()
+            except Exception as exc:  # noqa: BLE001 - database or broker down: next round
+                logger.warning("received mail not swept for lost tasks (%r)", exc)
+            finally:
+                close_old_connections()
+
+
+_sweeper: StuckSweeper | None = None
+
+
+def start_sweeper(**_: Any) -> None:
+    """``worker_ready``: start this worker's sweep for records whose task was lost."""
+    global _sweeper
+    if _sweeper is None:
+        _sweeper = StuckSweeper()
+        _sweeper.start()
+
+
+def stop_sweeper(**_: Any) -> None:
+    """``worker_shutdown``: stop it."""
+    global _sweeper
+    if _sweeper is not None:
+        _sweeper.stopping.set()
+        _sweeper = None
 
 
 def take_in(record_id: int) -> str:
@@ -108,7 +187,7 @@ def take_in(record_id: int) -> str:
         if locked is None:
             return "duplicate"  # another run took it in meanwhile
         # counted as SES's receipt notification type, once the transaction commits
-        transaction.on_commit(lambda: metrics.count("ses_events", "Received"))
+        transaction.on_commit(lambda: metrics.count("ses_events", "Received", "", ""))
         signals.inbound_received.send(sender=inbound.InboundMessage,
                                       message=inbound.annotate(mail, event),
                                       event=event.without_content())

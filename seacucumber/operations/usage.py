@@ -42,6 +42,11 @@ class Quota:
     sent_last_24_hours: float
     enforcement_status: str | None = None  # v2 only: HEALTHY, PROBATION, SHUTDOWN
     sending_enabled: bool | None = None  # v2 only
+    production_access_enabled: bool | None = None  # v2 only: False in the sandbox
+
+    @property
+    def sandbox(self) -> bool:
+        return self.production_access_enabled is False
 
     @property
     def percent_used(self) -> float | None:
@@ -241,6 +246,7 @@ def _quota_of(account: dict[str, Any]) -> Quota:
         float(quota.get("SentLast24Hours", 0)),
         account.get("EnforcementStatus"),
         account.get("SendingEnabled"),
+        account.get("ProductionAccessEnabled"),
     )
 
 
@@ -404,7 +410,7 @@ def render(usage: Usage, bar_width: int = 30) -> str:
                      f"{duration(usage.quota_hold_seconds)} more (SEACUCUMBER_QUOTA_HOLD)")
     if usage.outbox is not None:
         lines.append(f"  not yet settled    {usage.outbox['queued']:,} queued, "
-                     f"{usage.outbox['running']:,} sending (the outbox)")
+                     f"{usage.outbox['running']:,} running (the outbox)")
     lines += _account_lines(usage)
     lines += _queue_lines(usage)
     lines += ["", f"Send statistics, last {STATISTICS_DAYS} days (UTC days, GetSendStatistics)",

@@ -9,8 +9,9 @@ worker five or six round trips per send; here they are two:
   log (or finds it sent, or claimed by another attempt), checks the lane's hold, and books
   the recipients in the shared rate for the send's lane, atomically. An attempt that does
   not go on to send gives its claim back inside the same script.
-- ``settle``: one Lua script marks the send sent in the send log, counts it (metrics, the
-  reputation guard), and drops its outbox record.
+- ``settle``: one Lua script marks the send sent in the send log, counts it (metrics: the
+  send, its recipients, its latency since ``send_messages``; the reputation guard), and
+  drops its outbox record.
 
 The rate, per lane (docs/rate.rst). GCRA, as ``ratelimit`` explains: one "theoretical
 arrival time" (TAT) for the whole account, so every lane together never exceeds the rate.
@@ -229,16 +230,17 @@ SETTLE_SCRIPT = store.LuaScript(__file__, "attempt_settle.lua",
                                 (outbox.DROP_RECORD_LUA, reputation.COUNT_LUA))
 
 
-def _settle_fixed(lane: str) -> tuple[bool, dict[str, str], int, str, str]:
-    """What ``settle``'s script takes for a lane that depends on settings alone: whether the outbox
-    is on, the counters' and outbox keys, the sent mark's seconds, the counter's field, the
-    outbox published prefix (made once while the settings are held)."""
+def _settle_fixed(lane: str) -> tuple[bool, dict[str, str], int, str, str, str]:
+    """What ``settle``'s script takes for a lane that depends on settings alone: whether the
+    outbox is on, the counters' and outbox keys, the sent mark's seconds, the sends and
+    recipients counters' fields, the outbox published prefix (made once while the settings
+    are held)."""
     task, queue, queued, running = outbox.record_keys()
     return (outbox.enabled(), {"counters": metrics.counters_key(), "outbox_task": task,
                                "outbox_queue": queue, "outbox_queued": queued,
                                "outbox_running": running},
             sendlog.keep_seconds(), metrics.counter_field("sends", "sent", lane),
-            outbox.published_prefix())
+            metrics.counter_field("recipients", "sent", lane), outbox.published_prefix())
 
 
 def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
@@ -250,15 +252,20 @@ def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
     if store.redis_url() is None:
         return
     message_id = outbound.message_id
-    drop, fixed_keys, keep, counter, prefix = conf.derived(f"settle:{lane}",
-                                                           lambda: _settle_fixed(lane))
+    drop, fixed_keys, keep, counter, recipients, prefix = conf.derived(
+        f"settle:{lane}", lambda: _settle_fixed(lane))
+    now = time.time()
+    latency = max(0.0, now - outbound.created)
+    bucket, latency_sum = metrics.latency_fields(lane, latency)
     guard_keys, guard_args = reputation.counted(
-        "sent", lane, outbound.options.get("configuration_set"), len(outbound.recipients),
-        time.time())
+        "sent", lane, outbound.options.get("configuration_set"), len(outbound.recipients), now)
     keys = {"send_log": sendlog.key(message_id), **fixed_keys}
     args = {"drop_outbox": "o" if drop and task_id else "-",
             "sent_mark": sendlog.sent_mark(ses_message_id), "keep_seconds": keep,
-            "counter_field": counter, "published_prefix": prefix, "task_id": task_id or ""}
+            "counter_field": counter, "published_prefix": prefix, "task_id": task_id or "",
+            "recipients_field": recipients, "recipients": len(outbound.recipients),
+            "latency_bucket_field": bucket, "latency_sum_field": latency_sum,
+            "latency": repr(latency)}
     try:
         SETTLE_SCRIPT.run(keys, args, guard_keys, guard_args, client=store.task_client())
     except redis.RedisError as exc:

@@ -41,6 +41,8 @@ def failed(outbound: OutboundSend | None, message_id: str, code: str, reason: st
                "recipients": list(outbound.recipients) if outbound else None}
     status.record_failed(**details)
     metrics.count_send_outcome("failed")
+    metrics.count("recipients", "failed", metrics.lane(),
+                  amount=len(outbound.recipients) if outbound else 0)
     notify(signals.message_failed, **details)
 
 
@@ -52,9 +54,10 @@ def suppressed(outbound: OutboundSend, dropped: Sequence[str], kept: Sequence[st
     details = {"message_id": outbound.message_id, "sender_address": outbound.sender,
                "suppressed": list(dropped), "recipients": list(kept)}
     status.record_suppressed(**details)
-    if not kept:
-        metrics.count_send_outcome(
-            "not_allowed" if extra.get("reason") == ALLOWLIST else "suppressed")
+    if not kept:  # the whole send was dropped (else it goes on to be sent)
+        ended = "not_allowed" if extra.get("reason") == ALLOWLIST else "suppressed"
+        metrics.count_send_outcome(ended)
+        metrics.count("recipients", ended, metrics.lane(), amount=len(dropped))
     notify(signals.message_suppressed, **details, **extra)
 
 

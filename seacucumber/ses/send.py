@@ -1,10 +1,20 @@
 """The send call: one ``OutboundSend`` to SES v1 ``SendRawEmail`` or v2 ``SendEmail`` (raw).
 
 Errors are botocore's, unchanged: the send task hands them to ``errors.classify``.
+
+Tracing: when OpenTelemetry's API is installed, the call is a client span of its own
+(``SES SendRawEmail`` or ``SESv2 SendEmail``, OpenTelemetry's ``aws-api`` RPC attributes)
+carrying our id, the lane, the recipient count and, once SES accepts, SES's MessageId; with
+``opentelemetry-instrumentation-celery`` it is a child of the send task's span, itself a
+child of the span that called ``send_messages``. Without OpenTelemetry nothing is imported
+and nothing is traced: it is no dependency.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..conf import conf
@@ -23,6 +33,13 @@ def message_tags(outbound: OutboundSend) -> list[dict[str, str]]:
     return [{"Name": name, "Value": value} for name, value in tags.items()]
 
 
+#: span attribute names: OpenTelemetry's where one fits, ours for our id, lane and SES's id
+MESSAGE_ID_ATTRIBUTE = "seacucumber.message_id"
+LANE_ATTRIBUTE = "seacucumber.lane"
+RECIPIENTS_ATTRIBUTE = "seacucumber.recipient_count"
+SES_MESSAGE_ID_ATTRIBUTE = "aws.ses.message_id"
+
+
 def send(outbound: OutboundSend, raw: bytes | None = None) -> str:
     """Send one message through SES; returns SES's MessageId. ``raw`` replaces the payload's
     MIME (a DKIM-signed copy, say). Raises botocore errors: classify them with ``classify``."""
@@ -31,9 +48,48 @@ def send(outbound: OutboundSend, raw: bytes | None = None) -> str:
     service = "sesv2" if conf.USE_SES_V2 else "ses"
     ses = client(service, region=options.get("region"), endpoint=options.get("endpoint_url"),
                  profile=options.get("profile"))
-    if conf.USE_SES_V2:
-        return str(ses.send_email(**v2_arguments(outbound, data))["MessageId"])
-    return str(ses.send_raw_email(**v1_arguments(outbound, data))["MessageId"])
+    with _span(outbound, service, ses.meta.region_name) as span:
+        if conf.USE_SES_V2:
+            ses_message_id = str(ses.send_email(**v2_arguments(outbound, data))["MessageId"])
+        else:
+            ses_message_id = str(ses.send_raw_email(**v1_arguments(outbound, data))["MessageId"])
+        if span is not None:
+            span.set_attribute(SES_MESSAGE_ID_ATTRIBUTE, ses_message_id)
+        return ses_message_id
+
+
+@functools.cache
+def _tracer() -> Any:
+    """OpenTelemetry's tracer for this package, or None without OpenTelemetry's API. (A
+    tracer got before the application sets its provider follows it once set.)"""
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return None
+    return trace.get_tracer("seacucumber")
+
+
+@contextmanager
+def _span(outbound: OutboundSend, service: str, region: str | None) -> Iterator[Any]:
+    """The SES call's client span (None without OpenTelemetry); an exception raised in it is
+    recorded on the span, which ends in error, and raised on."""
+    tracer = _tracer()
+    if tracer is None:
+        yield None
+        return
+    from opentelemetry.trace import SpanKind
+
+    rpc_service = "SESv2" if service == "sesv2" else "SES"
+    method = "SendEmail" if service == "sesv2" else "SendRawEmail"
+    attributes = {"rpc.system": "aws-api", "rpc.service": rpc_service, "rpc.method": method,
+                  MESSAGE_ID_ATTRIBUTE: outbound.message_id,
+                  LANE_ATTRIBUTE: outbound.lane or conf_lane().name,
+                  RECIPIENTS_ATTRIBUTE: len(outbound.recipients)}
+    if region:
+        attributes["cloud.region"] = region
+    with tracer.start_as_current_span(f"{rpc_service} {method}", kind=SpanKind.CLIENT,
+                                      attributes=attributes) as span:
+        yield span
 
 
 def v1_arguments(outbound: OutboundSend, data: bytes) -> dict[str, Any]:

@@ -49,10 +49,21 @@ CONSUMERS_CACHE_SECONDS = 15.0
 WARN_EVERY = 60.0
 
 
+#: (Celery's router, the queue it gives the send task): Celery makes an app's router once
+#: (``app.amqp.router``), so its answer holds as long as that router does.
+_routed: tuple[Any, str] | None = None
+
+
 def routed_queue() -> str:
     """The queue Celery's routing gives the send task (``task_routes``, or the default)."""
-    queue = current_app.amqp.router.route({}, SEND_TASK, args=(), kwargs={}).get("queue")
-    return getattr(queue, "name", None) or current_app.conf.task_default_queue
+    global _routed
+    router = current_app.amqp.router
+    if _routed is not None and _routed[0] is router:
+        return _routed[1]
+    queue = router.route({}, SEND_TASK, args=(), kwargs={}).get("queue")
+    name = getattr(queue, "name", None) or current_app.conf.task_default_queue
+    _routed = (router, name)
+    return str(name)
 
 
 def default_queue() -> str:
@@ -112,8 +123,8 @@ def _names(value: Any) -> list[str]:
 
 def consume_mail_queues(sender: Any = None, instance: Any = None, **_: Any) -> None:
     """``celeryd_after_setup``: with no ``-Q``, consume every queue mail can go to as well
-    (so ``celery -A proj worker`` sends everything); with one, warn for each such queue it
-    leaves out."""
+    (so ``celery -A proj worker`` sends everything); with one that names some of them, warn
+    for each it leaves out (one that names none is a worker for other tasks)."""
     app = instance.app if instance is not None else current_app
     queues = app.amqp.queues
     wanted = mail_queues()
@@ -127,6 +138,10 @@ def consume_mail_queues(sender: Any = None, instance: Any = None, **_: Any) -> N
             logger.info("Sea Cucumber: this worker also consumes %s (no -Q given: every "
                         "queue mail can go to)", ", ".join(repr(name) for name in added))
     consumed = set(queues.consume_from)
+    if not consumed & set(wanted):  # a worker for other tasks: not a mail worker's mistake
+        logger.info("Sea Cucumber: this worker consumes none of the queues mail goes to (%s)",
+                    ", ".join(repr(name) for name in wanted))
+        return
     for name, senders in wanted.items():
         if name not in consumed:
             logger.warning(
@@ -256,13 +271,15 @@ _warned: dict[str, float] = {}
 
 
 def _cached_consumers() -> dict[str, list[str]] | None:
+    """``consumers()``, read at most once per ``CONSUMERS_CACHE_SECONDS``; None in eager
+    mode (no worker is involved) or when it cannot be read."""
     now = time.monotonic()
     with _seen_lock:
         if now - _seen["at"] < CONSUMERS_CACHE_SECONDS:
             return _seen["consumers"]
         _seen["at"] = now  # one reader at a time; the others use what was there
     try:
-        found = consumers()
+        found = None if current_app.conf.task_always_eager else consumers()
     except (redis.RedisError, OSError) as exc:
         logger.debug("live consumers not read (%s)", exc)
         found = None
@@ -275,13 +292,15 @@ def warn_unconsumed(queues: Iterable[str | None]) -> None:
     """Log a WARNING, at most once a minute per queue, for each of ``queues`` (None: the
     default) that no live worker consumes. Reads the heartbeats at most once per
     ``CONSUMERS_CACHE_SECONDS``; says nothing without a shared-state Redis or in eager mode."""
-    if current_app.conf.task_always_eager:
-        return
     live = _cached_consumers()
     if live is None:
         return
+    given = set(queues)
+    names = {name for name in given if name is not None}
+    if None in given:
+        names.add(default_queue())
     now = time.monotonic()
-    for queue in {name or default_queue() for name in queues}:
+    for queue in names:
         if queue in live:
             continue
         with _seen_lock:
