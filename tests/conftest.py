@@ -340,3 +340,16 @@ def failed() -> Iterator[list[dict]]:
         yield got
     finally:
         signals.message_failed.disconnect(record)
+
+
+def payload(age: float) -> dict:
+    """A one-recipient task payload for a message handed to ``send_messages`` ``age``
+    seconds ago."""
+    from django.core.mail import EmailMessage
+
+    from seacucumber.payload import build_sends
+
+    [outbound] = build_sends(EmailMessage("Hi", "Body", SENDER, ["to@example.com"]))
+    data = outbound.to_json()
+    data["created"] = time.time() - age
+    return data

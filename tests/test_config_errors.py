@@ -21,11 +21,10 @@ from django.core.mail import EmailMessage
 from seacucumber import clients
 from seacucumber.exceptions import PermanentSendError, TransientSendError
 from seacucumber.operations import metrics
-from seacucumber.payload import build_sends
 from seacucumber.shared import quota, ratelimit
 from seacucumber.tasks import send_email
 from seacucumber.testing.emulator import SESEmulator
-from tests.conftest import SENDER, point_app_at, point_at_emulator
+from tests.conftest import SENDER, payload, point_app_at, point_at_emulator
 
 LIFETIME = 3600.0
 #: per break: the code botocore raises, and words of the fix the worker must name
@@ -66,15 +65,6 @@ def broken(request, ses_emulator, redis_url, settings, monkeypatch, tmp_path):
     yield request.param
     clients.clear()
     quota.forget()
-
-
-def payload(age: float) -> dict:
-    """A one-recipient task payload for a message handed to ``send_messages`` ``age``
-    seconds ago."""
-    [outbound] = build_sends(EmailMessage("Hi", "Body", SENDER, ["to@example.com"]))
-    data = outbound.to_json()
-    data["created"] = time.time() - age
-    return data
 
 
 def test_a_configuration_error_holds_the_message_loudly(broken, ses_emulator, failed, caplog):

@@ -11,23 +11,20 @@ would, its retries at once (no countdown).
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from celery.exceptions import Retry
 from celery.signals import task_retry
-from django.core.mail import EmailMessage
 
 from seacucumber import retry
 from seacucumber.exceptions import PermanentSendError, TransientSendError
-from seacucumber.payload import build_sends
 from seacucumber.send import attempt
 from seacucumber.shared import store
 from seacucumber.tasks import send_email
 from seacucumber.testing.processes import free_port
-from tests.conftest import SENDER
+from tests.conftest import payload
 
 LIFETIME = 3600.0
 
@@ -42,15 +39,6 @@ def lifetime(settings):
     settings.SEACUCUMBER_RETRY_BASE_DELAY = 2.0
     assert store.redis_url() is None
     return settings
-
-
-def payload(age: float) -> dict:
-    """A one-recipient task payload for a message handed to ``send_messages`` ``age``
-    seconds ago."""
-    [outbound] = build_sends(EmailMessage("Hi", "Body", SENDER, ["to@example.com"]))
-    data = outbound.to_json()
-    data["created"] = time.time() - age
-    return data
 
 
 # --- SES errors ---------------------------------------------------------------------------------
