@@ -399,8 +399,10 @@ def test_a_held_lane_is_released_from_the_dashboard_only_with_the_change_permiss
 
 
 @pytest.mark.django_db
-def test_the_account_state_shows_the_sandbox_and_disabled_sending(staff, account, settings):
-    settings.USE_SES_V2 = True
+@pytest.mark.parametrize("v2", [True, False])  # v1: GetSendQuota and a GetAccount of its own
+def test_the_account_state_shows_the_sandbox_and_disabled_sending(staff, account, settings,
+                                                                   v2):
+    settings.USE_SES_V2 = v2
     account.configure(sandbox=True, sending_enabled=False, enforcement_status="SHUTDOWN")
     page = staff.get(URL).content.decode()
     state = re.search(r'<p id="sc-account"( class="sc-warn")?>(.*?)</p>', page, re.S)

@@ -234,16 +234,17 @@ class Gauges:
 
 
 def cached_quota() -> usage.Quota:
-    """The SES quota, read at most once per ``QUOTA_CACHE_SECONDS`` for all processes (in the
-    shared-state Redis when there is one). Raises ``OperatorError``."""
+    """The SES quota and the account's state, read at most once per ``QUOTA_CACHE_SECONDS``
+    for all processes (in the shared-state Redis when there is one). Raises
+    ``OperatorError``."""
     if store.redis_url() is None:
-        return usage.fetch_quota()
+        return usage.fetch_quota_and_state()
     client = store.redis_client()
     key = store.key("metrics", "quota")
     stored = client.get(key)
     if stored is not None:
         return usage.Quota(**json.loads(stored))
-    found = usage.fetch_quota()
+    found = usage.fetch_quota_and_state()
     client.set(key, json.dumps(asdict(found)), ex=QUOTA_CACHE_SECONDS)
     return found
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..conf import conf
@@ -263,6 +263,22 @@ def fetch_quota() -> Quota:
         quota = ses_client("ses").get_send_quota()
         return Quota(float(quota["Max24HourSend"]), float(quota["MaxSendRate"]),
                      float(quota["SentLast24Hours"]))
+
+
+def fetch_quota_and_state() -> Quota:
+    """The quota with the account's state, whichever API sends: under v1, ``GetSendQuota``
+    and a v2 ``GetAccount`` of its own, which may fail (no ``ses:GetAccount``) leaving the
+    state unknown rather than failing the quota."""
+    quota = fetch_quota()
+    if conf.USE_SES_V2:
+        return quota
+    try:
+        state = fetch_account_state()
+    except OperatorError:
+        return quota
+    return replace(quota, enforcement_status=state.enforcement_status,
+                   sending_enabled=state.sending_enabled,
+                   production_access_enabled=state.production_access_enabled)
 
 
 def fetch_days(today: dt.date | None = None) -> list[Day]:
