@@ -31,18 +31,16 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from .. import retry, signals
-from ..conf import conf
 from ..conf import lane as conf_lane
 from ..exceptions import InvalidNotification, MailObjectGone
 from ..models import InboundMail
 from ..operations import metrics
+from ..shared import workers
 from . import inbound, s3
 
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "seacucumber.receive_mail"
-#: The send task's name (``seacucumber.tasks``, a layer above): its routing is the fallback.
-SEND_TASK_NAME = "seacucumber.send_email"
 #: Runs of the task for one mail while S3 or a receiver fails; then the record is failed.
 MAX_ATTEMPTS = 10
 #: Seconds a record may stay pending, untouched, before its task counts as lost: well past
@@ -53,17 +51,15 @@ STUCK_AFTER = 900.0
 SWEEP_EVERY = 60.0
 
 
-def queue() -> str | None:
+def queue() -> str:
     """Where the task goes: its own route in Celery's ``task_routes`` if it has one, else
-    the queue of the first lane's mail, which every Sea Cucumber worker consumes."""
-    return (_explicit_route(TASK_NAME) or conf_lane().queue or conf.SEACUCUMBER_QUEUE
-            or _explicit_route(SEND_TASK_NAME))
-
-
-def _explicit_route(name: str) -> str | None:
-    routed = current_app.amqp.router.route({}, name, args=(), kwargs={}).get("queue")
-    found = getattr(routed, "name", None)
-    return found if found and found != current_app.conf.task_default_queue else None
+    the queue of the first lane's mail (``workers.default_queue``), which every Sea Cucumber
+    worker consumes."""
+    routed = current_app.amqp.router.route({}, TASK_NAME, args=(), kwargs={}).get("queue")
+    own = getattr(routed, "name", None)
+    if own and own != current_app.conf.task_default_queue:
+        return str(own)
+    return conf_lane().queue or workers.default_queue()
 
 
 def publish(record_id: int) -> None:

@@ -124,9 +124,20 @@ def lane() -> str:
                 declared[0].name)
 
 
-def count_send_outcome(outcome: str) -> None:
-    """Count a send that ended ``outcome`` (``send.outcome`` calls it, before any signal)."""
-    count("sends", outcome, lane())
+def count_send_outcome(outcome: str, recipients: int) -> None:
+    """Count a send that ended ``outcome`` and its ``recipients`` (``send.outcome`` calls it,
+    before any signal): both counters in one round trip."""
+    if store.redis_url() is None:
+        return
+    send_lane = lane()
+    try:
+        with store.redis_client().pipeline(transaction=False) as pipe:
+            pipe.hincrby(counters_key(), counter_field("sends", outcome, send_lane), 1)
+            pipe.hincrby(counters_key(), counter_field("recipients", outcome, send_lane),
+                         recipients)
+            pipe.execute()
+    except (redis.RedisError, OSError) as exc:
+        logger.warning("metrics: the %s send not counted (%s)", outcome, exc)
 
 
 def event_labels(event_type: str, mail_obj: Any, event_obj: Any) -> tuple[str, str, str]:

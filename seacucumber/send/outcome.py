@@ -40,9 +40,7 @@ def failed(outbound: OutboundSend | None, message_id: str, code: str, reason: st
                "sender_address": outbound.sender if outbound else None,
                "recipients": list(outbound.recipients) if outbound else None}
     status.record_failed(**details)
-    metrics.count_send_outcome("failed")
-    metrics.count("recipients", "failed", metrics.lane(),
-                  amount=len(outbound.recipients) if outbound else 0)
+    metrics.count_send_outcome("failed", len(outbound.recipients) if outbound else 0)
     notify(signals.message_failed, **details)
 
 
@@ -56,8 +54,7 @@ def suppressed(outbound: OutboundSend, dropped: Sequence[str], kept: Sequence[st
     status.record_suppressed(**details)
     if not kept:  # the whole send was dropped (else it goes on to be sent)
         ended = "not_allowed" if extra.get("reason") == ALLOWLIST else "suppressed"
-        metrics.count_send_outcome(ended)
-        metrics.count("recipients", ended, metrics.lane(), amount=len(dropped))
+        metrics.count_send_outcome(ended, len(dropped))
     notify(signals.message_suppressed, **details, **extra)
 
 

@@ -59,20 +59,30 @@ def send(outbound: OutboundSend, raw: bytes | None = None) -> str:
 
 
 @functools.cache
-def _tracer() -> Any:
-    """OpenTelemetry's tracer for this package, or None without OpenTelemetry's API. (A
-    tracer got before the application sets its provider follows it once set.)"""
+def _trace_api() -> Any:
+    """OpenTelemetry's trace API, or None when it is not installed."""
     try:
         from opentelemetry import trace
     except ImportError:
+        return None
+    return trace
+
+
+def _tracer() -> Any:
+    """OpenTelemetry's tracer for this package, or None: without OpenTelemetry's API, or
+    while no tracer provider is set (the API's default records nothing, and a span of it
+    costs the send task ~10 µs for nothing). Read at each send: a provider set later counts."""
+    trace = _trace_api()
+    if trace is None or isinstance(trace.get_tracer_provider(),
+                                   trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return None
     return trace.get_tracer("seacucumber")
 
 
 @contextmanager
 def _span(outbound: OutboundSend, service: str, region: str | None) -> Iterator[Any]:
-    """The SES call's client span (None without OpenTelemetry); an exception raised in it is
-    recorded on the span, which ends in error, and raised on."""
+    """The SES call's client span (None without OpenTelemetry or a tracer provider); an
+    exception raised in it is recorded on the span, which ends in error, and raised on."""
     tracer = _tracer()
     if tracer is None:
         yield None
