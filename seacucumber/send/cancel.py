@@ -28,15 +28,20 @@ DEFAULT_REASON = "cancelled by seacucumber.cancel"
 OUTBOX_TIMEOUT = 5.0
 
 
-def _send_ids(message_ids: str | Iterable[str]) -> list[str]:
-    """The send ids to cancel: ``message_ids`` (one id, or ``message.seacucumber_ids``),
-    each checked; a message's own id whose sends are ``<id>-1``, ``<id>-2``... (several
-    groups of recipients) stands for them when status tracking knows them."""
+def _checked(message_ids: str | Iterable[str]) -> list[str]:
+    """``message_ids`` (one id, or ``message.seacucumber_ids``) as a list, each checked
+    (``ValueError``)."""
     ids = [message_ids] if isinstance(message_ids, str) else list(message_ids)
     for message_id in ids:
         if not isinstance(message_id, str) or not MESSAGE_ID.fullmatch(message_id):
             raise ValueError(f"{message_id!r} is not a message id of ours "
                              "(message.seacucumber_ids gives them)")
+    return ids
+
+
+def _send_ids(ids: list[str]) -> list[str]:
+    """The send ids to cancel: a message's own id whose sends are ``<id>-1``, ``<id>-2``...
+    (several groups of recipients) stands for them when status tracking knows them."""
     if status.enabled():
         ids = [found for message_id in ids for found in status.send_ids(message_id)]
     return list(dict.fromkeys(ids))
@@ -48,11 +53,12 @@ def cancel(message_ids: str | Iterable[str], reason: str = DEFAULT_REASON) -> bo
     any was sent already or is inside the SES call right now (that one goes on). Needs the
     shared-state Redis (``ImproperlyConfigured`` without); ``redis.RedisError`` when it
     does not answer."""
+    ids = _checked(message_ids)
     if not sendlog.enabled():
         raise ImproperlyConfigured("seacucumber.cancel needs the shared-state Redis "
                                    "(SEACUCUMBER_REDIS_URL, or a Redis broker): the send log "
                                    "is where workers read the cancel")
-    ids = _send_ids(message_ids)
+    ids = _send_ids(ids)
     if not ids:
         return False
     found = sendlog.cancel(ids, reason)
