@@ -42,9 +42,13 @@ def _timestamp(value: Any, name: str) -> float:
         start = dt.datetime.combine(value, dt.time.min)
         return timezone.make_aware(start, timezone.get_current_timezone()).timestamp()
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value):
+        try:
+            found = float(value)
+        except OverflowError:  # an int past any float
+            found = math.inf
+        if not math.isfinite(found):
             raise InvalidMessageOption(f"message {name}={value!r} is not a finite timestamp")
-        return float(value)
+        return found
     raise InvalidMessageOption(
         f"message {name}={value!r} is not a datetime, a date or a POSIX timestamp "
         f"(int or float), as anymail's send_at takes")
