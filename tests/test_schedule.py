@@ -246,3 +246,43 @@ def test_the_status_record_shows_the_schedule_then_the_cancel(shared, settings):
         assert sendlog.cancelled(outbound.message_id) == "the sale was called off"
     [timeline] = lookup(sends[1].message_id).sends
     assert [s.what for s in timeline.steps] == ["queued", "scheduled for", "cancelled"]
+
+
+@pytest.mark.django_db
+def test_the_admin_action_cancels_queued_sends_for_staff_who_may_change_them(shared,
+                                                                            settings):
+    from django.contrib.auth.models import Permission, User
+    from django.test import Client
+
+    from seacucumber.models import MessageStatus, Status
+
+    settings.SEACUCUMBER_TRACK_STATUS = True
+    scheduled, sent = message(send_at=time.time() + 3600), message()
+    sends = {m: build_sends(m) for m in (scheduled, sent)}
+    status.record_queued(sends.items())
+    [waiting], [done] = sends[scheduled], sends[sent]
+    MessageStatus.objects.filter(message_id=done.message_id).update(status=Status.SENT)
+
+    def client(*codenames: str) -> Client:
+        user = User.objects.create_user(f"ops-{uuid.uuid4().hex[:6]}", is_staff=True)
+        user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+        found = Client()
+        found.force_login(user)
+        return found
+
+    url = "/admin/seacucumber/messagestatus/"
+    selected = MessageStatus.objects.filter(message_id__in=[waiting.message_id,
+                                                            done.message_id])
+    post = {"action": "cancel_sends", "_selected_action": [r.pk for r in selected]}
+    viewer = client("view_messagestatus")
+    assert "cancel_sends" not in viewer.get(url).content.decode()  # not offered
+    viewer.post(url, post)
+    assert status.get(message_id=waiting.message_id).status == Status.QUEUED
+    operator = client("view_messagestatus", "change_messagestatus")
+    page = operator.post(url, post, follow=True).content.decode()
+    assert "1 send(s) cancelled; 0 already being sent or sent; 1 no longer queued." in page
+    record = status.get(message_id=waiting.message_id)
+    assert record.status == Status.CANCELLED
+    assert record.last_error.startswith("cancelled in the admin by ops-")
+    assert sendlog.cancelled(waiting.message_id) == record.last_error
+    assert status.get(message_id=done.message_id).status == Status.SENT
