@@ -1,14 +1,17 @@
-"""Django admin: per-send status and received mail (read only), the suppression list and
-topic suppressions."""
+"""Django admin: per-send status (read only, but for cancelling sends not yet sent) and
+received mail (read only), the suppression list and topic suppressions."""
 
 from typing import Any
 
-from django.contrib import admin
+import redis
+from django.contrib import admin, messages
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from .conf import lanes
-from .models import InboundMail, MessageStatus, SuppressedAddress, TopicSuppression
+from .models import InboundMail, MessageStatus, Status, SuppressedAddress, TopicSuppression
+from .send.cancel import cancel
 
 
 class LaneFilter(admin.SimpleListFilter):
@@ -44,11 +47,35 @@ class SenderFilter(admin.SimpleListFilter):
 @admin.register(MessageStatus)
 class MessageStatusAdmin(admin.ModelAdmin):
     list_display = ("message_id", "status", "lane", "sender", "short_recipients", "subject",
-                    "queued_at", "sent_at", "updated_at")
+                    "queued_at", "send_at", "sent_at", "updated_at")
     list_filter = (LaneFilter, "status", SenderFilter, "queued_at", "sent_at", "updated_at")
     search_fields = ("message_id", "ses_message_id", "sender", "recipients", "subject")
     date_hierarchy = "queued_at"
     readonly_fields = [f.name for f in MessageStatus._meta.fields]
+    actions = ("cancel_sends",)
+
+    @admin.action(description="Cancel the selected sends not yet sent",
+                  permissions=("cancel",))
+    def cancel_sends(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        """``seacucumber.cancel`` on the selected queued (or scheduled) sends; the others
+        (sent, failed...) are left as they are and counted in the message."""
+        queued = list(queryset.filter(status=Status.QUEUED)
+                      .values_list("message_id", flat=True))
+        try:
+            cancelled = [message_id for message_id in queued
+                         if cancel(message_id, f"cancelled in the admin by {request.user}")]
+        except (ImproperlyConfigured, redis.RedisError) as exc:
+            self.message_user(request, f"Nothing cancelled: {exc}", messages.ERROR)
+            return
+        self.message_user(request, f"{len(cancelled)} send(s) cancelled; "
+                          f"{len(queued) - len(cancelled)} already being sent or sent; "
+                          f"{queryset.count() - len(queued)} no longer queued.",
+                          messages.SUCCESS if len(cancelled) == len(queued) else messages.WARNING)
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        """Cancelling is changing a send: the model's change permission, not the admin's
+        read-only one (``has_change_permission`` is False for every record)."""
+        return request.user.has_perm("seacucumber.change_messagestatus")
 
     @admin.display(description="recipients")
     def short_recipients(self, obj: MessageStatus) -> str:

@@ -132,6 +132,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds a claim-checked payload is kept in Redis if no worker settles its send. "
             "Unset: SEACUCUMBER_MESSAGE_LIFETIME plus 25 hours (a held daily quota's window "
             "and an hour)."),
+    Setting("SEACUCUMBER_MAX_SCHEDULE", 30 * 24 * 3600.0,
+            "Furthest ahead, in seconds, a message's send_at may be (scheduled sending); one "
+            "further is refused at send_messages (InvalidMessage)."),
     Setting("SEACUCUMBER_ENQUEUE_ON_COMMIT", False,
             "Enqueue inside an atomic block only once the transaction commits (rolled-back "
             "work sends no mail)."),

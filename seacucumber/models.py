@@ -18,6 +18,7 @@ class Status(models.TextChoices):
     COMPLAINED = "complained"
     FAILED = "failed"
     SUPPRESSED = "suppressed"
+    CANCELLED = "cancelled"
 
 
 #: A status only moves to one of higher rank: late or repeated news never undoes newer news.
@@ -26,6 +27,7 @@ STATUS_RANK = {
     Status.SENT: 1,
     Status.FAILED: 2,
     Status.SUPPRESSED: 2,
+    Status.CANCELLED: 2,
     Status.DELIVERED: 2,
     Status.BOUNCED: 3,
     Status.COMPLAINED: 4,
@@ -56,6 +58,9 @@ class MessageStatus(models.Model):
     )
     queued_at = models.DateTimeField(db_index=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    send_at = models.DateTimeField(
+        "scheduled for", null=True, blank=True,
+        help_text="When a scheduled send (its message's send_at) is due; empty: at once.")
     updated_at = models.DateTimeField()
     last_error = models.TextField(blank=True)
     suppressed_recipients = models.TextField(

@@ -45,13 +45,15 @@ from .exceptions import (
     MalformedPayload,
 )
 from .mime import FIELD_NAME, message_bytes
+from .schedule import MAX_SCHEDULE_CEILING, due_time
 
 #: The payload version this code writes when a send needs nothing a version-1 reader lacks.
 #: Version 2 adds the per-mailer client options (``region``, ``endpoint_url``, ``profile``);
 #: version 3 the per-message SES controls (``lane`` other than the first, ``tags``,
 #: ``tenant``, ``list_management``, ``unsubscribe_topic``), whose values may be JSON objects,
 #: and a claim check (``"claim"`` instead of ``"raw"``: the raw message is in a store,
-#: ``shared.claimcheck``). A payload is written at the lowest version that holds its options
+#: ``shared.claimcheck``); version 4 a scheduled send's ``send_at`` (a POSIX time, a number:
+#: ``seacucumber.schedule``). A payload is written at the lowest version that holds its options
 #: and claim, so during a rolling deploy old workers keep reading everything else. Upgrade
 #: workers before web processes when mail uses them.
 PAYLOAD_VERSION = 1
@@ -76,12 +78,18 @@ PAYLOAD_OPTIONS = {
     "configuration_set": 1, "source_arn": 1, "from_arn": 1, "return_path_arn": 1,
     "endpoint_id": 1, "region": 2, "endpoint_url": 2, "profile": 2,
     "lane": 3, "tags": 3, "tenant": 3, "list_management": 3, "unsubscribe_topic": 3,
+    "send_at": 4,
 }
+#: The payload versions this code reads.
+PAYLOAD_VERSIONS = (1, 2, 3, 4)
 #: Options whose payload value is an object of strings; every other option is a string.
 _OBJECT_OPTIONS = frozenset({"tags", "list_management"})
 
 
 def _payload_value_ok(name: str, value: Any) -> bool:
+    if name == "send_at":
+        return (isinstance(value, int | float) and not isinstance(value, bool)
+                and math.isfinite(value))
     if name in _OBJECT_OPTIONS:
         return isinstance(value, dict) and all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items())
@@ -109,6 +117,17 @@ class OutboundSend:
     def lane(self) -> str | None:
         """The send's lane (None: the first lane, which mail naming no lane takes)."""
         return self.options.get("lane")
+
+    @property
+    def send_at(self) -> float | None:
+        """When a scheduled send is due (a POSIX time), or None: it goes at once."""
+        return self.options.get("send_at")
+
+    @property
+    def starts(self) -> float:
+        """When the send's life starts: its scheduled time, else ``created``. Its lifetime
+        (``SEACUCUMBER_MESSAGE_LIFETIME``) and its latency are counted from here."""
+        return max(self.created, self.send_at or self.created)
 
     def to_json(self) -> dict[str, Any]:
         """The task payload: JSON types only; the lowest version that holds its options
@@ -138,10 +157,13 @@ class OutboundSend:
         if not isinstance(data, dict):
             raise MalformedPayload(f"payload is {type(data).__name__}, not an object")
         version = data.get("v")
-        if version not in (1, 2, 3) or isinstance(version, bool):
+        if version not in PAYLOAD_VERSIONS or isinstance(version, bool):
             raise MalformedPayload(f"unknown payload version {version!r}")
         message_id, sender, recipients = _read_envelope(data)
         created, options = _read_created(data), _read_options(data, version)
+        if options.get("send_at", created) > created + MAX_SCHEDULE_CEILING + MAX_CLOCK_SKEW:
+            raise MalformedPayload(f"payload send_at {options['send_at']!r} is further "
+                                   "ahead of its creation than any schedule")
         raw, claim = data.get("raw"), data.get("claim")
         if claim is not None and (version < CLAIM_VERSION or raw is not None):
             raise MalformedPayload("payload has a claim check but is not version 3 with no "
@@ -679,6 +701,9 @@ _OPTION_CHECKS: dict[str, Any] = {
     "unsubscribe_topic": _unsubscribe_topic,
 }
 OPTION_NAMES = frozenset(_OPTION_CHECKS)
+#: Options a message may have in its ``seacucumber_options`` but a backend may not: read by
+#: ``build_sends`` itself (``send_at``: ``message_send_at``).
+MESSAGE_ONLY_OPTIONS = frozenset({"send_at"})
 
 
 @dataclass(frozen=True)
@@ -725,13 +750,14 @@ class MailerOptions:
             return self
         if not isinstance(own, Mapping):
             raise InvalidMessageOption("message.seacucumber_options must be a dict of options")
-        unknown = self.unknown(dict(own))
+        own = {name: value for name, value in own.items() if name not in MESSAGE_ONLY_OPTIONS}
+        unknown = self.unknown(own)
         if unknown:
             raise InvalidMessageOption(
                 f"message.seacucumber_options has unknown option(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(OPTION_NAMES))}")
         try:
-            parsed = MailerOptions.parse(dict(own))
+            parsed = MailerOptions.parse(own)
         except InvalidOption as exc:
             raise InvalidMessageOption(f"message.seacucumber_options: {exc}") from None
         return MailerOptions({**self.values, **parsed.values})
@@ -773,7 +799,19 @@ def _options(message: EmailMessage, mailer: MailerOptions) -> dict[str, Any]:
     for name in ("tags", "tenant", "list_management"):
         if mailer.get(name):
             options[name] = mailer.get(name)
+    send_at = message_send_at(message)
+    if send_at is not None:  # one due now is sent at once: an unscheduled payload
+        options["send_at"] = send_at
     return options
+
+
+def message_send_at(message: EmailMessage) -> float | None:
+    """When ``message`` is due (``schedule.due_time``): its ``seacucumber_options["send_at"]``,
+    else its ``send_at`` attribute (django-anymail's); None: at once."""
+    own = getattr(message, "seacucumber_options", None)
+    if isinstance(own, Mapping) and own.get("send_at") is not None:
+        return due_time(own["send_at"], 'seacucumber_options["send_at"]')
+    return due_time(getattr(message, "send_at", None))
 
 
 _NO_OPTIONS = MailerOptions()

@@ -1,4 +1,6 @@
-"""Per-send status records (``SEACUCUMBER_TRACK_STATUS``): written ``queued`` by the backend,
+"""Per-send status records (``SEACUCUMBER_TRACK_STATUS``): written ``queued`` by the backend
+(with ``send_at``, "scheduled for", when the message is scheduled), ``cancelled`` by
+``seacucumber.cancel`` (and by the worker that meets the cancel mark),
 ``sent``/``failed``/``suppressed`` by the worker (``send.outcome`` calls ``record_*``, before
 any user signal), and moved on by SES events. Look one up with::
 
@@ -19,8 +21,9 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db import DatabaseError
+from django.db import DatabaseError, models
 from django.utils import timezone
 
 from .conf import conf
@@ -52,6 +55,20 @@ def get(*, message_id: str | None = None, ses_message_id: str | None = None
     return MessageStatus.objects.filter(ses_message_id=ses_message_id).first()
 
 
+def send_ids(message_id: str) -> list[str]:
+    """The sends ``message_id`` names: itself when a record has it; else, for the id a
+    message of several sends shares (theirs are ``<id>-1``, ``<id>-2``...), theirs; else
+    itself (a send this table does not know)."""
+    from .models import MessageStatus
+
+    found = list(MessageStatus.objects.filter(
+        models.Q(message_id=message_id) | models.Q(message_id__startswith=f"{message_id}-")
+    ).values_list("message_id", flat=True))
+    if message_id in found or not found:
+        return [message_id]
+    return sorted(found)
+
+
 def record_queued(checked: Iterable[tuple[EmailMessage, Sequence[OutboundSend]]]) -> None:
     """Write one ``queued`` record per send, in one INSERT (no-op when tracking is off).
 
@@ -74,6 +91,7 @@ def record_queued(checked: Iterable[tuple[EmailMessage, Sequence[OutboundSend]]]
             lane=send.lane or conf_lane().name,
             status=Status.QUEUED,
             queued_at=now,
+            send_at=_moment(send.send_at),
             updated_at=now,
         )
         for message, sends in checked
@@ -83,6 +101,27 @@ def record_queued(checked: Iterable[tuple[EmailMessage, Sequence[OutboundSend]]]
         MessageStatus.objects.bulk_create(rows, ignore_conflicts=True)
         record_recipients((send.message_id, send.recipients)
                           for _, sends in checked for send in sends)
+
+
+def _moment(posix: float | None) -> datetime.datetime | None:
+    """A POSIX time as the database stores times (aware UTC, or naive local time when
+    ``USE_TZ`` is off); None stays None."""
+    if posix is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(posix, tz=datetime.UTC)
+    return moment if settings.USE_TZ else timezone.make_naive(moment)
+
+
+def record_cancelled(message_ids: Sequence[str], reason: str) -> int:
+    """Queued (or scheduled) sends cancelled (``seacucumber.cancel``): ``cancelled`` with the
+    reason; returns how many records moved. Web or worker side; a send already further on
+    is left as it is."""
+    if not enabled() or not message_ids:
+        return 0
+    from .models import Status
+
+    return advance(Status.CANCELLED, {"message_id__in": list(message_ids)},
+                   only_from=[Status.QUEUED], last_error=reason[:2000])
 
 
 def record_recipients(sends: Iterable[tuple[str, Iterable[str]]]) -> None:
@@ -108,7 +147,7 @@ def record_unqueued(sends: Iterable[OutboundSend], reason: str) -> None:
     ).update(status=Status.FAILED, last_error=reason[:2000], updated_at=timezone.now())
 
 
-def advance(status: str, where: dict[str, str], only_from: Sequence[str] | None = None,
+def advance(status: str, where: dict[str, Any], only_from: Sequence[str] | None = None,
             **fields: Any) -> int:
     """Move the records matching ``where`` (``{"message_id": ...}`` or
     ``{"ses_message_id": ...}``) to ``status``, only from a lower rank (or from ``only_from``),

@@ -88,7 +88,7 @@ def _past_lifetime(outbound: OutboundSend, delay: float, code: str, reason: str,
     """When a retry ``delay`` seconds from now would fall past the message's lifetime (plus
     ``extra``): fail the message with ``code`` and ``reason`` and return the error to raise;
     else None."""
-    if not retry.outlives(outbound.created, delay, extra):
+    if not retry.outlives(outbound.starts, delay, extra):
         return None
     reason = f"still failing at the end of its lifetime: {reason}"
     outcome.failed(outbound, outbound.message_id, code, reason)
@@ -142,6 +142,10 @@ def _held_retry(task: Any, outbound: OutboundSend, hold: reputation.Hold) -> Exc
 SQS_MAX_DELAY = 900.0
 #: A task back this close to its due time sleeps the rest rather than hop once more.
 HOP_SLACK = 0.5
+#: The longest hop of a scheduled send's wait where the broker sets no limit: RabbitMQ
+#: closes the channel of a consumer that holds a message unacknowledged past its
+#: ``consumer_timeout`` (30 minutes by default), and a countdown is held so.
+SCHEDULE_HOP = 900.0
 
 
 def max_countdown() -> float | None:
@@ -236,6 +240,8 @@ def _begin(task: Any, outbound: OutboundSend, lane: Lane,
             raise _shared_state_retry(task, outbound, exc) from None
         if began.outcome is Begun.SENT:
             return sendlog.Claim(message_id, sent_id=began.sent_id)
+        if began.outcome is Begun.CANCELLED:  # seacucumber.cancel: never to SES
+            return sendlog.Claim(message_id, cancelled=began.reason or "cancelled")
         if began.outcome is Begun.BUSY:  # another attempt is inside the SES call right now
             delay = max(0.1, began.wait) + random.uniform(0, 1)
             expired = _past_lifetime(
@@ -389,11 +395,17 @@ def _send(self: Any, payload: Any, reserved_at: float | None, failures: int, hel
     """``send_email``'s body, with the settings held and its arguments checked: the steps of
     ``seacucumber.send`` in a send's order."""
     self.hop(due)  # back early from one hop of a long wait: re-queued, nothing done
-    outbound = _screened(_read(self, payload))
+    read = _read(self, payload)
+    if read.send_at is not None and _before_schedule(self, read, payload):
+        return None  # cancelled while it waited: outcome.cancelled said so
+    outbound = _screened(read)
     if outbound is None:  # no recipient left: not sent, message_suppressed said so
         return None
     lane = _lane(outbound)
     claim = _begin(self, outbound, lane, reserved_at)  # returns only when it is ours to send
+    if claim.cancelled is not None:
+        outcome.cancelled(outbound, claim.cancelled)
+        return None
     if claim.sent_id is not None:
         logger.info("message %s was sent before as SES %s: not sending again",
                     outbound.message_id, claim.sent_id)
@@ -422,6 +434,38 @@ def _read(task: Any, payload: Any) -> OutboundSend:
         outcome.failed(outbound, outbound.message_id, "UntrustedClientOptions", problem)
         raise PermanentSendError("UntrustedClientOptions", problem)
     return outbound
+
+
+def _before_schedule(task: Any, outbound: OutboundSend, payload: Any) -> bool:
+    """A scheduled send not due yet waits: re-queued for its time, in hops of at most
+    ``max_countdown()`` (raises Celery's ``Retry``), or sleeps the last ``HOP_SLACK``.
+    Before each hop it reads its cancel mark (one GET, scheduled sends only): True when the
+    send was cancelled (ended here, ``outcome.cancelled``). Due: False, and the send books
+    its lane's place in the shared rate like any other. In eager mode (no broker to wait
+    on) it does not wait."""
+    left = (outbound.send_at or 0.0) - time.time()
+    if left <= 0:
+        return False
+    if task.request.is_eager:
+        logger.warning("message %s is scheduled %.0fs ahead, but tasks run eagerly "
+                       "(task_always_eager): sent now", outbound.message_id, left)
+        return False
+    if left <= HOP_SLACK:
+        time.sleep(left)
+        return False
+    try:
+        reason = sendlog.cancelled(outbound.message_id)
+    except redis.RedisError as exc:  # attempt.begin reads the mark again once it is due
+        logger.warning("message %s: cancel mark not read (%s)", outbound.message_id, exc)
+        reason = None
+    if reason is not None:
+        outcome.cancelled(outbound, reason)
+        return True
+    countdown = min(left, max_countdown() or SCHEDULE_HOP)
+    claimcheck.keep(payload)  # a stored message outlives the wait
+    logger.info("message %s is scheduled: due in %.0fs, back in %.0fs",
+                outbound.message_id, left, countdown)
+    raise task.retry(countdown=countdown, kwargs=requeue_kwargs(task))
 
 
 def _screened(outbound: OutboundSend) -> OutboundSend | None:

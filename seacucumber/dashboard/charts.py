@@ -19,7 +19,8 @@ from .data import Hour
 
 #: outcome -> colour (colour-blind safe: Okabe-Ito)
 COLOURS = {"sent": "#009E73", "bounced": "#E69F00", "complained": "#CC79A7",
-           "failed": "#D55E00", "suppressed": "#56B4E9", "queued": "#999999"}
+           "failed": "#D55E00", "suppressed": "#56B4E9", "cancelled": "#0072B2",
+           "queued": "#999999"}
 WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 760, 220, 52, 28, 14
 #: text size in the chart's own units; the chart is drawn at its own width (narrower only
 #: when the page is), so this is the size on screen: at least 11 px on a desktop page

@@ -32,6 +32,7 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
     "complained": (Status.COMPLAINED,),
     "failed": (Status.FAILED,),
     "suppressed": (Status.SUPPRESSED,),
+    "cancelled": (Status.CANCELLED,),
     "queued": (Status.QUEUED,),
 }
 _OUTCOME_OF = {str(s): name for name, statuses in OUTCOMES.items() for s in statuses}

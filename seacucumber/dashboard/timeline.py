@@ -27,7 +27,7 @@ MAX_QUERY = 254
 
 @dataclass
 class Step:
-    what: str  #: queued, sent, Delivery, Bounce, ..., failed, suppressed
+    what: str  #: queued, scheduled for, sent, Delivery, Bounce, ..., failed, suppressed, cancelled
     at: dt.datetime | None
     detail: str = ""
 
@@ -72,11 +72,15 @@ def lookup(query: str) -> Lookup:
     sends = []
     for record in records:
         steps = [Step("queued", record.queued_at)]
+        if record.send_at:
+            steps.append(Step("scheduled for", record.send_at, "its message's send_at"))
         if record.sent_at or record.ses_message_id:
             steps.append(Step("sent", record.sent_at, f"SES MessageId {record.ses_message_id}"))
         steps += [Step(e.kind, e.at, e.detail) for e in events.get(record.ses_message_id or "", [])]
         if record.status == Status.FAILED:
             steps.append(Step("failed", record.updated_at, record.last_error))
+        elif record.status == Status.CANCELLED:
+            steps.append(Step("cancelled", record.updated_at, record.last_error))
         elif record.status == Status.SUPPRESSED:
             steps.append(Step("suppressed", record.updated_at,
                               "on the suppression list: " + ", ".join(

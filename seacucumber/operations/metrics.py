@@ -53,7 +53,8 @@ SEP = "|"  #: between a counter's name and its label values in the hash's field 
 #: counter -> (help text, label names); a field is "<counter>|<label value>|..."
 COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "sends": ("Sends settled (one SES call, up to 50 recipients), by outcome (sent, failed, "
-              "suppressed, not_allowed: every recipient off the staging allowlist) and lane.",
+              "suppressed, not_allowed: every recipient off the staging allowlist, cancelled: "
+              "seacucumber.cancel) and lane.",
               ("outcome", "lane")),
     "recipients": ("Recipients of the sends settled, by outcome and lane: what SES's quota, "
                    "rate and bounce and complaint rates count.", ("outcome", "lane")),
@@ -68,7 +69,7 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
                    "(Permanent, Transient, Undetermined; empty for other types).",
                    ("type", "lane", "bounce_type")),
 }
-OUTCOMES = ("sent", "failed", "suppressed", "not_allowed")
+OUTCOMES = ("sent", "failed", "suppressed", "not_allowed", "cancelled")
 #: the SES event types every lane shows from the start (at 0), bounces once per bounce type
 ZEROED_EVENTS = ("Delivery", "Complaint", "Reject", "DeliveryDelay")
 BOUNCE_TYPES = ("Permanent", "Transient", "Undetermined")

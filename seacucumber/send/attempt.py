@@ -55,6 +55,7 @@ class BeginOutcome(StrEnum):
     GO = "go"
     ADMITTED = "admitted"
     SENT = "sent"
+    CANCELLED = "cancelled"
     BUSY = "busy"
     LANE_HELD = "lane_held"
     QUOTA_HELD = "quota_held"
@@ -68,7 +69,8 @@ class Begin:
     - ``go``: send now (no rate to book); ``admitted``: send after sleeping ``wait`` seconds
       (if ``wait`` is over ``SEACUCUMBER_RATE_MAX_WAIT`` the slot is booked but the claim
       was given back: re-queue for the slot);
-    - ``sent``: SES has the message already (``sent_id``); ``busy``: another attempt is in
+    - ``sent``: SES has the message already (``sent_id``); ``cancelled``: the send was
+      cancelled (``seacucumber.cancel``; ``reason``); ``busy``: another attempt is in
       the SES call for ``wait`` more seconds;
     - ``lane_held``: the lane is held (``hold``: the guard's reason);
     - ``quota_held``: the daily quota is spent, for ``wait`` more seconds;
@@ -84,6 +86,7 @@ class Begin:
     sent_id: str | None = None
     hold: str | None = None
     claimed: bool = False
+    reason: str | None = None
 
 
 def lane_hold_key(lane: str) -> str:
@@ -161,6 +164,8 @@ def _read_begin(answer: list[Any], claiming: bool, max_wait: float) -> Begin:
         return Begin(outcome, sent_id=values[0])
     if outcome is BeginOutcome.LANE_HELD:
         return Begin(outcome, hold=values[0])
+    if outcome is BeginOutcome.CANCELLED:
+        return Begin(outcome, reason=values[0])
     claimed = claiming and outcome in (BeginOutcome.GO, BeginOutcome.ADMITTED)
     numbers = [float(v) for v in values]
     wait, rate_in_force = (numbers + [0.0, 0.0])[:2]
@@ -205,6 +210,8 @@ def claim(message_id: str, attempt: str) -> sendlog.Claim:
         return sendlog.Claim(message_id, sent_id=found.sent_id)
     if found.outcome is BeginOutcome.BUSY:
         return sendlog.Claim(message_id, busy_for=max(0.1, found.wait))
+    if found.outcome is BeginOutcome.CANCELLED:
+        return sendlog.Claim(message_id, cancelled=found.reason)
     return sendlog.Claim(message_id, token=token)
 
 
@@ -255,7 +262,7 @@ def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
     drop, fixed_keys, keep, counter, recipients, prefix = conf.derived(
         f"settle:{lane}", lambda: _settle_fixed(lane))
     now = time.time()
-    latency = max(0.0, now - outbound.created)
+    latency = max(0.0, now - outbound.starts)  # a scheduled send's: since it was due
     bucket, latency_sum = metrics.latency_fields(lane, latency)
     guard_keys, guard_args = reputation.counted(
         "sent", lane, outbound.options.get("configuration_set"), len(outbound.recipients), now)

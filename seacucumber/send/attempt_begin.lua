@@ -2,6 +2,7 @@
 -- KEYS: send_log rate_tat slow_down quota_hold lane_share lane_waiters lane_hold outbox_task outbox_queue outbox_queued outbox_running
 -- ARGV: flags claim_token claim_ms attempt_id published_prefix running_deadline rate burst cost horizon recovery min_share top_horizon max_wait
 -- flags: c claim, o mark the outbox record running, r reserve in the rate, l a lower lane.
+-- A send log value 'cancelled:<reason>' (seacucumber.cancel) answers {'cancelled', reason}.
 -- Returns {outcome, ...}: outcome is one of attempt.BeginOutcome's values.
 pcall(redis.replicate_commands)
 local flags = A.flags
@@ -18,6 +19,7 @@ if string.find(flags, 'c', 1, true) then
   if not redis.call('SET', K.send_log, A.claim_token, 'NX', 'PX', A.claim_ms) then
     local value = redis.call('GET', K.send_log)
     if string.sub(value, 1, 5) == 'sent:' then return {'sent', string.sub(value, 6)} end
+    if string.sub(value, 1, 10) == 'cancelled:' then return {'cancelled', string.sub(value, 11)} end
     return {'busy', tostring(redis.call('PTTL', K.send_log) / 1000)}
   end
   claimed = true

@@ -1,4 +1,4 @@
-"""How a send ends: sent, failed or suppressed, recorded in one place.
+"""How a send ends: sent, failed, suppressed or cancelled, recorded in one place.
 
 The package's own bookkeeping (the status record, the metrics counters) is called directly,
 first; the public signals (``message_sent``, ``message_failed``, ``message_suppressed``) are
@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from django.db import DatabaseError
 from django.dispatch import Signal
 
 from .. import signals, status
@@ -56,6 +57,17 @@ def suppressed(outbound: OutboundSend, dropped: Sequence[str], kept: Sequence[st
         ended = "not_allowed" if extra.get("reason") == ALLOWLIST else "suppressed"
         metrics.count_send_outcome(ended, len(dropped))
     notify(signals.message_suppressed, **details, **extra)
+
+
+def cancelled(outbound: OutboundSend, reason: str) -> None:
+    """The worker met ``outbound``'s cancel mark (``seacucumber.cancel``): not sent. Its
+    record says so (``cancel`` wrote it already, unless the database was out of reach)."""
+    logger.info("message %s cancelled (%s): not sent", outbound.message_id, reason)
+    try:
+        status.record_cancelled([outbound.message_id], reason)
+    except DatabaseError:
+        logger.exception("status of message %s not recorded", outbound.message_id)
+    metrics.count_send_outcome("cancelled", len(outbound.recipients))
 
 
 def notify(signal: Signal, **details: Any) -> None:
