@@ -125,6 +125,7 @@ def max_over_rate(times: list[float], rate: float) -> float:
     return worst
 
 
+@pytest.mark.chaos
 def test_a_failover_mid_run_loses_nothing_and_keeps_the_rate(redis_url, settings,
                                                              start_worker):
     """The master is SIGKILLed while two workers send through the emulator (which enforces

@@ -230,10 +230,12 @@ class Worker:
     process: subprocess.Popen | None = None
     #: the worker's node name (``-n``), as its heartbeat names it
     hostname: str = field(default_factory=lambda: f"sc{free_port()}@{socket.gethostname()}")
+    #: a command the worker runs under (``("ip", "netns", "exec", "name")``: another host)
+    prefix: tuple[str, ...] = ()
 
     def start(self, wait: float = 60.0) -> Worker:
         command = [
-            sys.executable, "-m", "celery", "-A", self.app, "worker",
+            *self.prefix, sys.executable, "-m", "celery", "-A", self.app, "worker",
             "-P", self.pool, "-c", str(self.concurrency), "-l", "INFO",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
             "-n", self.hostname, *self.extra_args,
