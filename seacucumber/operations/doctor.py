@@ -31,7 +31,6 @@ from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
-from kombu.utils.url import maybe_sanitize_url
 
 from ..conf import conf
 from ..exceptions import InvalidMessage, OperatorError
