@@ -159,6 +159,7 @@ def test_redis_restart_mid_run_loses_nothing(start_worker, settings):
         # its "sent" mark could not be written (Redis gone, or the worker ending), so a
         # redelivery sends it again. One per thread (4) of each worker that saw the fault.
         duplicates = sum(n - 1 for n in seen.values())
+        print(f"redis restart: {duplicates} duplicates, {workers} worker(s)")
         assert duplicates <= 4 * workers, (duplicates, workers, seen.most_common(5))
     finally:
         point_app_at("memory://", None)
