@@ -108,14 +108,14 @@ class RedisServer:
         self.start()
 
 
-def sentinel_binary() -> str | None:
-    """Debian's ``redis-sentinel`` (``redis-server`` run under that name), else
-    ``redis-server`` itself, which runs as a sentinel with ``--sentinel``."""
+def sentinel_command(config: Path) -> list[str] | None:
+    """The command running a sentinel with ``config``: Debian's ``redis-sentinel``
+    (``redis-server`` under that name), else ``redis-server`` itself with ``--sentinel``."""
     found = shutil.which("redis-sentinel")
     if found:
-        return found
+        return [found, str(config)]
     server = redis_binary()
-    return f"{server} --sentinel" if server else None
+    return [server, str(config), "--sentinel"] if server else None
 
 
 @dataclass
@@ -133,7 +133,7 @@ class SentinelSet:
 
     @staticmethod
     def available() -> bool:
-        return sentinel_binary() is not None
+        return sentinel_command(Path("sentinel.conf")) is not None
 
     @property
     def url(self) -> str:
@@ -151,11 +151,13 @@ class SentinelSet:
                 f"sentinel monitor {self.master_name} 127.0.0.1 {self.master.port} 2\n"
                 f"sentinel down-after-milliseconds {self.master_name} {self.down_after_ms}\n"
                 f"sentinel failover-timeout {self.master_name} 10000\n")
-            command = [*str(sentinel_binary()).split(), str(config)]
+            command = sentinel_command(config)
+            if command is None:
+                raise FileNotFoundError("neither redis-sentinel nor redis-server is installed")
             self.sentinels.append(subprocess.Popen(  # noqa: S603 - our own command line
                 command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             wait_for_port("127.0.0.1", port)
-        self.wait_until(lambda: self._replicas_known(), "the sentinels see the replica")
+        self.wait_until(self._replicas_known, "the sentinels see the replica and each other")
         return self
 
     def master_port(self) -> int:
@@ -188,16 +190,17 @@ class SentinelSet:
         return port
 
     def wait_until(self, check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+        """Wait until ``check()`` is true (a sentinel not ready yet answers errors: not
+        yet); ``TimeoutError`` naming ``what`` after ``timeout`` seconds."""
+        import redis
+
         deadline = time.monotonic() + timeout
         while True:
             try:
                 if check():
                     return
-            except OSError:
+            except (OSError, redis.RedisError):
                 pass
-            except Exception as exc:  # noqa: BLE001 - a sentinel not ready yet answers errors
-                if "redis" not in type(exc).__module__:
-                    raise
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{what}: not after {timeout}s")
             time.sleep(0.1)
