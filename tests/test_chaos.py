@@ -135,7 +135,10 @@ def test_redis_restart_mid_run_loses_nothing(start_worker, settings):
     point_app_at(f"{redis.url}/1", None)
     env = {"DJANGO_SETTINGS_MODULE": "tests.settings", "CELERY_BROKER_URL": f"{redis.url}/1",
            "SEACUCUMBER_ENDPOINT_URL": emulator.url, "SEACUCUMBER_REDIS_URL": f"{redis.url}/3",
-           "SEACUCUMBER_RATE_LIMIT": "25", "SEACUCUMBER_TEST_VISIBILITY": "5"}
+           "SEACUCUMBER_RATE_LIMIT": "25", "SEACUCUMBER_TEST_VISIBILITY": "5",
+           # a task kombu lost in the restart (taken off the queue, not yet unacknowledged)
+           # is queued again by the outbox within seconds, not after the 30 s default grace
+           "SEACUCUMBER_OUTBOX_GRACE": "3", "SEACUCUMBER_OUTBOX_SWEEP_INTERVAL": "1"}
     try:
         worker = start_worker(env, queues=queue, pool="threads", concurrency=4)
         count = 100  # four seconds of sending at 25/s
