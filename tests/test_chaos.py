@@ -138,7 +138,10 @@ def test_redis_restart_mid_run_loses_nothing(start_worker, settings):
            "SEACUCUMBER_RATE_LIMIT": "25", "SEACUCUMBER_TEST_VISIBILITY": "5",
            # a task kombu lost in the restart (taken off the queue, not yet unacknowledged)
            # is queued again by the outbox within seconds, not after the 30 s default grace
-           "SEACUCUMBER_OUTBOX_GRACE": "3", "SEACUCUMBER_OUTBOX_SWEEP_INTERVAL": "1"}
+           "SEACUCUMBER_OUTBOX_GRACE": "3", "SEACUCUMBER_OUTBOX_SWEEP_INTERVAL": "1",
+           # an attempt whose begin ran but whose answer the restart cut holds its claim
+           # until it lapses (connect + read + 5 s): 13 s here, not the default 40
+           "SEACUCUMBER_READ_TIMEOUT": "3"}
     try:
         worker = start_worker(env, queues=queue, pool="threads", concurrency=4)
         count = 100  # four seconds of sending at 25/s
