@@ -23,8 +23,13 @@ from django.core.mail import EmailMessage
 
 from seacucumber.testing.emulator import SESEmulator
 from seacucumber.testing.processes import RedisServer
-from tests.conftest import SENDER, point_app_at, point_at_emulator, service_missing
-from tests.test_sentinel import max_over_rate
+from tests.conftest import (
+    SENDER,
+    max_over_rate,
+    point_app_at,
+    point_at_emulator,
+    service_missing,
+)
 
 pytestmark = pytest.mark.chaos
 

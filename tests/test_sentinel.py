@@ -23,7 +23,13 @@ from seacucumber.send import attempt
 from seacucumber.shared import store
 from seacucumber.testing.emulator import SESEmulator
 from seacucumber.testing.processes import SentinelSet
-from tests.conftest import SENDER, point_app_at, point_at_emulator, service_missing
+from tests.conftest import (
+    SENDER,
+    max_over_rate,
+    point_app_at,
+    point_at_emulator,
+    service_missing,
+)
 
 
 def start_set() -> SentinelSet:
@@ -112,17 +118,6 @@ def test_a_sentinel_broker_is_the_shared_state_with_its_transport_options(settin
 
 
 RATE = 20.0  # recipients per second, the account's rate the workers hold
-
-
-def max_over_rate(times: list[float], rate: float) -> float:
-    """The most recipients any stretch of the timeline ``times`` (one entry per recipient,
-    sorted) carried beyond ``rate`` per second of its own length, in seconds' worth of the
-    rate: 0.5 is half a second of burst."""
-    worst = 0.0
-    for i, start in enumerate(times):
-        for j in range(i, len(times)):
-            worst = max(worst, (j - i + 1 - rate * (times[j] - start)) / rate)
-    return worst
 
 
 @pytest.mark.chaos
