@@ -16,6 +16,7 @@ settings that would fail sends, or lose them, are reported before any message is
     E040       the process's Celery app is Celery's fallback (the project's never imported)
     E041       a MAILERS entry with Sea Cucumber's backend that cannot be built (bad options)
     E042-E043  the inbound S3 buckets name the claim-check bucket; the inbound limits
+    E044       a sentinel:// shared-state URL that cannot be read (no master name, bad part)
 """
 
 from __future__ import annotations
@@ -92,6 +93,21 @@ def check_outbox(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         "SEACUCUMBER_OUTBOX is True but there is no shared-state Redis: tasks the broker "
         "loses are not queued again.",
         hint="Set SEACUCUMBER_REDIS_URL.", id="seacucumber.W007")]
+
+
+@register()
+def check_shared_state_sentinel(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A ``sentinel://`` shared state needs the master's name and well-formed parts: said
+    here, not by the first worker that connects."""
+    url = store.redis_url()
+    if url is None or not store.is_sentinel(url):
+        return []
+    try:
+        store.parse_sentinel_url(url)
+        store.sentinel_options(url)
+    except (ImproperlyConfigured, ValueError) as exc:
+        return [Error(str(exc), id="seacucumber.E044")]
+    return []
 
 
 #: Django's defaults: SES refuses them (no verified identity can be ``localhost``).

@@ -150,8 +150,14 @@ SETTINGS: tuple[Setting, ...] = (
             "message held by the spent daily quota gets 24 hours more."),
     # --- shared state and rate ---------------------------------------------------------------
     Setting("SEACUCUMBER_REDIS_URL", None,
-            "Redis for the shared rate and send records. Unset: the broker URL when it is "
-            "Redis."),
+            "Redis for the shared rate and send records: a redis://, rediss:// or sentinel:// "
+            "URL (see SEACUCUMBER_REDIS_SENTINEL). Unset: the broker URL when it is Redis."),
+    Setting("SEACUCUMBER_REDIS_SENTINEL", None,
+            "With a sentinel:// shared-state URL ('sentinel://h1:26379;sentinel://h2:26379/0', "
+            "as kombu's Sentinel transport takes): a dict of kombu's Sentinel transport "
+            "options, 'master_name' (required), 'sentinel_kwargs' (e.g. the sentinels' "
+            "password), 'min_other_sentinels'. Unset: Celery's broker_transport_options when "
+            "the shared state is the sentinel:// broker."),
     Setting("SEACUCUMBER_REDIS_PREFIX", "seacucumber",
             "Prefix of every Redis key Sea Cucumber writes."),
     Setting("SEACUCUMBER_SHARED_RATE", True,

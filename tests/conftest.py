@@ -353,3 +353,14 @@ def payload(age: float) -> dict:
     data = outbound.to_json()
     data["created"] = time.time() - age
     return data
+
+
+def max_over_rate(times: list[float], rate: float) -> float:
+    """The most recipients any stretch of the timeline ``times`` (one entry per recipient,
+    sorted) carried beyond ``rate`` per second of its own length, in seconds' worth of the
+    rate: 0.5 is half a second of burst."""
+    worst = 0.0
+    for i, start in enumerate(times):
+        for j in range(i, len(times)):
+            worst = max(worst, (j - i + 1 - rate * (times[j] - start)) / rate)
+    return worst

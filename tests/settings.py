@@ -90,6 +90,9 @@ SEACUCUMBER_RETRY_BASE_DELAY = float(os.environ.get("SEACUCUMBER_RETRY_BASE_DELA
 # the rate itself set SEACUCUMBER_RATE_LIMIT="" (learn it) or a rate of their own.
 SEACUCUMBER_RATE_LIMIT = float(os.environ.get("SEACUCUMBER_RATE_LIMIT", "1000") or 0) or None
 SEACUCUMBER_REDIS_URL = os.environ.get("SEACUCUMBER_REDIS_URL") or None
+# a sentinel:// shared state (tests/test_sentinel.py): its master's name
+SEACUCUMBER_REDIS_SENTINEL = ({"master_name": os.environ["SEACUCUMBER_TEST_SENTINEL_MASTER"]}
+                              if os.environ.get("SEACUCUMBER_TEST_SENTINEL_MASTER") else None)
 # tests that start workers give them a key prefix of their own (a limiter, an outbox)
 SEACUCUMBER_REDIS_PREFIX = os.environ.get("SEACUCUMBER_REDIS_PREFIX", "seacucumber")
 SEACUCUMBER_READ_TIMEOUT = float(os.environ.get("SEACUCUMBER_READ_TIMEOUT", "30"))

@@ -240,3 +240,17 @@ def test_redis_keeps_its_data():
 def test_workers_are_started_again_when_they_end():
     """docs/reliability.rst: kombu's Redis transport can end a worker on a broker restart."""
     assert SERVICES["worker"]["restart"] == "unless-stopped"
+
+
+def test_the_systemd_unit_starts_the_worker_again_whenever_it_ends():
+    """contrib/systemd's unit, the other stack docs/reliability.rst names: restarted on any
+    exit (an "Unrecoverable error" exits 1, a kill by signal too), without a start limit."""
+    import configparser
+
+    unit = configparser.ConfigParser(strict=True, interpolation=None)
+    unit.optionxform = str  # systemd's keys are case-sensitive
+    unit.read_string((ROOT / "contrib" / "systemd" / "seacucumber-worker.service").read_text())
+    assert unit["Service"]["Restart"] == "always"
+    assert unit["Unit"]["StartLimitIntervalSec"] == "0"
+    assert unit["Service"]["KillSignal"] == "SIGTERM"  # warm shutdown: sends finish
+    assert " worker " in unit["Service"]["ExecStart"] + " "

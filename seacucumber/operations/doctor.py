@@ -31,7 +31,6 @@ from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
-from kombu.utils.url import maybe_sanitize_url
 
 from ..conf import conf
 from ..exceptions import InvalidMessage, OperatorError
@@ -178,14 +177,27 @@ def check_shared_state(timeout: float) -> list[Finding]:
             "fast as SES throttling lets it), no send log (a redelivered task can send twice), "
             "no worker heartbeats", "set SEACUCUMBER_REDIS_URL to a Redis every worker and "
             "web process reaches")]
-    shown = maybe_sanitize_url(url)
+    shown = store.maybe_sanitized(url)
     try:
-        store.redis_client(timeout=timeout).ping()
-    except Exception as exc:  # noqa: BLE001 - redis-py's and the socket's errors alike
+        client = store.redis_client(timeout=timeout)
+        client.ping()
+        shown += sentinel_master(url, client)
+    except Exception as exc:  # noqa: BLE001 - redis-py's, Sentinel's and the socket's errors
         return [Finding(FAIL, "shared state", f"Redis {shown} does not answer: {exc}",
                         "start that Redis, or correct SEACUCUMBER_REDIS_URL (or "
-                        "CELERY_BROKER_URL, when the broker is that Redis)")]
+                        "CELERY_BROKER_URL, when the broker is that Redis)"
+                        + (" and SEACUCUMBER_REDIS_SENTINEL" if store.is_sentinel(url) else ""))]
     return [Finding(OK, "shared state", f"Redis {shown} answers")]
+
+
+def sentinel_master(url: str, client: Any) -> str:
+    """For a ``sentinel://`` shared state, which master the sentinels name now (a failover
+    moves it); else nothing."""
+    if not store.is_sentinel(url):
+        return ""
+    host, port = client.connection_pool.get_master_address()
+    name = store.sentinel_options(url)["master_name"]
+    return f" (Sentinel master {name!r}, now {host}:{port})"
 
 
 def check_workers(app: Any) -> list[Finding]:

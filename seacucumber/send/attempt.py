@@ -274,7 +274,30 @@ def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
             "latency_bucket_field": bucket, "latency_sum_field": latency_sum,
             "latency": repr(latency)}
     try:
-        SETTLE_SCRIPT.run(keys, args, guard_keys, guard_args, client=store.task_client())
+        _settle_persistently(keys, args, guard_keys, guard_args)
     except redis.RedisError as exc:
         logger.warning("message %s sent as SES %s, but its shared records were not updated: %s",
                        message_id, ses_message_id, exc)
+
+
+#: Seconds ``settle`` keeps trying while the shared-state Redis cannot be reached (a restart,
+#: a Sentinel failover take a few): a "sent" mark never written lets a redelivery of the
+#: task, or the outbox's sweep, send the message again.
+SETTLE_PERSISTENCE = 10.0
+
+
+def _settle_persistently(keys: dict[str, str], args: dict[str, Any], guard_keys: list[str],
+                         guard_args: list[Any]) -> None:
+    """``settle``'s script, tried again on connection errors for up to
+    ``SETTLE_PERSISTENCE`` seconds, backing off to one try a second (the script is
+    idempotent: a try whose answer was lost counts nothing twice)."""
+    deadline, delay = time.monotonic() + SETTLE_PERSISTENCE, 0.1
+    while True:
+        try:
+            SETTLE_SCRIPT.run(keys, args, guard_keys, guard_args, client=store.task_client())
+            return
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(1.0, delay * 2)

@@ -4,6 +4,9 @@
 -- Then the reputation guard's keys (pairs) and arguments (reputation_count.lua).
 -- drop_outbox: 'o' to drop the task's outbox record, else '-'. The counters: the sent
 -- send, its recipients, and its send_messages -> SES latency (the histogram's bucket, sum).
+-- Run again after a lost answer (attempt.settle retries through a Redis restart), it finds
+-- its own mark and counts nothing twice.
+if redis.call('GET', K.send_log) == A.sent_mark then return 0 end
 redis.call('SET', K.send_log, A.sent_mark, 'EX', A.keep_seconds)
 redis.call('HINCRBY', K.counters, A.counter_field, 1)
 redis.call('HINCRBY', K.counters, A.recipients_field, A.recipients)

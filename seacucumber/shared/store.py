@@ -1,9 +1,16 @@
 """The Redis that holds state shared by every worker: the account's send rate and the
 record of sends already made.
 
-It is ``SEACUCUMBER_REDIS_URL``, or else the Celery broker when the broker is Redis. With
-neither, ``redis_url()`` is ``None`` and the features that need shared state say so once
-and fall back (see each feature's docstring).
+It is ``SEACUCUMBER_REDIS_URL``, or else the Celery broker when the broker is Redis
+(Sentinel included). With neither, ``redis_url()`` is ``None`` and the features that need
+shared state say so once and fall back (see each feature's docstring).
+
+A ``sentinel://`` URL is read as kombu's Sentinel transport reads the broker's:
+``sentinel://[user:password@]host:port[/db]`` for each sentinel, joined by ``;``, the
+master's name and the sentinels' own options in ``SEACUCUMBER_REDIS_SENTINEL`` (else the
+broker's transport options). The client is redis-py's ``Sentinel.master_for``: it asks the
+sentinels for the master on each new connection and drops connections to a master demoted
+by a failover, so a failover is a connection error the caller retries, as a restart is.
 """
 
 from __future__ import annotations
@@ -11,8 +18,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis
+from django.core.exceptions import ImproperlyConfigured
+from redis.sentinel import Sentinel
 
 from .. import clients
 from ..conf import conf
@@ -57,7 +67,12 @@ def redis_url() -> str | None:
     if conf.SEACUCUMBER_REDIS_URL:
         return conf.SEACUCUMBER_REDIS_URL
     scheme, broker = _broker_scheme()
-    return broker if scheme in REDIS_BROKER_SCHEMES[:2] else None
+    return broker if scheme in ("redis", "rediss", "sentinel") else None
+
+
+def is_sentinel(url: str) -> bool:
+    """Whether ``url`` names its Redis through Sentinel (``sentinel://``)."""
+    return url.startswith("sentinel://")
 
 
 def key(*parts: str) -> str:
@@ -80,8 +95,75 @@ def redis_client(timeout: float = 10.0) -> redis.Redis:
 def _connect(url: str, timeout: float, **options: Any) -> redis.Redis:
     """A new redis-py client for ``url`` with a socket ``timeout`` (connecting takes at most
     5 s of it) and a health check after 30 s idle; ``options`` go to redis-py."""
+    if is_sentinel(url):
+        pool = sentinel_pool(url, timeout)
+        return redis.Redis(connection_pool=pool, **options)
     return redis.Redis.from_url(url, socket_connect_timeout=min(5.0, timeout),
                                 socket_timeout=timeout, health_check_interval=30, **options)
+
+
+def sentinel_pool(url: str, timeout: float) -> redis.ConnectionPool:
+    """The connection pool of the master a ``sentinel://`` URL names (redis-py's
+    ``Sentinel.master_for``, as kombu's Sentinel transport makes it for the broker: a
+    library that follows failovers, rather than addresses of our own to keep current)."""
+    sentinels, master = parse_sentinel_url(url)
+    options = sentinel_options(url)
+    sentinel = Sentinel(
+        sentinels, min_other_sentinels=int(options.get("min_other_sentinels", 0)),
+        sentinel_kwargs={"socket_connect_timeout": min(5.0, timeout), "socket_timeout": timeout,
+                         **(options.get("sentinel_kwargs") or {})})
+    client = sentinel.master_for(
+        options["master_name"], socket_connect_timeout=min(5.0, timeout),
+        socket_timeout=timeout, health_check_interval=30, **master)
+    return client.connection_pool
+
+
+def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """The sentinels' ``(host, port)`` of a ``sentinel://h1:26379;sentinel://h2:26379/0``
+    URL, and the master's ``db``, ``username`` and ``password`` (from the first sentinel
+    that gives them, as kombu takes them)."""
+    sentinels: list[tuple[str, int]] = []
+    master: dict[str, Any] = {}
+    for part in filter(None, (piece.strip() for piece in url.split(";"))):
+        parsed = urlsplit(part)
+        if parsed.scheme != "sentinel" or not parsed.hostname:
+            raise ImproperlyConfigured(f"{maybe_sanitized(url)}: each ';'-separated part must "
+                                       "be sentinel://[user:password@]host[:port][/db]")
+        sentinels.append((parsed.hostname, parsed.port or 26379))
+        db = parsed.path.strip("/")
+        if db and "db" not in master:
+            master["db"] = int(db)
+        if parsed.password and "password" not in master:
+            master["password"] = unquote(parsed.password)
+            if parsed.username:
+                master["username"] = unquote(parsed.username)
+    return sentinels, master
+
+
+def sentinel_options(url: str) -> dict[str, Any]:
+    """kombu's Sentinel transport options for the shared state (``master_name``,
+    ``sentinel_kwargs``, ``min_other_sentinels``): ``SEACUCUMBER_REDIS_SENTINEL``, else the
+    broker's ``broker_transport_options`` when ``url`` is the broker's.
+    ``ImproperlyConfigured`` without a master name."""
+    options = conf.SEACUCUMBER_REDIS_SENTINEL
+    if options is None:
+        from celery import current_app
+
+        is_broker = url == _broker_scheme()[1]
+        options = dict(current_app.conf.broker_transport_options or {}) if is_broker else {}
+    if not options.get("master_name"):
+        raise ImproperlyConfigured(
+            f"the shared-state Redis {maybe_sanitized(url)} is reached through Sentinel: set "
+            "SEACUCUMBER_REDIS_SENTINEL = {'master_name': ...} (the name the sentinels "
+            "monitor it by)")
+    return dict(options)
+
+
+def maybe_sanitized(url: str) -> str:
+    """``url`` with any password masked (kombu's own masking), for messages and logs."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    return ";".join(str(maybe_sanitize_url(part)) for part in url.split(";"))
 
 
 def task_client() -> redis.Redis:
@@ -89,9 +171,13 @@ def task_client() -> redis.Redis:
     thread keeps (redis-py's ``single_connection_client``), as a pooled client checks a
     connection out and back in for every command, with a poll of its socket, a quarter of
     the CPU such a round trip costs. Under gevent or eventlet (a greenlet per task) the
-    process's pooled client. ``RuntimeError`` when no Redis is configured."""
+    process's pooled client. ``RuntimeError`` when no Redis is configured.
+
+    Through Sentinel, the pooled client too: redis-py (8.2) reconnects a kept connection to
+    the address it last had, so after a failover a thread's own connection would knock on
+    the dead master for ever; the pool asks the sentinels for each new connection."""
     url = redis_url()
-    if url is None or not clients.threads_are_real():
+    if url is None or is_sentinel(url) or not clients.threads_are_real():
         return redis_client()
     return clients.per_thread(("redis-task", url), lambda: _connect(
         url, 10.0, single_connection_client=True))

