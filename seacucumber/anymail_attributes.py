@@ -11,8 +11,8 @@ An ``AnymailMessage``, or any ``EmailMessage`` with anymail's attributes set, se
   see it.
 - ``merge_metadata``: one send per recipient, each with its own ``X-Metadata`` (``metadata``
   with the recipient's items over it).
-- ``envelope_sender``: the return path (v1 ``Source``; v2 ``FromEmailAddress`` and
-  ``FeedbackForwardingEmailAddress``).
+- ``envelope_sender``: the return path (v1 ``Source``; v2 ``FeedbackForwardingEmailAddress``,
+  and no ``FromEmailAddress``, as anymail sends it).
 - ``esp_extra``: SES send parameters, only those of the API in use that set what our options
   set (``ESP_EXTRA_V1``, ``ESP_EXTRA_V2``); the message's content and envelope are not the
   caller's to replace.

@@ -89,7 +89,7 @@ SETTINGS: tuple[Setting, ...] = (
             "django-anymail message attributes Sea Cucumber cannot honour (template_id, "
             "merge_data, track_clicks without a configuration set...) are dropped instead of "
             "refused at send_messages (UnsupportedFeature). Unset: anymail's own "
-            "IGNORE_UNSUPPORTED_FEATURES (ANYMAIL dict or ANYMAIL_ setting), else off.",
+            "IGNORE_UNSUPPORTED_FEATURES in the ANYMAIL dict (or the older name), else off.",
             ("ANYMAIL_IGNORE_UNSUPPORTED_FEATURES",)),
     # --- queueing -------------------------------------------------------------------------
     Setting("SEACUCUMBER_QUEUE", None,
