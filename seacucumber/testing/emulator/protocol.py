@@ -161,7 +161,10 @@ def v1_error(status: int, code: str, message: str) -> Response:
 
 
 def v2_result(data: dict) -> Response:
-    return 200, {"Content-Type": "application/json"}, json.dumps(data).encode()
+    """A v2 answer, with the request id header SES sends (botocore reads it into
+    ``ResponseMetadata["RequestId"]``, which django-ses logs)."""
+    headers = {"Content-Type": "application/json", "x-amzn-RequestId": str(uuid.uuid4())}
+    return 200, headers, json.dumps(data).encode()
 
 
 def v2_error(status: int, code: str, message: str) -> Response:
