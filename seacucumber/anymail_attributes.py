@@ -69,7 +69,8 @@ _NOT_EXTRA = {
 #: SES's rule for message tag names and values (``payload._tag`` checks the same).
 _TAG = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _RESERVED_TAGS = frozenset({"seacucumber-id", "seacucumber-lane"})
-#: Folds header lines as SMTP wants them (CRLF, at most 78 characters where it can).
+#: Folds header lines as SMTP wants them (CRLF, at most 78 characters where it can),
+#: non-ASCII and unbreakable runs as RFC 2047 encoded words, as Django's own headers are.
 _HEADER_POLICY = policy.SMTP
 
 
@@ -157,6 +158,8 @@ def read(message: Any) -> AnymailAttributes | None:
             unsupported(f"{name}: messages are sent as raw MIME, never through an SES "
                         "template")
     options: dict[str, Any] = {}
+    if isinstance(found.get("tags"), str | bytes):
+        raise InvalidMessage(f"tags must be a list of strings, not {found['tags']!r}")
     tags = [str(tag) for tag in found.get("tags") or ()]
     metadata = _mapping(found.get("metadata") or {}, "metadata")
     headers = header_lines("X-Tag", tags)
@@ -191,7 +194,7 @@ def header_lines(name: str, values: list[str]) -> bytes:
         if any(char in value for char in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
             raise HeaderInjection(f"header injection refused: {name} {value[:40]!r} contains "
                                   "a line break")
-        lines.append(_HEADER_POLICY.fold(name, value))
+        lines.append(_HEADER_POLICY.header_factory(name, value).fold(policy=_HEADER_POLICY))
     return "".join(lines).encode("ascii")
 
 

@@ -4,7 +4,7 @@ project's emulator), ``anymail_status``, and SES events as anymail's tracking ev
 from __future__ import annotations
 
 import json
-from email import message_from_bytes
+from email import message_from_bytes, policy
 from email.utils import parseaddr
 
 import pytest
@@ -169,6 +169,23 @@ def test_merge_metadata_gives_each_recipient_its_own_send(ses_emulator, eager):
                    ("b@example.com",): ['{"campaign": "may", "order": 2}'],
                    ("c@example.com",): ['{"campaign": "may"}']}
     assert message.anymail_status.message_id == set(message.seacucumber_ids)
+
+
+def test_non_ascii_and_long_values_are_encoded_and_folded(ses_emulator, eager):
+    metadata = {"note": "Grüße " + "x" * 2000, "list": list(range(200))}
+    message = AnymailMessage("Hi", "B", SENDER, ["a@example.com"], tags=["Grüße ☕"],
+                             metadata=metadata)
+    assert mail.get_connection().send_messages([message]) == 1
+    [accepted] = ses_emulator.messages()
+    parsed = message_from_bytes(accepted.raw, policy=policy.default)
+    assert parsed["X-Tag"] == "Grüße ☕"
+    assert json.loads(parsed["X-Metadata"]) == metadata
+    assert max(map(len, accepted.raw.split(b"\r\n\r\n")[0].split(b"\r\n"))) <= 78
+
+
+def test_tags_must_be_a_list():
+    with pytest.raises(InvalidMessage, match="tags must be a list"):
+        build_sends(AnymailMessage("Hi", "B", SENDER, ["a@example.com"], tags="welcome"))
 
 
 def test_a_tag_with_a_line_break_is_header_injection():
