@@ -21,7 +21,9 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
+import django
 import pytest
+from django.core.mail import EmailMessage
 
 from seacucumber.testing.emulator import SESEmulator
 from seacucumber.testing.emulator.state import Accepted
@@ -160,8 +162,11 @@ def test_from_anymail(fresh, settings, eager):
         "marketing", "bounces@example.com", "hello@example.com")
 
 
-def test_from_django_celery_email(fresh, settings, eager, redis_url, start_worker, tmp_path,
-                                  capsys):
+@pytest.mark.skipif(not hasattr(EmailMessage, "mixed_subtype"), reason=(
+    f"django-celery-email 3.0 (its last release) cannot serialise a message on Django "
+    f"{django.get_version()}: it reads EmailMessage.mixed_subtype, which this Django no longer "
+    "has, so no project on it runs django-celery-email (docs/migrating.rst says so)"))
+def test_from_django_celery_email(fresh, settings, eager, redis_url, start_worker, tmp_path):
     """The old pair runs its task eagerly (it only records what django-ses sent); Sea
     Cucumber's side runs with a real worker, started with the guide's new settings."""
     use(settings, "django-celery-email", "old-settings", AWS_SES_REGION_ENDPOINT_URL=fresh.url)
