@@ -39,12 +39,14 @@ from django.conf import settings as django_settings
 
 from .conf import conf
 from .exceptions import HeaderInjection, InvalidMessage, UnsupportedFeature
+from .mime import line_break
 
 #: Every attribute read, in anymail's names. One ``getattr`` each; a message with none of
 #: them costs nothing more.
 ATTRIBUTES = ("tags", "metadata", "envelope_sender", "esp_extra", "merge_metadata",
               "track_clicks", "track_opens", "template_id", "merge_data",
               "merge_global_data", "merge_headers")
+_TRACKING = ("track_clicks", "track_opens")
 #: What anymail's Amazon SES backend is called in its errors (and its signals' ``esp_name``).
 ESP_NAME = "Amazon SES"
 
@@ -179,8 +181,7 @@ def read(message: Any) -> AnymailAttributes | None:
     options.update(extra)
     if message_tags or extra_tags:
         options["tags"] = {**message_tags, **extra_tags}
-    tracking: dict[str, bool] = {name: bool(found[name]) for name in ("track_clicks", "track_opens")
-                if name in found}
+    tracking = {name: bool(found[name]) for name in _TRACKING if name in found}
     return AnymailAttributes(options=options, headers=headers,
                              recipient_metadata=recipient_metadata, metadata=metadata,
                              feedback_address="return_path" in options, tracking=tracking)
@@ -191,9 +192,9 @@ def header_lines(name: str, values: list[str]) -> bytes:
     policy; ``HeaderInjection`` for a value with a line break."""
     lines = []
     for value in values:
-        if any(char in value for char in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
+        if (char := line_break(value)) is not None:
             raise HeaderInjection(f"header injection refused: {name} {value[:40]!r} contains "
-                                  "a line break")
+                                  f"a line break ({char})")
         lines.append(_HEADER_POLICY.header_factory(name, value).fold(policy=_HEADER_POLICY))
     return "".join(lines).encode("ascii")
 

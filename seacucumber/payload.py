@@ -46,7 +46,7 @@ from .exceptions import (
     InvalidUnsubscribeToken,
     MalformedPayload,
 )
-from .mime import FIELD_NAME, message_bytes
+from .mime import FIELD_NAME, line_break, message_bytes
 
 #: The payload version this code writes when a send needs nothing a version-1 reader lacks.
 #: Version 2 adds the per-mailer client options (``region``, ``endpoint_url``, ``profile``);
@@ -296,17 +296,6 @@ def size_limit() -> int:
 
 #: A bare ASCII address that needs no parsing (the common case, ~0.1 ms saved per address).
 _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._%+=-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-#: Line breaks the email package folds or splits headers at: CR and LF (what Django refuses),
-#: and the others Python's ``str.splitlines`` knows, which would be turned silently into folds
-#: or spaces.
-_LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
-
-
-def _line_break(value: str) -> str | None:
-    found = _LINE_BREAKS.intersection(value)
-    return f"U+{ord(min(found)):04X}" if found else None
-
-
 def normalize_address(address: str) -> str:
     """How the suppression lists store and compare addresses: stripped, lowercased."""
     return address.strip().lower()
@@ -319,7 +308,7 @@ def bare_address(address: Any, role: str) -> str:
     text = str(address)
     if _PLAIN_ADDRESS.fullmatch(text) and ".." not in text:
         return text
-    if (char := _line_break(text)) is not None:
+    if (char := line_break(text)) is not None:
         raise HeaderInjection(f"{role} address {text!r} contains a line break ({char}): "
                               "header injection refused")
     try:
@@ -380,7 +369,7 @@ def _refuse_line_breaks(message: EmailMessage) -> None:
               *((f"header {name!r}", value) for name, value in message.extra_headers.items()),
               *_part_fields(message)]
     for name, value in fields:
-        if (char := _line_break(str(value))) is not None:
+        if (char := line_break(str(value))) is not None:
             raise HeaderInjection(
                 f"header injection refused: {name} contains a line break ({char})")
 
