@@ -14,7 +14,7 @@ from django.core.mail import EmailMessage
 from django.utils import timezone
 
 from seacucumber import payload, signals
-from seacucumber.anymail_status import AnymailStatus
+from seacucumber.anymail_status import AnymailRecipientStatus, AnymailStatus
 from seacucumber.exceptions import InvalidMessage, MalformedPayload, UnsupportedFeature
 from seacucumber.payload import OutboundSend, build_sends
 from tests.fixtures_events import bounce, notification, ses_event
@@ -222,10 +222,11 @@ def test_refresh_moves_anymail_status_on_from_the_status_record(ses_emulator, ea
     assert message.anymail_status.recipients["a@example.com"].status == "sent"
 
 
-def test_refresh_without_records_changes_nothing(db):
+def test_refresh_without_a_record_keeps_the_status(db):
     status = AnymailStatus()
-    status.set_recipient_status({})
-    assert status.refresh().status == set()
+    status.set_recipient_status({"a@example.com": AnymailRecipientStatus("no-such", "queued")})
+    assert status.refresh().status == {"queued"}
+    assert status.message_id == "no-such"
 
 
 # --- SES events as anymail's tracking events ------------------------------------------------
