@@ -46,7 +46,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 from django.utils import deprecation as django_deprecation
 
-from . import status
+from . import anymail_attributes, anymail_status, status
 from .conf import conf
 from .exceptions import EnqueueError, InvalidMessage
 from .payload import OPTION_NAMES, MailerOptions, OutboundSend, build_sends
@@ -101,7 +101,8 @@ class SESBackend(BaseEmailBackend):
         """Queue ``email_messages``; returns how many were queued (messages, not sends).
         Each message checked and accepted carries ``seacucumber_ids`` afterwards: its sends'
         ids (one per group of up to 50 recipients), as ``seacucumber.status`` and the
-        signals name them."""
+        signals name them; one with django-anymail's attributes (or an ``AnymailMessage``)
+        also ``anymail_status`` (``seacucumber.anymail_status``), as anymail fills it."""
         with conf.held():  # each setting read once for the whole call
             return self._send_messages(email_messages)
 
@@ -110,7 +111,8 @@ class SESBackend(BaseEmailBackend):
         accepted: list[EmailMessage] = []
         for message in email_messages or ():
             try:
-                sends = build_sends(message, self.options)
+                anymail = anymail_attributes.read(message)
+                sends = build_sends(message, self.options, anymail)
             except InvalidMessage as exc:
                 if not self.fail_silently:
                     raise
@@ -118,6 +120,8 @@ class SESBackend(BaseEmailBackend):
                 continue
             if sends:
                 message.seacucumber_ids = [outbound.message_id for outbound in sends]
+                if anymail is not None or hasattr(message, "anymail_status"):
+                    message.anymail_status = anymail_status.queued(sends)
                 checked.append(Queued(sends, self.options.for_message(message).queue))
                 accepted.append(message)
         status.record_queued(zip(accepted, (q.sends for q in checked), strict=True))

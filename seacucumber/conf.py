@@ -85,6 +85,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AWS_SES_GLOBAL_ENDPOINT_ID", None,
             "v2 multi-region endpoint id (EndpointId); needs awscrt (pip install "
             "'botocore[crt]'), else sends fail at once naming it."),
+    Setting("SEACUCUMBER_IGNORE_UNSUPPORTED_FEATURES", None,
+            "django-anymail message attributes Sea Cucumber cannot honour (template_id, "
+            "merge_data, track_clicks without a configuration set...) are dropped instead of "
+            "refused at send_messages (UnsupportedFeature). Unset: anymail's own "
+            "IGNORE_UNSUPPORTED_FEATURES in the ANYMAIL dict (or the older name), else off.",
+            ("ANYMAIL_IGNORE_UNSUPPORTED_FEATURES",)),
     # --- queueing -------------------------------------------------------------------------
     Setting("SEACUCUMBER_QUEUE", None,
             "Celery queue for mail tasks. Unset: Celery's routing (task_routes, or the "

@@ -3,7 +3,8 @@
     SeaCucumberError
     ├── InvalidMessage          send_messages refused a message (also ValueError)
     │   ├── HeaderInjection     a line break in a header (also Django's BadHeaderError)
-    │   └── InvalidMessageOption  a message's own option is bad (also InvalidOption)
+    │   ├── InvalidMessageOption  a message's own option is bad (also InvalidOption)
+    │   └── UnsupportedFeature  a django-anymail attribute SES cannot honour here
     ├── InvalidOption           a backend option with a bad value (also ValueError)
     ├── EnqueueError            the broker did not take a message
     │   └── ClaimCheckError     a large payload could not be stored for its claim check
@@ -52,6 +53,13 @@ class InvalidOption(SeaCucumberError, ValueError):
 class InvalidMessageOption(InvalidMessage, InvalidOption):
     """A message's own option (``message.seacucumber_options``) with a bad value: refused at
     ``send_messages`` like any invalid message (skipped under ``fail_silently``)."""
+
+
+class UnsupportedFeature(InvalidMessage):
+    """A message attribute of django-anymail's (``template_id``, ``track_clicks`` without a
+    configuration set, ...) that Sea Cucumber cannot honour, refused at ``send_messages`` as
+    anymail's ``AnymailUnsupportedFeature`` is, unless ``SEACUCUMBER_IGNORE_UNSUPPORTED_FEATURES``
+    (or anymail's ``IGNORE_UNSUPPORTED_FEATURES``) is on."""
 
 
 class EnqueueError(SeaCucumberError):

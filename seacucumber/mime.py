@@ -65,6 +65,19 @@ _BODY_LINE = 78 if MODERN_EMAIL else 998
 _PLAIN_BODY = re.compile(r"[\t\n\r\x20-\x7e]*")
 _LONG_LINE = re.compile(r"[^\r\n]{" + str(_BODY_LINE + 1) + "}")
 _NEWLINE = re.compile(r"\r\n|\r|\n")
+#: Line breaks the email package folds or splits headers at: CR and LF (what Django refuses),
+#: and the others Python's ``str.splitlines`` knows, which would be turned silently into folds
+#: or spaces. A header value with one is header injection (``payload``,
+#: ``anymail_attributes``).
+LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def line_break(value: str) -> str | None:
+    """The first line break in ``value`` as ``U+000A``, or None."""
+    found = LINE_BREAKS.intersection(value)
+    return f"U+{ord(min(found)):04X}" if found else None
+
+
 #: An RFC 5322 field name: printable US-ASCII (33-126) but the colon. ``send_messages`` refuses
 #: any other header name (``payload``).
 FIELD_NAME = re.compile(r"[!-9;-~]+")

@@ -34,6 +34,8 @@ from django.core import signing
 from django.core.mail import EmailMessage
 from django.utils.encoding import force_bytes
 
+from . import anymail_attributes
+from .anymail_attributes import AnymailAttributes
 from .conf import Lane, conf, lanes
 from .conf import lane as conf_lane
 from .exceptions import (
@@ -44,7 +46,7 @@ from .exceptions import (
     InvalidUnsubscribeToken,
     MalformedPayload,
 )
-from .mime import FIELD_NAME, message_bytes
+from .mime import FIELD_NAME, line_break, message_bytes
 from .schedule import MAX_SCHEDULE_CEILING, due_time
 
 #: The payload version this code writes when a send needs nothing a version-1 reader lacks.
@@ -53,9 +55,12 @@ from .schedule import MAX_SCHEDULE_CEILING, due_time
 #: ``tenant``, ``list_management``, ``unsubscribe_topic``), whose values may be JSON objects,
 #: and a claim check (``"claim"`` instead of ``"raw"``: the raw message is in a store,
 #: ``shared.claimcheck``); version 4 a scheduled send's ``send_at`` (a POSIX time, a number:
-#: ``seacucumber.schedule``). A payload is written at the lowest version that holds its options
-#: and claim, so during a rolling deploy old workers keep reading everything else. Upgrade
-#: workers before web processes when mail uses them.
+#: ``seacucumber.schedule``) and ``feedback_address`` (a message's own return path from
+#: django-anymail's ``envelope_sender``, which v2 also forwards feedback to). A payload is
+#: written at the lowest version that holds its options and claim, so during a rolling
+#: deploy old workers keep reading everything else; a payload of a version a worker does not
+#: know fails with its reason recorded (``MalformedPayload``), never sent otherwise than
+#: asked. Upgrade workers before web processes when mail uses them.
 PAYLOAD_VERSION = 1
 CLAIM_VERSION = 3
 #: Where a claim-checked raw message may be stored.
@@ -78,7 +83,7 @@ PAYLOAD_OPTIONS = {
     "configuration_set": 1, "source_arn": 1, "from_arn": 1, "return_path_arn": 1,
     "endpoint_id": 1, "region": 2, "endpoint_url": 2, "profile": 2,
     "lane": 3, "tags": 3, "tenant": 3, "list_management": 3, "unsubscribe_topic": 3,
-    "send_at": 4,
+    "send_at": 4, "feedback_address": 4,
 }
 #: The payload versions this code reads.
 PAYLOAD_VERSIONS = (1, 2, 3, 4)
@@ -166,8 +171,8 @@ class OutboundSend:
                                    "ahead of its creation than any schedule")
         raw, claim = data.get("raw"), data.get("claim")
         if claim is not None and (version < CLAIM_VERSION or raw is not None):
-            raise MalformedPayload("payload has a claim check but is not version 3 with no "
-                                   "raw message")
+            raise MalformedPayload("payload has a claim check but is not version 3 or later "
+                                   "with no raw message")
         if claim is not None:
             return cls(message_id, sender, recipients, b"", created, options, _claim(claim))
         return cls(message_id, sender, recipients, _read_raw(raw), created, options)
@@ -310,17 +315,6 @@ def size_limit() -> int:
 
 #: A bare ASCII address that needs no parsing (the common case, ~0.1 ms saved per address).
 _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._%+=-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-#: Line breaks the email package folds or splits headers at: CR and LF (what Django refuses),
-#: and the others Python's ``str.splitlines`` knows, which would be turned silently into folds
-#: or spaces.
-_LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
-
-
-def _line_break(value: str) -> str | None:
-    found = _LINE_BREAKS.intersection(value)
-    return f"U+{ord(min(found)):04X}" if found else None
-
-
 def normalize_address(address: str) -> str:
     """How the suppression lists store and compare addresses: stripped, lowercased."""
     return address.strip().lower()
@@ -333,7 +327,7 @@ def bare_address(address: Any, role: str) -> str:
     text = str(address)
     if _PLAIN_ADDRESS.fullmatch(text) and ".." not in text:
         return text
-    if (char := _line_break(text)) is not None:
+    if (char := line_break(text)) is not None:
         raise HeaderInjection(f"{role} address {text!r} contains a line break ({char}): "
                               "header injection refused")
     try:
@@ -394,7 +388,7 @@ def _refuse_line_breaks(message: EmailMessage) -> None:
               *((f"header {name!r}", value) for name, value in message.extra_headers.items()),
               *_part_fields(message)]
     for name, value in fields:
-        if (char := _line_break(str(value))) is not None:
+        if (char := line_break(str(value))) is not None:
             raise HeaderInjection(
                 f"header injection refused: {name} contains a line break ({char})")
 
@@ -742,12 +736,28 @@ class MailerOptions:
         value = self.values.get(name)
         return default if value is None else value
 
-    def for_message(self, message: EmailMessage) -> MailerOptions:
-        """These options with ``message.seacucumber_options`` over them;
+    def for_message(self, message: EmailMessage,
+                    anymail: AnymailAttributes | None = None) -> MailerOptions:
+        """These options with the message's django-anymail attributes' (``anymail``: their
+        tags added to the mailer's) then ``message.seacucumber_options`` over them;
         ``InvalidMessageOption`` (an ``InvalidMessage``) for an unknown or bad one."""
+        base = self if anymail is None or not anymail.options else self._with(anymail)
         own = getattr(message, "seacucumber_options", None)
         if not own:
-            return self
+            return base
+        return base._with_own(own)
+
+    def _with(self, anymail: AnymailAttributes) -> MailerOptions:
+        try:
+            parsed = MailerOptions.parse(anymail.options)
+        except InvalidOption as exc:
+            raise InvalidMessageOption(f"message anymail attributes: {exc}") from None
+        values = {**self.values, **parsed.values}
+        if self.get("tags") and parsed.get("tags"):
+            values["tags"] = {**self.values["tags"], **parsed.values["tags"]}
+        return MailerOptions(values)
+
+    def _with_own(self, own: Any) -> MailerOptions:
         if not isinstance(own, Mapping):
             raise InvalidMessageOption("message.seacucumber_options must be a dict of options")
         own = {name: value for name, value in own.items() if name not in MESSAGE_ONLY_OPTIONS}
@@ -817,11 +827,51 @@ def message_send_at(message: EmailMessage) -> float | None:
 _NO_OPTIONS = MailerOptions()
 
 
-def build_sends(message: EmailMessage, mailer: MailerOptions = _NO_OPTIONS) -> list[OutboundSend]:
+def _per_recipient_headers(recipients: list[str], topic: str | None,
+                           anymail: AnymailAttributes | None) -> dict[str, bytes] | None:
+    """Each recipient's own header lines, put in front of the message built once: the
+    unsubscribe link of a topic's mail, the ``X-Metadata`` of anymail's ``merge_metadata``;
+    None when every recipient gets the same message."""
+    merge = anymail is not None and anymail.recipient_metadata is not None
+    if topic is None and not merge:
+        return None
+    return {r: (_list_headers(r, topic) if topic is not None else b"")
+            + (anymail.recipient_headers(r) if anymail is not None else b"")
+            for r in recipients}
+
+
+def _check_size(size: int, topic: str | None) -> None:
+    """``InvalidMessage`` when the largest send (``size`` bytes, before a topic's unsubscribe
+    headers) would be over SES's size limit."""
+    limit = size_limit() - (UNSUBSCRIBE_ALLOWANCE if topic is not None else 0)
+    if size > limit:
+        api = "SES v2 SendEmail" if conf.USE_SES_V2 else "SES v1 SendRawEmail"
+        raise InvalidMessage(
+            f"message is {size:,} bytes encoded; {api} takes at most {limit:,} bytes"
+        )
+
+
+def _anymail_options(anymail: AnymailAttributes, options: dict[str, Any],
+                     envelope_sender: str) -> None:
+    """What the message's anymail attributes add to its payload's options, once the
+    configuration set is resolved (``track_clicks``/``track_opens`` are checked against it)."""
+    anymail.check_tracking(options.get("configuration_set"))
+    if anymail.feedback_address:
+        options["feedback_address"] = envelope_sender
+
+
+#: ``build_sends``'s ``anymail`` when the caller has not read the message's attributes.
+_UNREAD: Any = object()
+
+
+def build_sends(message: EmailMessage, mailer: MailerOptions = _NO_OPTIONS,
+                anymail: AnymailAttributes | None = _UNREAD) -> list[OutboundSend]:
     """Check ``message`` and turn it into SES sends of at most 50 recipients each, with the
     sending backend's ``mailer`` options (and the message's own, ``for_message``). With an
-    ``unsubscribe_topic``, one send per recipient, each with its own ``List-Unsubscribe`` and
-    ``List-Unsubscribe-Post`` headers (RFC 8058).
+    ``unsubscribe_topic`` or django-anymail's ``merge_metadata``, one send per recipient,
+    each with its own ``List-Unsubscribe`` and ``List-Unsubscribe-Post`` headers (RFC 8058)
+    or ``X-Metadata``. ``anymail``: the message's anymail attributes, when the caller read
+    them already (``anymail_attributes.read``).
 
     Returns ``[]`` for a message with no recipients. Raises ``InvalidMessage`` for anything
     SES would refuse: bad addresses, header injection (``HeaderInjection``, which is also
@@ -831,7 +881,9 @@ def build_sends(message: EmailMessage, mailer: MailerOptions = _NO_OPTIONS) -> l
     recipients = _unique([bare_address(r, "recipient") for r in message.recipients()])
     if not recipients:
         return []
-    mailer = mailer.for_message(message)
+    if anymail is _UNREAD:
+        anymail = anymail_attributes.read(message)
+    mailer = mailer.for_message(message, anymail)
     if not message.from_email:
         raise InvalidMessage("message has no sender (from_email is empty)")
     bare_address(message.from_email, "sender")
@@ -851,19 +903,22 @@ def build_sends(message: EmailMessage, mailer: MailerOptions = _NO_OPTIONS) -> l
         raw = message_bytes(message)
     except (ValueError, errors.MessageError) as exc:  # Django 5.2's BadHeaderError is one too
         raise InvalidMessage(f"message cannot be built: {exc}") from None
+    if anymail is not None:
+        raw = anymail.headers + raw
     if (problem := header_block_problem(raw)) is not None:  # what the worker checks again
         raise HeaderInjection(f"message cannot be sent: {problem}")
-    limit = size_limit() - (UNSUBSCRIBE_ALLOWANCE if topic is not None else 0)
-    if len(raw) > limit:
-        api = "SES v2 SendEmail" if conf.USE_SES_V2 else "SES v1 SendRawEmail"
-        raise InvalidMessage(
-            f"message is {len(raw):,} bytes encoded; {api} takes at most {limit:,} bytes"
-        )
+    per_recipient = _per_recipient_headers(recipients, topic, anymail)
+    merged = anymail is not None and anymail.recipient_metadata is not None
+    _check_size(len(raw) + (max(map(len, per_recipient.values())) if per_recipient and merged
+                            else 0), topic)
     options = _options(message, mailer)
+    if anymail is not None:
+        _anymail_options(anymail, options, envelope_sender)
     groups: list[tuple[tuple[str, ...], bytes]]
     if topic is not None:
         options["unsubscribe_topic"] = topic
-        groups = [((r,), _list_headers(r, topic) + raw) for r in recipients]
+    if per_recipient is not None:
+        groups = [((r,), per_recipient[r] + raw) for r in recipients]
     else:
         groups = [(tuple(recipients[i : i + MAX_RECIPIENTS_PER_SEND]), raw)
                   for i in range(0, len(recipients), MAX_RECIPIENTS_PER_SEND)]

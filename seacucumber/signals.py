@@ -1,7 +1,14 @@
 """Signals Sea Cucumber sends, for users: the package keeps its own records without them.
 Receivers run in the process that sends them (the worker for send outcomes). A receiver of a
 send signal that raises is logged and changes nothing (``send.outcome``); one of an SES event
-signal or ``inbound_received`` rolls its transaction back, so the event comes again."""
+signal or ``inbound_received`` rolls its transaction back, so the event comes again; one of
+``tracking`` (django-anymail's shape of the SES events) is logged and changes nothing."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
 
 from django.dispatch import Signal
 
@@ -59,3 +66,68 @@ subscription_received = Signal()
 #: ``ReceivedEvent``: SES's mail and receipt objects, the SNS MessageId). Receivers run inside
 #: the task's transaction: an exception rolls it back and the task runs again later.
 inbound_received = Signal()
+
+
+# --- django-anymail's tracking signal, for receivers written for anymail ----------------------
+
+
+class EventType:
+    """anymail's normalised ``event_type`` values (``anymail.signals.EventType``), those an
+    SES event maps to."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    DEFERRED = "deferred"
+    DELIVERED = "delivered"
+    AUTORESPONDED = "autoresponded"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    COMPLAINED = "complained"
+    UNSUBSCRIBED = "unsubscribed"
+    SUBSCRIBED = "subscribed"
+    UNKNOWN = "unknown"
+
+
+class RejectReason:
+    """anymail's normalised ``reject_reason`` values (``anymail.signals.RejectReason``)."""
+
+    INVALID = "invalid"
+    BOUNCED = "bounced"
+    TIMED_OUT = "timed_out"
+    BLOCKED = "blocked"
+    SPAM = "spam"
+    UNSUBSCRIBED = "unsubscribed"
+    OTHER = "other"
+
+
+@dataclass
+class AnymailTrackingEvent:
+    """One recipient's SES event shaped as anymail's ``AnymailTrackingEvent``: the same
+    attribute names and normalised values. ``message_id`` is our id of the send (what
+    ``message.anymail_status.message_id`` gave at ``send_messages``), else SES's MessageId;
+    ``event_id`` the SNS MessageId; ``esp_event`` the SES event (a dict)."""
+
+    event_type: str
+    timestamp: datetime.datetime | None = None
+    event_id: str | None = None
+    esp_event: Any = None
+    message_id: str | None = None
+    recipient: str | None = None
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    reject_reason: str | None = None
+    description: str | None = None
+    mta_response: str | None = None
+    click_url: str | None = None
+    user_agent: str | None = None
+
+
+#: SES events as anymail's ``tracking`` signal sends them: one ``AnymailTrackingEvent`` per
+#: recipient. Arguments: ``event`` and ``esp_name`` ("Amazon SES"). A receiver written for
+#: anymail ports by importing ``tracking`` from here instead of ``anymail.signals``. Sent
+#: once the webhook's transaction commits, each receiver isolated: one that raises is logged
+#: and changes nothing (the event is not delivered again).
+tracking = Signal()

@@ -43,7 +43,7 @@ from ..models import (
 )
 from ..operations import metrics
 from ..shared import reputation
-from . import inbound, inbound_task, s3, sns, suppression
+from . import inbound, inbound_task, s3, sns, suppression, tracking
 from .parse import SESEvent, addresses, event_detail, event_note, event_time, parse_event
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ def handle_notification(message: dict[str, Any]) -> str:
         apply_timeline(event)
         count_event(event)
         send_signal(event, message)  # users', after the package's own records
+        tracking.send_tracking(event, message)  # anymail's shape, after the commit
     return "applied"
 
 

@@ -129,8 +129,11 @@ def v2_arguments(outbound: OutboundSend, data: bytes) -> dict[str, Any]:
     - ``FromEmailAddress``: the envelope sender, as v1's ``Source`` (``AWS_SES_RETURN_PATH``,
       else the From address; the raw message keeps its own From header).
     - ``FeedbackForwardingEmailAddress``: the envelope sender again, when
-      ``AWS_SES_RETURN_PATH`` or ``AWS_SES_RETURN_PATH_ARN`` is set: bounces and complaints
-      go to the return path, and the ARN authorizes this address.
+      ``AWS_SES_RETURN_PATH`` or ``AWS_SES_RETURN_PATH_ARN`` is set, or the message gave its
+      own (django-anymail's ``envelope_sender``: the payload's ``feedback_address``): bounces
+      and complaints go to the return path, and the ARN authorizes this address. With a
+      ``feedback_address`` there is no ``FromEmailAddress`` (anymail sends none: SES takes
+      the From header's, and a FromEmailAddress would replace that header).
     - ``FromEmailAddressIdentityArn``: ``AWS_SES_FROM_ARN``, else ``AWS_SES_SOURCE_ARN``
       (v2 has one ARN for the sender where v1 had two).
     - ``FeedbackForwardingEmailAddressIdentityArn``: ``AWS_SES_RETURN_PATH_ARN``.
@@ -147,8 +150,11 @@ def v2_arguments(outbound: OutboundSend, data: bytes) -> dict[str, Any]:
     from_arn = options.get("from_arn") or options.get("source_arn")
     if from_arn:
         kwargs["FromEmailAddressIdentityArn"] = from_arn
-    if conf.AWS_SES_RETURN_PATH or "return_path_arn" in options:
+    if (conf.AWS_SES_RETURN_PATH or "return_path_arn" in options
+            or "feedback_address" in options):
         kwargs["FeedbackForwardingEmailAddress"] = outbound.sender
+    if "feedback_address" in options:  # as anymail sends its envelope_sender: SES reads
+        del kwargs["FromEmailAddress"]  # the From address from the raw message's header
     if "return_path_arn" in options:
         kwargs["FeedbackForwardingEmailAddressIdentityArn"] = options["return_path_arn"]
     if "configuration_set" in options:

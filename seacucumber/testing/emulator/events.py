@@ -49,6 +49,9 @@ def ses_notifications(message: Accepted) -> list[dict[str, Any]]:
         "source": message.source,
         "sourceArn": "arn:aws:ses:us-east-1:123456789012:identity/emulator",
         "destination": list(message.destinations),
+        "headersTruncated": False,
+        "headers": [{"name": name, "value": str(value)} for name, value in headers.items()]
+        if headers else [],
         "commonHeaders": {
             "from": [str(headers.get("From", ""))] if headers else [],
             "to": [str(headers.get("To", ""))] if headers and headers.get("To") else [],

@@ -31,11 +31,19 @@ class SendRequest:
     destinations: list[str]
     raw: bytes
     tags: dict[str, str] = field(default_factory=dict)
-    #: what else the call named: ConfigurationSetName, TenantName, ListManagementOptions
+    #: what else the call named (``_V1_OPTIONS``, ``_V2_OPTIONS``): ConfigurationSetName,
+    #: TenantName, ListManagementOptions, FeedbackForwardingEmailAddress, the ARNs...
     options: dict[str, Any] = field(default_factory=dict)
 
 
 _TAG = re.compile(r"[A-Za-z0-9_-]{1,256}")
+#: The send parameters recorded in ``SendRequest.options`` (what a sender sets besides the
+#: message, its envelope and its tags), v1 ``SendRawEmail``'s and v2 ``SendEmail``'s.
+_V1_OPTIONS = ("ConfigurationSetName", "SourceArn", "FromArn", "ReturnPathArn")
+_V2_OPTIONS = ("ConfigurationSetName", "TenantName", "ListManagementOptions",
+               "FromEmailAddressIdentityArn",
+               "FeedbackForwardingEmailAddress", "FeedbackForwardingEmailAddressIdentityArn",
+               "ReplyToAddresses", "EndpointId")
 
 
 def _checked_tags(pairs: list[tuple[str, str]]) -> dict[str, str]:
@@ -102,7 +110,7 @@ def v1_send_request(params: dict[str, str]) -> SendRequest:
                       if k.startswith("Tags.member.") and k.split(".")[2].isdigit()})
     tags = _checked_tags([(params.get(f"Tags.member.{i}.Name", ""),
                            params.get(f"Tags.member.{i}.Value", "")) for i in indexes])
-    options = {k: params[k] for k in ("ConfigurationSetName",) if k in params}
+    options = {k: params[k] for k in _V1_OPTIONS if k in params}
     return SendRequest(source=source, destinations=destinations, raw=raw, tags=tags,
                        options=options)
 
@@ -121,8 +129,7 @@ def v2_send_request(body: bytes) -> SendRequest:
         destinations = [a for _, a in getaddresses(message_from_bytes(raw).get_all("To", []))]
     tags = _checked_tags([(str(t.get("Name", "")), str(t.get("Value", "")))
                           for t in data.get("EmailTags") or []])
-    options = {k: data[k] for k in ("ConfigurationSetName", "TenantName",
-                                    "ListManagementOptions") if k in data}
+    options = {k: data[k] for k in _V2_OPTIONS if k in data}
     return SendRequest(source=source, destinations=destinations, raw=raw, tags=tags,
                        options=options)
 
@@ -154,7 +161,10 @@ def v1_error(status: int, code: str, message: str) -> Response:
 
 
 def v2_result(data: dict) -> Response:
-    return 200, {"Content-Type": "application/json"}, json.dumps(data).encode()
+    """A v2 answer, with the request id header SES sends (botocore reads it into
+    ``ResponseMetadata["RequestId"]``, which django-ses logs)."""
+    headers = {"Content-Type": "application/json", "x-amzn-RequestId": str(uuid.uuid4())}
+    return 200, headers, json.dumps(data).encode()
 
 
 def v2_error(status: int, code: str, message: str) -> Response:
