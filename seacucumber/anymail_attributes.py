@@ -76,7 +76,7 @@ _RESERVED_TAGS = frozenset({"seacucumber-id", "seacucumber-lane"})
 _HEADER_POLICY = policy.SMTP
 
 
-def _unset(value: Any) -> bool:
+def is_unset(value: Any) -> bool:
     """Whether ``value`` is anymail's ``UNSET`` (a class named so) or None: not given."""
     return value is None or (isinstance(value, type) and value.__name__ == "UNSET")
 
@@ -151,7 +151,7 @@ def read(message: Any) -> AnymailAttributes | None:
     found = {}
     for name in ATTRIBUTES:
         value = getattr(message, name, None)
-        if not _unset(value):
+        if not is_unset(value):
             found[name] = value
     if not found:
         return None

@@ -821,7 +821,8 @@ def message_send_at(message: EmailMessage) -> float | None:
     own = getattr(message, "seacucumber_options", None)
     if isinstance(own, Mapping) and own.get("send_at") is not None:
         return due_time(own["send_at"], 'seacucumber_options["send_at"]')
-    return due_time(getattr(message, "send_at", None))
+    anymails = getattr(message, "send_at", None)  # an AnymailMessage's is UNSET till set
+    return None if anymail_attributes.is_unset(anymails) else due_time(anymails)
 
 
 _NO_OPTIONS = MailerOptions()
