@@ -65,6 +65,17 @@ def key(*parts: str) -> str:
     return ":".join((conf.SEACUCUMBER_REDIS_PREFIX, *parts))
 
 
+#: The rate bucket of the settings' own SES client (``buckets``).
+DEFAULT_BUCKET = "default"
+
+
+def bucket_key(bucket: str, *parts: str) -> str:
+    """A key of one rate bucket (``buckets``: an SES account and region). The default
+    bucket's keys keep the names they had before buckets (``key(*parts)``), so old and new
+    workers of a rolling deploy share its rate; another's are ``<prefix>:bucket:<id>:...``."""
+    return key(*parts) if bucket == DEFAULT_BUCKET else key("bucket", bucket, *parts)
+
+
 def redis_client(timeout: float = 10.0) -> redis.Redis:
     """The process's client for the shared-state Redis (one per process, URL and socket
     ``timeout``; redis-py clients are thread-safe). ``RuntimeError`` when no Redis is
