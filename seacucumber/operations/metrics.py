@@ -339,6 +339,20 @@ DEPRECATED_ALIASES = {
 }
 
 
+def bucket_families(rows: list[usage.BucketRate]) -> Iterator[Metric]:
+    """The rate in force of each rate bucket (an SES account and region), when there are
+    buckets."""
+    if not rows:
+        return
+    per_bucket = GaugeMetricFamily(
+        "seacucumber_bucket_rate_in_force_recipients_per_second", "Recipients per second the "
+        "workers hold now in each rate bucket (an SES account and region).", labels=["bucket"])
+    for row in rows:
+        if row.rate_in_force is not None:
+            per_bucket.add_metric([row.bucket], row.rate_in_force)
+    yield per_bucket
+
+
 def gauge_families(gauges: Gauges) -> Iterator[Metric]:
     def single(name: str, help_text: str, value: float | None) -> Iterator[Metric]:
         if value is None:
@@ -354,15 +368,7 @@ def gauge_families(gauges: Gauges) -> Iterator[Metric]:
                       gauges.rate_in_force)
     yield from single("rate_slowdown_factor", "Share of the base rate in force after SES "
                       "throttling (1: none).", gauges.slow_down)
-    if gauges.buckets:
-        per_bucket = GaugeMetricFamily(
-            "seacucumber_bucket_rate_in_force_recipients_per_second", "Recipients per second "
-            "the workers hold now in each rate bucket (an SES account and region).",
-            labels=["bucket"])
-        for row in gauges.buckets:
-            if row.rate_in_force is not None:
-                per_bucket.add_metric([row.bucket], row.rate_in_force)
-        yield per_bucket
+    yield from bucket_families(gauges.buckets)
     hold = GaugeMetricFamily("seacucumber_hold_seconds", "Seconds left of a hold on every "
                              "send (0: none), by kind.", labels=["hold"])
     hold.add_metric(["daily_quota"], gauges.quota_hold_seconds or 0.0)
