@@ -137,3 +137,5 @@ SEACUCUMBER_RECIPIENT_REDIRECT = os.environ.get("SEACUCUMBER_RECIPIENT_REDIRECT"
 SEACUCUMBER_TRUSTED_ENDPOINT_URLS = json.loads(
     os.environ.get("SEACUCUMBER_TEST_TRUSTED_ENDPOINT_URLS", "[]"))
 SEACUCUMBER_TRUSTED_REGIONS = json.loads(os.environ.get("SEACUCUMBER_TEST_TRUSTED_REGIONS", "[]"))
+# The shared state on a Redis Cluster (tests/test_redis_cluster.py's worker).
+SEACUCUMBER_REDIS_CLUSTER = os.environ.get("SEACUCUMBER_REDIS_CLUSTER") == "1"

@@ -4,15 +4,23 @@ record of sends already made.
 It is ``SEACUCUMBER_REDIS_URL``, or else the Celery broker when the broker is Redis. With
 neither, ``redis_url()`` is ``None`` and the features that need shared state say so once
 and fall back (see each feature's docstring).
+
+With ``SEACUCUMBER_REDIS_CLUSTER`` the URL names a node of a Redis Cluster, reached with
+redis-py's ``RedisCluster`` (``_connect_cluster``). Every key then starts with the prefix as a
+hash tag (``{seacucumber}:...``), so all of them live in one slot: each Lua script, pipeline
+and multi-key command touches one slot as a cluster requires, including the outbox scripts,
+which name keys from a record's queue. The cost: the shared state lives on one shard (its
+replicas for failover), as it does on a single Redis.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
+from django.core.exceptions import ImproperlyConfigured
 
 from .. import clients
 from ..conf import conf
@@ -56,13 +64,21 @@ def redis_url() -> str | None:
     """The shared-state Redis URL, or ``None`` when there is none."""
     if conf.SEACUCUMBER_REDIS_URL:
         return conf.SEACUCUMBER_REDIS_URL
+    if conf.SEACUCUMBER_REDIS_CLUSTER:
+        raise ImproperlyConfigured(
+            "SEACUCUMBER_REDIS_CLUSTER is True but SEACUCUMBER_REDIS_URL is unset: name a node "
+            "of the cluster there (the Celery broker is never a Redis Cluster)")
     scheme, broker = _broker_scheme()
     return broker if scheme in REDIS_BROKER_SCHEMES[:2] else None
 
 
 def key(*parts: str) -> str:
-    """A Redis key in Sea Cucumber's namespace: ``seacucumber:<part>:<part>``."""
-    return ":".join((conf.SEACUCUMBER_REDIS_PREFIX, *parts))
+    """A Redis key in Sea Cucumber's namespace: ``seacucumber:<part>:<part>``; on a Redis
+    Cluster ``{seacucumber}:<part>:<part>`` (one hash tag: every key in one slot)."""
+    prefix = conf.SEACUCUMBER_REDIS_PREFIX
+    if conf.SEACUCUMBER_REDIS_CLUSTER:
+        prefix = "{" + prefix + "}"
+    return ":".join((prefix, *parts))
 
 
 #: The rate bucket of the settings' own SES client (``buckets``).
@@ -85,6 +101,9 @@ def redis_client(timeout: float = 10.0) -> redis.Redis:
         raise RuntimeError(
             "no shared-state Redis: set SEACUCUMBER_REDIS_URL (or use a Redis broker)"
         )
+    if conf.SEACUCUMBER_REDIS_CLUSTER:
+        return clients.shared(("redis-cluster", url, timeout),
+                              lambda: _connect_cluster(url, timeout))
     return clients.shared(("redis", url, timeout), lambda: _connect(url, timeout))
 
 
@@ -95,6 +114,15 @@ def _connect(url: str, timeout: float, **options: Any) -> redis.Redis:
                                 socket_timeout=timeout, health_check_interval=30, **options)
 
 
+def _connect_cluster(url: str, timeout: float) -> redis.Redis:
+    """A redis-py ``RedisCluster`` from a node's ``url`` (it learns the others), with the
+    socket timeouts of ``_connect``. Typed as ``redis.Redis``: it answers every command the
+    package sends (one slot each: ``key``)."""
+    found = redis.RedisCluster.from_url(url, socket_connect_timeout=min(5.0, timeout),
+                                        socket_timeout=timeout)
+    return cast(redis.Redis, found)
+
+
 def task_client() -> redis.Redis:
     """The client of the send task's two round trips (``attempt``): a connection each worker
     thread keeps (redis-py's ``single_connection_client``), as a pooled client checks a
@@ -102,8 +130,8 @@ def task_client() -> redis.Redis:
     the CPU such a round trip costs. Under gevent or eventlet (a greenlet per task) the
     process's pooled client. ``RuntimeError`` when no Redis is configured."""
     url = redis_url()
-    if url is None or not clients.threads_are_real():
-        return redis_client()
+    if url is None or not clients.threads_are_real() or conf.SEACUCUMBER_REDIS_CLUSTER:
+        return redis_client()  # a cluster client pools per node: no connection to keep
     return clients.per_thread(("redis-task", url), lambda: _connect(
         url, 10.0, single_connection_client=True))
 
