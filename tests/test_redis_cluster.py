@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from django.core import mail
+from django.core import checks, mail
 from django.core.mail import EmailMessage
 
 from seacucumber.conf import lane as conf_lane
@@ -182,3 +182,13 @@ def test_a_worker_sends_with_its_shared_state_on_the_cluster(on_cluster, redis_u
     finally:
         point_app_at("memory://", None)
         emulator.stop()
+
+
+def test_a_cluster_without_its_url_is_a_system_check_error(settings):
+    settings.SEACUCUMBER_REDIS_CLUSTER = True
+    settings.SEACUCUMBER_REDIS_URL = None
+    found = {error.id: error.msg for error in checks.run_checks()}
+    assert "SEACUCUMBER_REDIS_URL is unset" in found["seacucumber.E013"]
+    assert store.redis_url() is None  # never the broker's URL taken for a cluster's
+    settings.SEACUCUMBER_REDIS_URL = "redis://127.0.0.1:7000"
+    assert "seacucumber.E013" not in {error.id for error in checks.run_checks()}

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import redis
-from django.core.exceptions import ImproperlyConfigured
 
 from .. import clients
 from ..conf import conf
@@ -65,9 +64,7 @@ def redis_url() -> str | None:
     if conf.SEACUCUMBER_REDIS_URL:
         return conf.SEACUCUMBER_REDIS_URL
     if conf.SEACUCUMBER_REDIS_CLUSTER:
-        raise ImproperlyConfigured(
-            "SEACUCUMBER_REDIS_CLUSTER is True but SEACUCUMBER_REDIS_URL is unset: name a node "
-            "of the cluster there (the Celery broker is never a Redis Cluster)")
+        return None  # the broker is never a cluster: system check seacucumber.E013 says so
     scheme, broker = _broker_scheme()
     return broker if scheme in REDIS_BROKER_SCHEMES[:2] else None
 
