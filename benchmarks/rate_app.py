@@ -36,6 +36,10 @@ if not settings.configured:
         SEACUCUMBER_READ_TIMEOUT=float(os.environ.get("SEACUCUMBER_READ_TIMEOUT", "30")),
         SEACUCUMBER_QUEUE=os.environ.get("SEACUCUMBER_QUEUE", "mail"),
         LOGGING_CONFIG=None,
+        # buckets_bench.py: the client options a mailer of another SES account names
+        SEACUCUMBER_TRUSTED_ENDPOINT_URLS=json.loads(
+            os.environ.get("BENCH_TRUSTED_ENDPOINT_URLS") or "[]"),
+        SEACUCUMBER_TRUSTED_REGIONS=json.loads(os.environ.get("BENCH_TRUSTED_REGIONS") or "[]"),
         # lanes_bench.py: the lanes under test (unset: the package's default lanes)
         **({"SEACUCUMBER_LANES": json.loads(os.environ["SEACUCUMBER_LANES"])}
            if os.environ.get("SEACUCUMBER_LANES") else {}),

@@ -84,6 +84,19 @@ def check_global_endpoint(app_configs: Any = None, **kwargs: Any) -> list[CheckM
 
 
 @register()
+def check_redis_cluster(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``SEACUCUMBER_REDIS_CLUSTER`` needs ``SEACUCUMBER_REDIS_URL``: the broker, the other
+    source of the shared-state URL, is never a cluster, so without it there would be no
+    shared state at all (no shared rate, send log or outbox)."""
+    if not conf.SEACUCUMBER_REDIS_CLUSTER or conf.SEACUCUMBER_REDIS_URL:
+        return []
+    return [Error("SEACUCUMBER_REDIS_CLUSTER is True but SEACUCUMBER_REDIS_URL is unset: "
+                  "there is no shared-state Redis (no shared rate, send log or outbox).",
+                  hint="Name a node of the cluster in SEACUCUMBER_REDIS_URL (the Celery "
+                  "broker is never a Redis Cluster).", id="seacucumber.E013")]
+
+
+@register()
 def check_outbox(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Warn when ``SEACUCUMBER_OUTBOX = True`` cannot work: it lives in the shared-state
     Redis."""

@@ -166,6 +166,9 @@ SETTINGS: tuple[Setting, ...] = (
             "the shared state is the sentinel:// broker."),
     Setting("SEACUCUMBER_REDIS_PREFIX", "seacucumber",
             "Prefix of every Redis key Sea Cucumber writes."),
+    Setting("SEACUCUMBER_REDIS_CLUSTER", False,
+            "True: SEACUCUMBER_REDIS_URL is a Redis Cluster (ElastiCache cluster mode), used "
+            "through redis-py's RedisCluster; every key shares one hash tag, the prefix."),
     Setting("SEACUCUMBER_SHARED_RATE", True,
             "Hold the account's send rate across all workers (needs the shared-state Redis). "
             "False: no limiter; SES throttling alone paces sends."),

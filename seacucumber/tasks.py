@@ -76,6 +76,7 @@ from .shared import (
     sweeper,
     workers,
 )
+from .shared.buckets import Bucket
 from .shared.workers import SEND_TASK
 
 logger = logging.getLogger(__name__)
@@ -235,7 +236,8 @@ def _begin(task: Any, outbound: OutboundSend, lane: Lane,
     message_id = outbound.message_id
     while True:
         try:
-            began = attempt.begin(message_id, token, lane, cost, reserve, task.request.id)
+            began = attempt.begin(message_id, token, lane, cost, reserve, task.request.id,
+                                  Bucket.of(outbound.options))
         except redis.RedisError as exc:
             raise _shared_state_retry(task, outbound, exc) from None
         if began.outcome is Begun.SENT:
@@ -501,13 +503,14 @@ def _undelivered(task: Any, outbound: OutboundSend, lane: Lane, classified: Clas
         outcome.failed(outbound, outbound.message_id, classified.code, classified.message)
         raise PermanentSendError(classified.code, classified.message)
     if classified.outcome is Outcome.THROTTLED:
-        ratelimit.throttled()
+        ratelimit.throttled(Bucket.of(outbound.options))
         metrics.count("throttles", lane.name)
     if classified.outcome is Outcome.CONFIGURATION:  # this worker's: the rate stays
         metrics.count("config_errors", classified.code, lane.name)
     extra = 0.0
     if classified.outcome is Outcome.QUOTA_EXCEEDED:
-        delay = ratelimit.quota_exhausted()  # held, not spun on: the quota frees slowly
+        # held, not spun on: the quota frees slowly
+        delay = ratelimit.quota_exhausted(Bucket.of(outbound.options))
         extra = retry.QUOTA_WINDOW  # waiting for the rolling 24 h: one window more
     else:
         delay = retry.backoff_delay(failures)

@@ -136,3 +136,9 @@ SEACUCUMBER_RECIPIENT_ALLOWLIST = (
     if "SEACUCUMBER_RECIPIENT_ALLOWLIST" in os.environ else None
 )
 SEACUCUMBER_RECIPIENT_REDIRECT = os.environ.get("SEACUCUMBER_RECIPIENT_REDIRECT") or None
+# A worker trusts the client options a test's mailers name (tests/test_rate_buckets.py).
+SEACUCUMBER_TRUSTED_ENDPOINT_URLS = json.loads(
+    os.environ.get("SEACUCUMBER_TEST_TRUSTED_ENDPOINT_URLS", "[]"))
+SEACUCUMBER_TRUSTED_REGIONS = json.loads(os.environ.get("SEACUCUMBER_TEST_TRUSTED_REGIONS", "[]"))
+# The shared state on a Redis Cluster (tests/test_redis_cluster.py's worker).
+SEACUCUMBER_REDIS_CLUSTER = os.environ.get("SEACUCUMBER_REDIS_CLUSTER") == "1"

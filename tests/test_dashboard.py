@@ -18,7 +18,7 @@ from django.utils import timezone
 from seacucumber import status as status_records
 from seacucumber.dashboard import data, timeline
 from seacucumber.models import DailyStatistics, MessageStatus, SendEvent, SuppressedAddress
-from seacucumber.shared import quota, ratelimit, store
+from seacucumber.shared import buckets, quota, ratelimit, store
 from tests.conftest import SENDER
 from tests.fixtures_events import bounce, notification, ses_event
 
@@ -168,6 +168,23 @@ def test_the_dashboard_shows_the_account(staff, account):
     assert "SES review 0.1%" in complaints and "SES pause 0.5%" in complaints
     assert bounces.count('class="sc-point"') == 2 and "6.000%" in bounces
     assert "24-hour quota" in page and "of 50,000" in page  # the emulator's account
+
+
+@pytest.mark.django_db
+def test_the_send_rate_card_has_a_row_per_ses_account_and_region(staff, account, settings):
+    settings.SEACUCUMBER_TRUSTED_REGIONS = ["eu-west-1"]
+    settings.SEACUCUMBER_QUOTA_HOLD = 300
+    page = staff.get(URL).content.decode()
+    assert 'id="sc-buckets"' not in page  # one bucket: the card's own figures say it all
+    other = buckets.Bucket.of({"region": "eu-west-1"})
+    buckets.register(other)  # as a worker does when it first books that bucket's rate
+    ratelimit.quota_exhausted(other)
+    page = staff.get(URL).content.decode()
+    rows = dict(re.findall(r'<tr class="sc-bucket[^"]*" data-bucket="([^"]+)">(.*?)</tr>',
+                           page, re.S))
+    assert list(rows) == ["default", "eu-west-1"]
+    assert "held" in rows["eu-west-1"] and "held" not in rows["default"]
+    assert "1,000" in rows["default"]  # tests.settings' SEACUCUMBER_RATE_LIMIT
 
 
 @pytest.mark.django_db

@@ -318,7 +318,7 @@ def test_the_refresh_lock_outlives_the_slowest_quota_read(shared_redis, settings
     lock = store.key("quota", "lock")
     seen = []
 
-    def read() -> tuple[float, float, str]:
+    def read(bucket=None) -> tuple[float, float, str]:
         seen.append((client.get(lock), client.pttl(lock) / 1000))
         return 20.0, 50000.0, "GetSendQuota"
 
@@ -334,7 +334,7 @@ def test_a_refresher_deletes_only_its_own_lock(shared_redis, monkeypatch):
     client = store.redis_client()
     lock = store.key("quota", "lock")
 
-    def read_outliving_the_lock() -> tuple[float, float, str]:
+    def read_outliving_the_lock(bucket=None) -> tuple[float, float, str]:
         client.set(lock, "another-process", ex=60)  # ours expired; another took the lock
         return 20.0, 50000.0, "GetSendQuota"
 

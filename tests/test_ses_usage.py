@@ -186,6 +186,24 @@ def test_unlimited_quota_and_a_known_rate_render():
     assert found.to_json()["bounce_level"] == "at_risk"
 
 
+def test_a_row_per_rate_bucket_when_mail_went_to_more_than_one():
+    rows = [usage.BucketRate("default", {}, 14.0, "GetSendQuota", 13.72),
+            usage.BucketRate("eu-west-1.5aa4bb3a", {"region": "eu-west-1",
+                                                   "endpoint_url": "https://ses.example"},
+                             50.0, "GetAccount", 49.0, quota_hold_seconds=75.0)]
+    found = usage.Usage("us-east-1", "v1", usage.Quota(50000.0, 14.0, 10.0), [],
+                        rate_in_force=13.72, buckets=rows)
+    text = usage.render(found)
+    assert "Send rate per SES account and region (rate buckets)" in text
+    assert re.search(r"default +14 +13.72  the settings' client\n", text)
+    assert re.search(r"eu-west-1.5aa4bb3a +50 +49.00  region=eu-west-1, "
+                     r"endpoint_url=https://ses.example; HELD 1m 15s", text)
+    assert found.to_json()["buckets"][1]["max_send_rate"] == 50.0
+    alone = usage.Usage("us-east-1", "v1", usage.Quota(50000.0, 14.0, 10.0), [],
+                        buckets=rows[:1])
+    assert "rate buckets" not in usage.render(alone)  # one: the rate lines above say it
+
+
 @pytest.fixture
 def shared_redis(redis_url, settings):
     """The shared state on a private Redis, under a prefix of the test's own."""

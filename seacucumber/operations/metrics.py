@@ -235,6 +235,8 @@ class Gauges:
     quota: usage.Quota | None = None
     #: each guarded lane -> the rate that holds it ("" while it sends); None: not read
     lane_holds: dict[str, str] | None = None
+    #: the shared rate of each SES account and region mail went to (``usage.bucket_rates``)
+    buckets: list[usage.BucketRate] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -274,6 +276,7 @@ def read_gauges(with_quota: bool = True) -> Gauges:
         except Exception as exc:  # noqa: BLE001 - a report must not fail on one part
             gauges.errors["base_rate"] = str(exc)
     gauges.outbox = usage.outbox_counts()
+    gauges.buckets = usage.bucket_rates()
     try:
         held = {hold.lane: hold.rate for hold in reputation.holds()}
         guarded = reputation.guarded_lanes() if reputation.enabled() else ()
@@ -337,6 +340,20 @@ DEPRECATED_ALIASES = {
 }
 
 
+def bucket_families(rows: list[usage.BucketRate]) -> Iterator[Metric]:
+    """The rate in force of each rate bucket (an SES account and region), when there are
+    buckets."""
+    if not rows:
+        return
+    per_bucket = GaugeMetricFamily(
+        "seacucumber_bucket_rate_in_force_recipients_per_second", "Recipients per second the "
+        "workers hold now in each rate bucket (an SES account and region).", labels=["bucket"])
+    for row in rows:
+        if row.rate_in_force is not None:
+            per_bucket.add_metric([row.bucket], row.rate_in_force)
+    yield per_bucket
+
+
 def gauge_families(gauges: Gauges) -> Iterator[Metric]:
     def single(name: str, help_text: str, value: float | None) -> Iterator[Metric]:
         if value is None:
@@ -352,6 +369,7 @@ def gauge_families(gauges: Gauges) -> Iterator[Metric]:
                       gauges.rate_in_force)
     yield from single("rate_slowdown_factor", "Share of the base rate in force after SES "
                       "throttling (1: none).", gauges.slow_down)
+    yield from bucket_families(gauges.buckets)
     hold = GaugeMetricFamily("seacucumber_hold_seconds", "Seconds left of a hold on every "
                              "send (0: none), by kind.", labels=["hold"])
     hold.add_metric(["daily_quota"], gauges.quota_hold_seconds or 0.0)

@@ -1,7 +1,7 @@
 """The account's SES usage: 24-hour quota, send rate, two weeks of send statistics, and the
 bounce and complaint rates against the levels at which SES reviews or pauses an account;
 from the shared state, the rate the workers hold (or why there is none) and a daily-quota
-hold in force.
+hold in force, for each rate bucket (an SES account and region mail went to: ``buckets``).
 
 The logic behind ``manage.py ses_usage``. The quota comes from v1 ``GetSendQuota`` or, with
 ``USE_SES_V2``, v2 ``GetAccount``; the statistics from v1 ``GetSendStatistics`` (SES v2 has no
@@ -21,7 +21,8 @@ from ..conf import conf
 from ..exceptions import OperatorError
 from ..ses.clients import client as ses_client
 from ..ses.errors import ses_call
-from ..shared import outbox, ratelimit, reputation, store, workers
+from ..shared import buckets, outbox, ratelimit, reputation, store, workers
+from ..shared import quota as shared_quota
 
 #: SES's published levels (Developer Guide, "Reputation metrics messages"): at a bounce rate
 #: of 5% SES puts the account under review, at 10% it may pause sending; for complaints
@@ -116,6 +117,8 @@ class Usage:
     queues: list[workers.QueueState] = field(default_factory=list)
     #: what of the queues could not be read (part -> error)
     queue_notes: dict[str, str] = field(default_factory=dict)
+    #: the shared rate of each SES account and region (``bucket_rates``)
+    buckets: list[BucketRate] = field(default_factory=list)
 
     @property
     def totals(self) -> Day:
@@ -152,6 +155,7 @@ class Usage:
             "account_note": self.account_note,
             "queues": [state.to_json() for state in self.queues],
             "queue_notes": self.queue_notes,
+            "buckets": [asdict(found) for found in self.buckets],
             "days": [asdict(day) for day in self.days],
             "totals": {k: v for k, v in asdict(self.totals).items() if k != "date"},
             "bounce_rate": self.bounce_rate,
@@ -207,6 +211,45 @@ def shared_rate() -> SharedRate:
     except Exception as exc:  # noqa: BLE001 - Redis down, a bad rate setting, ...
         return SharedRate(None, f"unknown ({type(exc).__name__}: {exc})")
     return SharedRate(rate, None if rate is not None else NO_REDIS, hold)
+
+
+@dataclass(frozen=True)
+class BucketRate:
+    """One rate bucket (an SES account and region, ``buckets``) as the workers hold it."""
+
+    bucket: str  #: its id: ``default`` for the settings' own client
+    options: dict[str, str]  #: the client options that reach it (region, endpoint, profile)
+    max_send_rate: float | None  #: SES's MaxSendRate as the workers learned it (None: not)
+    source: str | None  #: where the rate came from (GetAccount, GetSendQuota, fallback ...)
+    rate_in_force: float | None  #: recipients per second, slow-down included
+    quota_hold_seconds: float | None = None  #: seconds left of its daily-quota hold
+    note: str | None = None  #: why a part is unknown
+
+
+def _bucket_rate(bucket: buckets.Bucket) -> BucketRate:
+    try:  # a configured rate asks SES nothing, here either
+        record = ({"source": "SEACUCUMBER_RATE_LIMIT"} if shared_quota.configured_rate()
+                  else shared_quota.shared(bucket))
+        found = record.get("max_send_rate")
+        return BucketRate(bucket.id, bucket.options(), None if found is None else float(found),
+                          record.get("source"), ratelimit.rate_in_force(bucket),
+                          ratelimit.quota_hold_remaining(bucket))
+    except Exception as exc:  # noqa: BLE001 - Redis down, SES refused: a report goes on
+        return BucketRate(bucket.id, bucket.options(), None, None, None,
+                          note=f"unknown ({type(exc).__name__}: {exc})")
+
+
+def bucket_rates() -> list[BucketRate]:
+    """The shared rate of every bucket the workers sent through (the default first); empty
+    without a shared rate (``shared_rate`` says why). Never raises."""
+    if not conf.SEACUCUMBER_SHARED_RATE or store.redis_url() is None:
+        return []
+    try:
+        known = buckets.known()
+    except Exception as exc:  # noqa: BLE001 - a report must not fail on the shared state
+        return [BucketRate(buckets.DEFAULT, {}, None, None, None,
+                           note=f"unknown ({type(exc).__name__}: {exc})")]
+    return [_bucket_rate(bucket) for bucket in known]
 
 
 def outbox_counts() -> dict[str, int] | None:
@@ -324,7 +367,7 @@ def fetch() -> Usage:
     queues, queue_notes = workers.queue_states()
     return Usage(ses_client().meta.region_name, "v2" if conf.USE_SES_V2 else "v1", quota,
                  days, rate.rate_in_force, rate.note, rate.quota_hold_seconds, outbox_counts(),
-                 reputation_report(), account, note, queues, queue_notes)
+                 reputation_report(), account, note, queues, queue_notes, bucket_rates())
 
 
 def check_account_at_start() -> None:
@@ -406,6 +449,23 @@ def _queue_lines(usage: Usage) -> list[str]:
     return lines
 
 
+def _bucket_lines(usage: Usage) -> list[str]:
+    """A row per rate bucket (an SES account and region) when mail went to more than one."""
+    if len(usage.buckets) < 2:
+        return []
+    lines = ["", "Send rate per SES account and region (rate buckets)",
+             f"  {'bucket':<22} {'max rate':>9} {'in force':>9}  reached with"]
+    for row in usage.buckets:
+        most = "?" if row.max_send_rate is None else _number(row.max_send_rate)
+        force = "?" if row.rate_in_force is None else f"{row.rate_in_force:,.2f}"
+        reach = ", ".join(f"{k}={v}" for k, v in row.options.items()) or "the settings' client"
+        held = "" if row.quota_hold_seconds is None else \
+            f"; HELD {duration(row.quota_hold_seconds)} (daily quota used up)"
+        note = f"; {row.note}" if row.note else ""
+        lines.append(f"  {row.bucket:<22} {most:>9} {force:>9}  {reach}{held}{note}")
+    return lines
+
+
 def render(usage: Usage, bar_width: int = 30) -> str:
     """The usage as a readable text table, a bar of ``#`` per day."""
     quota = usage.quota
@@ -428,6 +488,7 @@ def render(usage: Usage, bar_width: int = 30) -> str:
         lines.append(f"  not yet settled    {usage.outbox['queued']:,} queued, "
                      f"{usage.outbox['running']:,} running (the outbox)")
     lines += _account_lines(usage)
+    lines += _bucket_lines(usage)
     lines += _queue_lines(usage)
     lines += ["", f"Send statistics, last {STATISTICS_DAYS} days (UTC days, GetSendStatistics)",
               f"  {'day':<10} {'attempts':>9} {'bounces':>8} {'complaints':>10} {'rejects':>8}"]

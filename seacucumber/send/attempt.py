@@ -14,7 +14,10 @@ worker five or six round trips per send; here they are two:
   drops its outbox record.
 
 The rate, per lane (docs/rate.rst). GCRA, as ``ratelimit`` explains: one "theoretical
-arrival time" (TAT) for the whole account, so every lane together never exceeds the rate.
+arrival time" (TAT) per rate bucket (``buckets``: the SES account and region the send's
+client reaches), so every lane together never exceeds the bucket's rate. A lane's share and
+its waiting attempts are per bucket too (a share of that bucket's rate); the lane's hold (the
+reputation guard) holds it in every bucket.
 The first lane books up to ``SEACUCUMBER_RATE_HORIZON`` ahead. A lower lane books only slots
 within its ``lookahead`` (0.2 s) of now, so it never holds a slot far ahead that the first
 lane would need: it fills what the first lane leaves, and waits (in the task, briefly, or
@@ -41,7 +44,8 @@ from ..conf import lane as conf_lane
 from ..exceptions import SendLogUnavailable
 from ..operations import metrics
 from ..payload import OutboundSend
-from ..shared import outbox, quota, ratelimit, reputation, sendlog, store
+from ..shared import buckets, outbox, quota, ratelimit, reputation, sendlog, store
+from ..shared.buckets import Bucket
 
 logger = logging.getLogger(__name__)
 
@@ -113,15 +117,15 @@ class _Fixed:
     max_wait: str
 
     @classmethod
-    def of(cls, lane: Lane) -> _Fixed:
+    def of(cls, lane: Lane, bucket: str = store.DEFAULT_BUCKET) -> _Fixed:
         names = outbox.key_names()
-        rate_tat, slow_down, quota_hold = ratelimit.Limiter.keys()
+        rate_tat, slow_down, quota_hold = ratelimit.Limiter.keys(bucket)
         top_horizon = float(conf.SEACUCUMBER_RATE_HORIZON)
         return cls(
             lane=lane,
             keys={"rate_tat": rate_tat, "slow_down": slow_down, "quota_hold": quota_hold,
-                  "lane_share": store.key("lane", lane.name, "share"),
-                  "lane_waiters": store.key("lane", lane.name, "waiters"),
+                  "lane_share": store.bucket_key(bucket, "lane", lane.name, "share"),
+                  "lane_waiters": store.bucket_key(bucket, "lane", lane.name, "waiters"),
                   "lane_hold": lane_hold_key(lane.name), "outbox_task": names["task"],
                   "outbox_queue": names["queue"], "outbox_queued": names["queued"],
                   "outbox_running": names["running"]},
@@ -138,10 +142,10 @@ class _Fixed:
 
 def _run(flags: str, message_id: str, attempt: str, lane: Lane, cost: int, rate: float,
          horizon: float | None = None, burst: float | None = None,
-         task_id: str | None = None) -> Begin:
-    fixed = conf.derived(f"attempt:{lane.name}", lambda: _Fixed.of(lane))
+         task_id: str | None = None, bucket: str = store.DEFAULT_BUCKET) -> Begin:
+    fixed = conf.derived(f"attempt:{lane.name}:{bucket}", lambda: _Fixed.of(lane, bucket))
     if fixed.lane != lane:  # a lane made by hand (tests, benchmarks) under a declared name
-        fixed = _Fixed.of(lane)
+        fixed = _Fixed.of(lane, bucket)
     if "r" in flags and lane.rank > 0:
         flags += "l"
     args = {"flags": flags, "claim_token": f"claim:{attempt}", "claim_ms": fixed.claim_ms,
@@ -181,19 +185,24 @@ def _text(value: Any) -> str:
 
 
 def begin(message_id: str, attempt: str, lane: Lane, cost: int, reserve: bool,
-          task_id: str | None = None) -> Begin:
+          task_id: str | None = None, bucket: Bucket | None = None) -> Begin:
     """Start one attempt at sending ``message_id`` (``attempt``: unique per execution):
     outbox record running (``task_id``), send-log claim, lane hold, and, when ``reserve``,
-    ``cost`` recipients of the shared rate for ``lane``: one round trip. Without a
-    shared-state Redis: ``go`` (nothing to share). ``redis.RedisError`` propagates."""
+    ``cost`` recipients of ``bucket``'s (None: the default's) shared rate for ``lane``: one
+    round trip. Without a shared-state Redis: ``go`` (nothing to share).
+    ``redis.RedisError`` propagates."""
     if store.redis_url() is None:
         if reserve:
             ratelimit.limiter()  # says, once, that the rate is not shared
         return Begin(BeginOutcome.GO, claimed=False)
     reserve = reserve and ratelimit.limiter() is not None
     flags = "c" + ("o" if task_id and outbox.enabled() else "") + ("r" if reserve else "")
-    rate = quota.base_rate() if reserve else 1.0
-    return _run(flags, message_id, attempt, lane, cost, rate, task_id=task_id)
+    bucket = bucket or buckets.default()
+    if reserve:
+        buckets.register(bucket)  # once per process: reports list the bucket
+    rate = quota.base_rate(bucket) if reserve else 1.0
+    return _run(flags, message_id, attempt, lane, cost, rate, task_id=task_id,
+                bucket=bucket.id)
 
 
 def claim(message_id: str, attempt: str) -> sendlog.Claim:
@@ -222,10 +231,12 @@ def started(task_id: str) -> None:
 
 
 def reserve(cost: int, rate: float, lane: Lane | None = None, horizon: float | None = None,
-            burst: float | None = None, attempt: str = "reserve") -> ratelimit.Decision:
-    """Book ``cost`` tokens at ``rate`` for ``lane`` (None: the first) without a claim:
-    ``begin``'s rate step alone (tests, benchmarks)."""
-    found = _run("r", "-", attempt, lane or conf_lane(), cost, rate, horizon, burst)
+            burst: float | None = None, attempt: str = "reserve",
+            bucket: str = store.DEFAULT_BUCKET) -> ratelimit.Decision:
+    """Book ``cost`` tokens at ``rate`` for ``lane`` (None: the first) in ``bucket`` without
+    a claim: ``begin``'s rate step alone (tests, benchmarks)."""
+    found = _run("r", "-", attempt, lane or conf_lane(), cost, rate, horizon, burst,
+                 bucket=bucket)
     return ratelimit.Decision(admitted=found.outcome is BeginOutcome.ADMITTED,
                               held=found.outcome is BeginOutcome.QUOTA_HELD, wait=found.wait,
                               rate=found.rate, waiters=found.waiters)

@@ -28,8 +28,8 @@ them again. A task published again while its first copy still lives (a slow pref
 clock far out) sends nothing twice: the send log (``sendlog``) lets one copy send and the
 other return.
 
-The Lua scripts name the ``published:<queue>`` key they touch from the record, so the outbox
-needs a standalone (or Sentinel) Redis, as kombu's Redis transport does, not Redis Cluster.
+The Lua scripts name the ``published:<queue>`` key they touch from the record: on a Redis
+Cluster that key shares the hash tag of every other (``store.key``), so it is in their slot.
 """
 
 from __future__ import annotations

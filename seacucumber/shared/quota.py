@@ -10,7 +10,9 @@ recipients per second:
   django-ses' ``AWS_SES_AUTO_THROTTLE = None`` or ``0``: the full rate), read with
   ``GetAccount`` (v2, with ``USE_SES_V2``; v1 ``GetSendQuota`` where v2 fails) every
   ``SEACUCUMBER_QUOTA_REFRESH`` seconds by ONE process at a time (a Redis lock), and shared
-  in a Redis hash, so a raised quota reaches every worker without a restart;
+  in a Redis hash, so a raised quota reaches every worker without a restart. Each rate
+  bucket (``buckets``: an SES account and region) has its own record, read with its own
+  client;
 - ``SEACUCUMBER_RATE_FALLBACK`` when SES will not say (no IAM permission for the call: one
   warning; the fallback is stored like a learned rate, so SES is not asked again before the
   next refresh).
@@ -44,9 +46,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.core.exceptions import ImproperlyConfigured
 
 from ..conf import conf
-from ..ses.clients import client as ses_client
 from ..ses.errors import error_info
-from . import store
+from . import buckets, store
+from .buckets import Bucket
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +57,9 @@ WAIT_FIRST = 3.0      #: how long a process waits for another's first quota read
 RETRY_SECONDS = 30.0  #: a quota read that failed (not AccessDenied) is tried again this soon
 LOCK_MARGIN = 10.0    #: the refresh lock outlives the longest quota read by this much
 
-_cache: dict[str, tuple[float, float]] = {}  # Redis URL -> (rate, monotonic time read)
+_cache: dict[tuple[str, str], tuple[float, float]] = {}  # (Redis URL, bucket) -> (rate, read)
 _cache_lock = threading.Lock()
-_last_logged: dict[str, float] = {}
+_last_logged: dict[tuple[str, str], float] = {}
 _warned_denied = False
 
 _PER_SECOND = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -114,12 +116,12 @@ def safety_factor() -> float:
 
 # --- the shared quota record -----------------------------------------------------------------
 
-def _key() -> str:
-    return store.key("quota")
+def _key(bucket: Bucket | None = None) -> str:
+    return store.bucket_key((bucket or buckets.default()).id, "quota")
 
 
-def _lock_key() -> str:
-    return store.key("quota", "lock")
+def _lock_key(bucket: Bucket) -> str:
+    return store.bucket_key(bucket.id, "quota", "lock")
 
 
 def lock_seconds() -> int:
@@ -135,20 +137,22 @@ def retry_seconds() -> float:
     return min(RETRY_SECONDS, float(conf.SEACUCUMBER_QUOTA_REFRESH))
 
 
-def read_from_ses() -> tuple[float, float, str]:
-    """(MaxSendRate, Max24HourSend, source) from SES; raises botocore errors."""
+def read_from_ses(bucket: Bucket | None = None) -> tuple[float, float, str]:
+    """(MaxSendRate, Max24HourSend, source) of ``bucket`` (None: the default) from SES;
+    raises botocore errors."""
+    bucket = bucket or buckets.default()
     if conf.USE_SES_V2:
         try:
-            found = ses_client("sesv2").get_account()["SendQuota"]
+            found = bucket.client("sesv2").get_account()["SendQuota"]
             return float(found["MaxSendRate"]), float(found["Max24HourSend"]), "GetAccount"
         except (ClientError, KeyError) as exc:
             logger.info("SES v2 GetAccount unavailable (%s); asking v1 GetSendQuota", exc)
-    found = ses_client("ses").get_send_quota()
+    found = bucket.client("ses").get_send_quota()
     return float(found["MaxSendRate"]), float(found["Max24HourSend"]), "GetSendQuota"
 
 
-def _read_record(client: Any) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in client.hgetall(_key()).items()}
+def _read_record(client: Any, bucket: Bucket) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in client.hgetall(_key(bucket)).items()}
 
 
 def _kept_or_fallback(previous: dict[str, str] | None, reason: str, error: str,
@@ -167,17 +171,19 @@ def _kept_or_fallback(previous: dict[str, str] | None, reason: str, error: str,
             "retry_at": retry_at, "last_error": reason}
 
 
-def refresh(previous: dict[str, str] | None = None) -> dict[str, str]:
-    """Read the quota from SES now and share it; returns what was stored. ``previous``: the
-    shared record before (read from Redis when not given), kept when the read fails for
-    another reason than a missing permission."""
+def refresh(previous: dict[str, str] | None = None, bucket: Bucket | None = None
+            ) -> dict[str, str]:
+    """Read ``bucket``'s quota (None: the default's) from SES now and share it; returns
+    what was stored. ``previous``: the shared record before (read from Redis when not
+    given), kept when the read fails for another reason than a missing permission."""
     global _warned_denied
+    bucket = bucket or buckets.default()
     client = store.redis_client()
     if previous is None:
-        previous = _read_record(client)
+        previous = _read_record(client, bucket)
     now = time.time()
     try:
-        max_rate, max_day, source = read_from_ses()
+        max_rate, max_day, source = read_from_ses(bucket)
         stored = {"max_send_rate": repr(max_rate), "max_24_hour_send": repr(max_day),
                   "source": source, "at": repr(now)}
     except ClientError as exc:
@@ -196,8 +202,8 @@ def refresh(previous: dict[str, str] | None = None) -> dict[str, str]:
     except (BotoCoreError, KeyError, ValueError, TypeError) as exc:  # unreachable, bad answer
         stored = _kept_or_fallback(previous, "unreachable", f"{type(exc).__name__}: {exc}", now)
     pipe = client.pipeline()
-    pipe.delete(_key())
-    pipe.hset(_key(), mapping=stored)  # type: ignore[arg-type]  # redis-py: invariant key
+    pipe.delete(_key(bucket))
+    pipe.hset(_key(bucket), mapping=stored)  # type: ignore[arg-type]  # redis-py: invariant key
     pipe.execute()
     return stored
 
@@ -210,26 +216,27 @@ def _fresh(record: dict[str, str], now: float) -> bool:
     return now - float(record["at"]) < float(conf.SEACUCUMBER_QUOTA_REFRESH)
 
 
-def shared() -> dict[str, str]:
-    """The shared quota record, refreshed (by this process, if it wins the lock) when it is
-    missing or older than ``SEACUCUMBER_QUOTA_REFRESH`` (``retry_seconds()`` after a read
-    that failed)."""
+def shared(bucket: Bucket | None = None) -> dict[str, str]:
+    """``bucket``'s (None: the default's) shared quota record, refreshed (by this process,
+    if it wins the lock) when it is missing or older than ``SEACUCUMBER_QUOTA_REFRESH``
+    (``retry_seconds()`` after a read that failed)."""
+    bucket = bucket or buckets.default()
     client = store.redis_client()
-    record = _read_record(client)
+    record = _read_record(client, bucket)
     if _fresh(record, time.time()):
         return record
     token = uuid.uuid4().hex
-    if client.set(_lock_key(), token, nx=True, ex=lock_seconds()):
+    if client.set(_lock_key(bucket), token, nx=True, ex=lock_seconds()):
         try:
-            return refresh(record)
+            return refresh(record, bucket)
         finally:  # only our own lock: it may have expired and been taken by another
-            store.delete_if_equal(_lock_key(), token)
+            store.delete_if_equal(_lock_key(bucket), token)
     if record:
         return record  # someone else is refreshing: the old value serves meanwhile
     deadline = time.monotonic() + WAIT_FIRST
     while time.monotonic() < deadline:  # another process is reading it for the first time
         time.sleep(0.05)
-        record = _read_record(client)
+        record = _read_record(client, bucket)
         if record:
             return record
     return {"fallback": "1", "source": "fallback (quota not read yet)", "at": "0"}
@@ -242,28 +249,30 @@ def rate_from(record: dict[str, str]) -> float:
     return float(record["max_send_rate"]) * safety_factor()
 
 
-def base_rate() -> float:
-    """The account's rate to hold, recipients per second (see the module docstring)."""
+def base_rate(bucket: Bucket | None = None) -> float:
+    """The rate to hold in ``bucket`` (None: the default), recipients per second (see the
+    module docstring). ``SEACUCUMBER_RATE_LIMIT`` is every bucket's rate."""
     manual = configured_rate()
     if manual is not None:
         return manual
-    url = store.redis_url() or ""
-    cached = _cache.get(url)
+    bucket = bucket or buckets.default()
+    cache_key = (store.redis_url() or "", bucket.id)
+    cached = _cache.get(cache_key)
     now = time.monotonic()
     if cached is not None and now - cached[1] < LOCAL_SECONDS:
         return cached[0]
     with _cache_lock:
-        cached = _cache.get(url)
+        cached = _cache.get(cache_key)
         if cached is not None and now - cached[1] < LOCAL_SECONDS:
             return cached[0]
-        record = shared()
+        record = shared(bucket)
         rate = rate_from(record)
         if rate <= 0:  # SES says unlimited (-1) or nothing: do not stop sending
             rate = float(conf.SEACUCUMBER_RATE_FALLBACK)
-        _cache[url] = (rate, now)
-    if _last_logged.get(url) != rate:
-        _last_logged[url] = rate
-        logger.info("send rate in force: %.2f recipients/s (%s)", rate,
+        _cache[cache_key] = (rate, now)
+    if _last_logged.get(cache_key) != rate:
+        _last_logged[cache_key] = rate
+        logger.info("send rate in force in bucket %s: %.2f recipients/s (%s)", bucket.id, rate,
                     record.get("source", "?"))
     return rate
 
@@ -274,3 +283,4 @@ def forget() -> None:
     _cache.clear()
     _last_logged.clear()
     _warned_denied = False
+    buckets.forget()

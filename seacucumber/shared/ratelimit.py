@@ -1,4 +1,4 @@
-"""One send rate for the whole account, shared in Redis by every worker process and host.
+"""One send rate per SES account and region, shared in Redis by every worker process and host.
 
 SES limits the account to N recipients per second, so each send reserves as many tokens as
 it has recipients before it calls SES. The limiter is GCRA (the generic cell rate algorithm,
@@ -10,6 +10,10 @@ polling. The ``limits`` library (already used by many Django projects) was consi
 Redis strategies take a weighted ``hit`` but only answer yes or no, so a refused send would
 have to poll, and they cannot reserve ahead; ``pyrate-limiter`` has the same shape. Hence
 the 30 lines of Lua. Lanes share this one rate by priority (``attempt``, docs/rate.rst).
+
+Each rate bucket (``buckets``: an SES account and region, as SES gives each its own quota)
+has its own keys: the rate, its slow-down after throttling, its daily-quota hold, its lanes'
+shares. Every function here takes the send's bucket (None: the settings' own).
 
 Behaviour:
 
@@ -40,7 +44,8 @@ import redis
 
 from .. import clients
 from ..conf import conf
-from . import quota, store
+from . import buckets, quota, store
+from .buckets import Bucket
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +73,14 @@ return tostring(factor)
 """
 
 
-def hold_key() -> str:
-    """The key whose life is a daily-quota hold on every send."""
-    return store.key("quota", "hold")
+def hold_key(bucket: str = store.DEFAULT_BUCKET) -> str:
+    """The key whose life is a daily-quota hold on every send of ``bucket``."""
+    return store.bucket_key(bucket, "quota", "hold")
+
+
+def slow_down_key(bucket: str = store.DEFAULT_BUCKET) -> str:
+    """The hash of ``bucket``'s slow-down after throttling (factor, when)."""
+    return store.bucket_key(bucket, "rate", "slowdown")
 
 
 @dataclass(frozen=True)
@@ -92,32 +102,33 @@ class Limiter:
         self._slow_down = client.register_script(_SLOW_DOWN)
 
     @staticmethod
-    def keys() -> list[str]:
-        return [store.key("rate", "tat"), store.key("rate", "slowdown"),
-                hold_key()]
+    def keys(bucket: str = store.DEFAULT_BUCKET) -> list[str]:
+        """``bucket``'s rate keys: its GCRA time, its slow-down, its daily-quota hold."""
+        return [store.bucket_key(bucket, "rate", "tat"), slow_down_key(bucket),
+                hold_key(bucket)]
 
-    def slow_down(self) -> float:
-        """Cut the shared rate after a Throttling error; returns the new factor."""
+    def slow_down(self, bucket: str = store.DEFAULT_BUCKET) -> float:
+        """Cut ``bucket``'s rate after a Throttling error; returns the new factor."""
         return float(self._slow_down(
-            keys=[store.key("rate", "slowdown")],
+            keys=[slow_down_key(bucket)],
             args=[repr(SLOW_DOWN), repr(MIN_FACTOR), repr(RECOVERY_SECONDS)]))
 
-    def factor(self) -> float:
-        """The slow-down factor in force now (1.0: full rate)."""
-        factor, at = self.client.hmget(store.key("rate", "slowdown"), "factor", "at")
+    def factor(self, bucket: str = store.DEFAULT_BUCKET) -> float:
+        """``bucket``'s slow-down factor in force now (1.0: full rate)."""
+        factor, at = self.client.hmget(slow_down_key(bucket), "factor", "at")
         if factor is None or at is None:
             return 1.0
         seconds, micros = self.client.time()
         recovered = (seconds + micros / 1e6 - float(at)) / RECOVERY_SECONDS
         return 1.0 if recovered >= 1 else 1 - (1 - float(factor)) * (1 - recovered)
 
-    def hold(self, seconds: float) -> None:
-        """Hold every send for ``seconds`` (the daily quota is spent)."""
-        self.client.set(hold_key(), "1", px=max(1, int(seconds * 1000)))
+    def hold(self, seconds: float, bucket: str = store.DEFAULT_BUCKET) -> None:
+        """Hold every send of ``bucket`` for ``seconds`` (its daily quota is spent)."""
+        self.client.set(hold_key(bucket), "1", px=max(1, int(seconds * 1000)))
 
-    def hold_remaining(self) -> float | None:
-        """Seconds left of a daily-quota hold, or None when sends are not held."""
-        left = self.client.pttl(hold_key())
+    def hold_remaining(self, bucket: str = store.DEFAULT_BUCKET) -> float | None:
+        """Seconds left of ``bucket``'s daily-quota hold, or None when it is not held."""
+        left = self.client.pttl(hold_key(bucket))
         return left / 1000 if left > 0 else None
 
 
@@ -140,35 +151,42 @@ def limiter() -> Limiter | None:
     return clients.shared(("limiter", url), lambda: Limiter(store.redis_client()))
 
 
-def throttled() -> None:
-    """SES answered Throttling: slow the shared rate down."""
+def throttled(bucket: Bucket | None = None) -> None:
+    """SES answered Throttling: slow ``bucket``'s (None: the default's) shared rate down."""
     shared = limiter()
     if shared is not None:
-        factor = shared.slow_down()
-        logger.warning("SES throttled a send: shared rate slowed to %.0f%% of %.2f/s",
-                       100 * factor, quota.base_rate())
+        bucket = bucket or buckets.default()
+        factor = shared.slow_down(bucket.id)
+        logger.warning("SES throttled a send: shared rate slowed to %.0f%% of %.2f/s "
+                       "(bucket %s)", 100 * factor, quota.base_rate(bucket), bucket.id)
 
 
-def quota_exhausted() -> float:
-    """SES said the daily quota is spent: hold all sends; returns the hold in seconds."""
+def quota_exhausted(bucket: Bucket | None = None) -> float:
+    """SES said ``bucket``'s (None: the default's) daily quota is spent: hold its sends;
+    returns the hold in seconds."""
     seconds = float(conf.SEACUCUMBER_QUOTA_HOLD)
+    bucket = bucket or buckets.default()
     shared = limiter()
     if shared is not None:
-        shared.hold(seconds)
-    logger.warning("SES daily sending quota used up: holding sends for %.0fs", seconds)
+        shared.hold(seconds, bucket.id)
+    logger.warning("SES daily sending quota used up: holding sends for %.0fs (bucket %s)",
+                   seconds, bucket.id)
     return seconds
 
 
-def rate_in_force() -> float | None:
-    """Recipients per second the workers hold now, or None without a shared Redis."""
+def rate_in_force(bucket: Bucket | None = None) -> float | None:
+    """Recipients per second the workers hold now in ``bucket`` (None: the default), or None
+    without a shared Redis."""
     shared = limiter()
     if shared is None:
         return None
-    return quota.base_rate() * shared.factor()
+    bucket = bucket or buckets.default()
+    return quota.base_rate(bucket) * shared.factor(bucket.id)
 
 
-def quota_hold_remaining() -> float | None:
-    """Seconds left of a daily-quota hold on every send (``quota_exhausted``), or None when
-    sends are not held (or there is no shared Redis)."""
+def quota_hold_remaining(bucket: Bucket | None = None) -> float | None:
+    """Seconds left of a daily-quota hold on ``bucket``'s sends (``quota_exhausted``), or
+    None when they are not held (or there is no shared Redis)."""
     shared = limiter()
-    return None if shared is None else shared.hold_remaining()
+    return None if shared is None else shared.hold_remaining(
+        (bucket or buckets.default()).id)

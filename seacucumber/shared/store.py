@@ -11,13 +11,20 @@ master's name and the sentinels' own options in ``SEACUCUMBER_REDIS_SENTINEL`` (
 broker's transport options). The client is redis-py's ``Sentinel.master_for``: it asks the
 sentinels for the master on each new connection and drops connections to a master demoted
 by a failover, so a failover is a connection error the caller retries, as a restart is.
+
+With ``SEACUCUMBER_REDIS_CLUSTER`` the URL names a node of a Redis Cluster, reached with
+redis-py's ``RedisCluster`` (``_connect_cluster``). Every key then starts with the prefix as a
+hash tag (``{seacucumber}:...``), so all of them live in one slot: each Lua script, pipeline
+and multi-key command touches one slot as a cluster requires, including the outbox scripts,
+which name keys from a record's queue. The cost: the shared state lives on one shard (its
+replicas for failover), as it does on a single Redis.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -66,6 +73,8 @@ def redis_url() -> str | None:
     """The shared-state Redis URL, or ``None`` when there is none."""
     if conf.SEACUCUMBER_REDIS_URL:
         return conf.SEACUCUMBER_REDIS_URL
+    if conf.SEACUCUMBER_REDIS_CLUSTER:
+        return None  # the broker is never a cluster: system check seacucumber.E013 says so
     scheme, broker = _broker_scheme()
     return broker if scheme in ("redis", "rediss", "sentinel") else None
 
@@ -76,8 +85,23 @@ def is_sentinel(url: str) -> bool:
 
 
 def key(*parts: str) -> str:
-    """A Redis key in Sea Cucumber's namespace: ``seacucumber:<part>:<part>``."""
-    return ":".join((conf.SEACUCUMBER_REDIS_PREFIX, *parts))
+    """A Redis key in Sea Cucumber's namespace: ``seacucumber:<part>:<part>``; on a Redis
+    Cluster ``{seacucumber}:<part>:<part>`` (one hash tag: every key in one slot)."""
+    prefix = conf.SEACUCUMBER_REDIS_PREFIX
+    if conf.SEACUCUMBER_REDIS_CLUSTER:
+        prefix = "{" + prefix + "}"
+    return ":".join((prefix, *parts))
+
+
+#: The rate bucket of the settings' own SES client (``buckets``).
+DEFAULT_BUCKET = "default"
+
+
+def bucket_key(bucket: str, *parts: str) -> str:
+    """A key of one rate bucket (``buckets``: an SES account and region). The default
+    bucket's keys keep the names they had before buckets (``key(*parts)``), so old and new
+    workers of a rolling deploy share its rate; another's are ``<prefix>:bucket:<id>:...``."""
+    return key(*parts) if bucket == DEFAULT_BUCKET else key("bucket", bucket, *parts)
 
 
 def redis_client(timeout: float = 10.0) -> redis.Redis:
@@ -89,6 +113,9 @@ def redis_client(timeout: float = 10.0) -> redis.Redis:
         raise RuntimeError(
             "no shared-state Redis: set SEACUCUMBER_REDIS_URL (or use a Redis broker)"
         )
+    if conf.SEACUCUMBER_REDIS_CLUSTER:
+        return clients.shared(("redis-cluster", url, timeout),
+                              lambda: _connect_cluster(url, timeout))
     return clients.shared(("redis", url, timeout), lambda: _connect(url, timeout))
 
 
@@ -166,6 +193,15 @@ def maybe_sanitized(url: str) -> str:
     return ";".join(str(maybe_sanitize_url(part)) for part in url.split(";"))
 
 
+def _connect_cluster(url: str, timeout: float) -> redis.Redis:
+    """A redis-py ``RedisCluster`` from a node's ``url`` (it learns the others), with the
+    socket timeouts of ``_connect``. Typed as ``redis.Redis``: it answers every command the
+    package sends (one slot each: ``key``)."""
+    found = redis.RedisCluster.from_url(url, socket_connect_timeout=min(5.0, timeout),
+                                        socket_timeout=timeout)
+    return cast(redis.Redis, found)
+
+
 def task_client() -> redis.Redis:
     """The client of the send task's two round trips (``attempt``): a connection each worker
     thread keeps (redis-py's ``single_connection_client``), as a pooled client checks a
@@ -177,7 +213,8 @@ def task_client() -> redis.Redis:
     the address it last had, so after a failover a thread's own connection would knock on
     the dead master for ever; the pool asks the sentinels for each new connection."""
     url = redis_url()
-    if url is None or is_sentinel(url) or not clients.threads_are_real():
+    if (url is None or is_sentinel(url) or not clients.threads_are_real()
+            or conf.SEACUCUMBER_REDIS_CLUSTER):  # a cluster client pools per node
         return redis_client()
     return clients.per_thread(("redis-task", url), lambda: _connect(
         url, 10.0, single_connection_client=True))
