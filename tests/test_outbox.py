@@ -296,3 +296,142 @@ def test_forced_on_with_rabbitmq_an_empty_queue_tells(redis_url, amqp_url, setti
         finally:
             bound.delete()
             point_app_at("memory://", None)
+
+
+# --- one round trip per send_messages: the records ride in the publish's pipeline ------------
+
+@pytest.fixture
+def round_trips(monkeypatch):
+    """A list filled with every write redis-py makes (a pipeline is one write) while the
+    ``counting`` context of the returned pair is open."""
+    import contextlib
+
+    import redis as redis_py
+
+    writes: list[bytes] = []
+    real = redis_py.connection.AbstractConnection.send_packed_command
+
+    def counted(self, command, check_health=True):
+        writes.append(command)
+        return real(self, command, check_health)
+
+    @contextlib.contextmanager
+    def counting():
+        writes.clear()
+        with monkeypatch.context() as patched:
+            patched.setattr(redis_py.connection.AbstractConnection, "send_packed_command",
+                            counted)
+            yield writes
+
+    return counting
+
+
+def test_the_records_and_the_publish_are_one_round_trip(redis_broker, round_trips, settings):
+    """The shared state in another database of the broker's server (db 8 and db 7): one
+    write for a one-message call and one for a call of 30 messages over two queues, each
+    record in the shared-state database, each task on its queue."""
+    app, broker, queue = redis_broker
+    connection = mail.get_connection()
+    connection.send_messages([message(0)])  # warm up: the broker's connection, the queue
+    other = f"{queue}-other"
+    lane = mail.get_connection(queue=other)
+    lane.send_messages([message(0)])
+    broker.delete(queue, other)
+    with round_trips() as writes:
+        assert connection.send_messages([message(1)]) == 1
+    assert len(writes) == 1, writes
+    with round_trips() as writes:
+        assert connection.send_messages([message(n) for n in range(2, 22)]) == 20
+        assert lane.send_messages([message(n) for n in range(22, 32)]) == 10
+    assert len(writes) == 2, writes
+    ids = queued_ids(broker, queue)
+    other_ids = queued_ids(broker, other)
+    assert (len(ids), len(other_ids)) == (21, 10)
+    for mid in ids + other_ids:
+        assert state(mid)["task"]
+    client = store.redis_client()
+    assert {client.hget(outbox.key_names()["queue"], mid) for mid in other_ids} == \
+        {other.encode()}
+    assert not broker.exists(outbox.key_names()["task"])  # nothing in the broker's db
+    broker.delete(other)
+
+
+def test_a_shared_state_on_another_server_costs_a_call_of_its_own(redis_broker, round_trips,
+                                                                   settings):
+    from seacucumber.testing.processes import RedisServer
+
+    app, broker, queue = redis_broker
+    other = RedisServer().start()
+    try:
+        settings.SEACUCUMBER_REDIS_URL = f"{other.url}/0"
+        connection = mail.get_connection()
+        connection.send_messages([message(0)])
+        with round_trips() as writes:
+            assert connection.send_messages([message(1)]) == 1
+        assert len(writes) == 2, writes  # the record, then the publish
+        ids = queued_ids(broker, queue)
+        assert len(ids) == 2 and all(state(mid)["task"] for mid in ids)
+    finally:
+        other.stop()
+
+
+def test_the_task_on_the_wire_is_the_one_apply_async_publishes(redis_broker):
+    """kombu's Redis message of a send published with its record (one pipeline) against
+    Celery's ``apply_async`` of the same payload (``publish``): the same fields, encoding,
+    routing and task headers, only the ids told apart."""
+    app, broker, queue = redis_broker
+    [outbound] = build_sends(message(1))
+    payload = outbound.to_json()
+    publish(payload, outbound.message_id, queue)
+    mail.get_connection().send_messages([message(2)])
+    by_apply_async, ours = (json.loads(raw) for raw in reversed(broker.lrange(queue, 0, -1)))
+
+    def shape(found: dict) -> dict:
+        properties = found["properties"]
+        return {
+            "fields": sorted(found), "content": (found["content-type"],
+                                                  found["content-encoding"]),
+            "properties": sorted(properties),
+            "routing": (properties["body_encoding"], properties["delivery_info"],
+                        properties["priority"], properties["delivery_mode"]),
+            "headers": sorted(found["headers"]),
+            "task": {name: found["headers"][name] for name in (
+                "lang", "task", "shadow", "eta", "expires", "retries", "timelimit",
+                "ignore_result", "replaced_task_nesting", "stamped_headers", "kwargsrepr")
+                if name in found["headers"]},
+        }
+
+    assert shape(ours) == shape(by_apply_async)
+    assert ours["properties"]["correlation_id"] == ours["headers"]["id"] != payload["id"]
+    assert ours["headers"]["argsrepr"] == f"[<message {ours['headers']['id']}>]"
+    assert ours["properties"]["delivery_tag"] != by_apply_async["properties"]["delivery_tag"]
+    assert state(ours["headers"]["id"])["task"]
+
+
+@pytest.mark.worker
+def test_tasks_published_with_their_records_are_sent_by_a_stock_worker(redis_broker, redis_url,
+                                                                       start_worker):
+    """Messages put on the queue in the records' pipeline (lanes' two queues among them)
+    are read, sent and settled by a real worker: each sent once, no record left."""
+    app, broker, queue = redis_broker
+    emulator = SESEmulator().start()
+    try:
+        sent = mail.get_connection().send_messages([message(n) for n in range(5)])
+        sent += mail.get_connection(queue=f"{queue}-b").send_messages([message(5)])
+        assert sent == 6
+        start_worker({
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "CELERY_BROKER_URL": f"{redis_url}/7",
+            "SEACUCUMBER_ENDPOINT_URL": emulator.url,
+            "SEACUCUMBER_REDIS_URL": f"{redis_url}/8",
+            "SEACUCUMBER_REDIS_PREFIX": queue,
+        }, queues=f"{queue},{queue}-b", pool="threads", concurrency=2)
+        deadline = time.monotonic() + 30
+        while len(emulator.messages()) < 6 or outbox.counts() != {"queued": 0, "running": 0}:
+            assert time.monotonic() < deadline, (len(emulator.messages()), outbox.counts())
+            time.sleep(0.2)
+        subjects = sorted(m.raw.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0]
+                          for m in emulator.messages())
+        assert subjects == [f"Outbox {n}".encode() for n in range(6)]
+    finally:
+        emulator.stop()
