@@ -435,3 +435,23 @@ def test_tasks_published_with_their_records_are_sent_by_a_stock_worker(redis_bro
         assert subjects == [f"Outbox {n}".encode() for n in range(6)]
     finally:
         emulator.stop()
+
+
+def test_a_broker_key_prefix_keeps_the_records_apart(redis_broker, round_trips, settings):
+    """kombu's ``global_keyprefix`` would rename the records' keys in the broker's
+    pipeline: they are then a call of their own, where the sweeper reads them."""
+    app, broker, queue = redis_broker
+    saved = app.conf.broker_transport_options
+    app.conf.broker_transport_options = {**(saved or {}), "global_keyprefix": "pfx:"}
+    point_app_at(app.conf.broker_url, None)
+    try:
+        connection = mail.get_connection()
+        connection.send_messages([message(0)])
+        with round_trips() as writes:
+            assert connection.send_messages([message(1)]) == 1
+        assert len(writes) == 2, writes
+        ids = [json.loads(raw)["headers"]["id"] for raw in broker.lrange(f"pfx:{queue}", 0, -1)]
+        assert len(ids) == 2 and all(state(mid)["task"] for mid in ids)
+    finally:
+        broker.delete(f"pfx:{queue}")
+        app.conf.broker_transport_options = saved

@@ -156,9 +156,10 @@ def record_with(pipeline: Any, broker: redis.Redis,
     return True
 
 
-def _database(client: redis.Redis) -> int | None:
-    """The database a client of a plain connection pool selects (None for Sentinel's)."""
-    kwargs = client.connection_pool.connection_kwargs
+def _database(client: Any) -> int | None:
+    """The database a client of a plain connection pool selects (None for Sentinel's, or
+    a client without one, as Redis Cluster's)."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
     return int(kwargs.get("db") or 0) if "host" in kwargs or "path" in kwargs else None
 
 
