@@ -60,6 +60,13 @@ def queued_ids(broker: redis.Redis, queue: str) -> list[str]:
     return [json.loads(raw)["headers"]["id"] for raw in broker.lrange(queue, 0, -1)]
 
 
+def worker_env(redis_url: str, queue: str, emulator: SESEmulator, **extra: str) -> dict:
+    """A worker's environment on ``redis_broker``'s broker and shared state."""
+    return {"DJANGO_SETTINGS_MODULE": "tests.settings", "CELERY_BROKER_URL": f"{redis_url}/7",
+            "SEACUCUMBER_ENDPOINT_URL": emulator.url, "SEACUCUMBER_REDIS_URL": f"{redis_url}/8",
+            "SEACUCUMBER_REDIS_PREFIX": queue, **extra}
+
+
 def message(n: int = 0) -> EmailMessage:
     return EmailMessage(f"Outbox {n}", "Body", SENDER, [f"to{n}@example.com"])
 
@@ -218,15 +225,10 @@ def test_a_task_lost_by_a_killed_worker_is_sent_by_another(redis_broker, redis_u
         mail.get_connection().send_messages([message(7)])
         [mid] = queued_ids(broker, queue)
         assert broker.brpop(queue, 5)
-        start_worker({
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "CELERY_BROKER_URL": f"{redis_url}/7",
-            "SEACUCUMBER_ENDPOINT_URL": emulator.url,
-            "SEACUCUMBER_REDIS_URL": f"{redis_url}/8",
-            "SEACUCUMBER_REDIS_PREFIX": queue,
-            "SEACUCUMBER_OUTBOX_GRACE": str(GRACE),
-            "SEACUCUMBER_OUTBOX_SWEEP_INTERVAL": "0.5",
-        }, queues=queue, pool="threads", concurrency=2)
+        start_worker(worker_env(redis_url, queue, emulator,
+                                SEACUCUMBER_OUTBOX_GRACE=str(GRACE),
+                                SEACUCUMBER_OUTBOX_SWEEP_INTERVAL="0.5"),
+                     queues=queue, pool="threads", concurrency=2)
         deadline = time.monotonic() + 30
         while not emulator.messages():
             assert time.monotonic() < deadline, "the lost task was never sent"
@@ -419,13 +421,8 @@ def test_tasks_published_with_their_records_are_sent_by_a_stock_worker(redis_bro
         sent = mail.get_connection().send_messages([message(n) for n in range(5)])
         sent += mail.get_connection(queue=f"{queue}-b").send_messages([message(5)])
         assert sent == 6
-        start_worker({
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "CELERY_BROKER_URL": f"{redis_url}/7",
-            "SEACUCUMBER_ENDPOINT_URL": emulator.url,
-            "SEACUCUMBER_REDIS_URL": f"{redis_url}/8",
-            "SEACUCUMBER_REDIS_PREFIX": queue,
-        }, queues=f"{queue},{queue}-b", pool="threads", concurrency=2)
+        start_worker(worker_env(redis_url, queue, emulator), queues=f"{queue},{queue}-b",
+                     pool="threads", concurrency=2)
         deadline = time.monotonic() + 30
         while len(emulator.messages()) < 6 or outbox.counts() != {"queued": 0, "running": 0}:
             assert time.monotonic() < deadline, (len(emulator.messages()), outbox.counts())
