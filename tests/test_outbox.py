@@ -452,3 +452,22 @@ def test_a_broker_key_prefix_keeps_the_records_apart(redis_broker, round_trips, 
     finally:
         broker.delete(f"pfx:{queue}")
         app.conf.broker_transport_options = saved
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_commit_the_record_and_the_task_go_together_after_the_commit(redis_broker, settings,
+                                                                        round_trips):
+    from django.db import transaction
+
+    app, broker, queue = redis_broker
+    settings.SEACUCUMBER_ENQUEUE_ON_COMMIT = True
+    connection = mail.get_connection()
+    connection.send_messages([message(0)])  # warm up, outside a transaction: at once
+    broker.delete(queue)
+    with round_trips() as writes, transaction.atomic():
+        assert connection.send_messages([message(1)]) == 1
+        assert queued_ids(broker, queue) == [] and outbox.counts()["queued"] == 1
+        writes.clear()  # the warm-up's record is the one counted above
+    assert len(writes) == 1, writes  # at the commit: the record and the task, one write
+    [mid] = queued_ids(broker, queue)
+    assert state(mid)["task"] and outbox.counts()["queued"] == 2
