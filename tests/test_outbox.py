@@ -471,3 +471,35 @@ def test_on_commit_the_record_and_the_task_go_together_after_the_commit(redis_br
     assert len(writes) == 1, writes  # at the commit: the record and the task, one write
     [mid] = queued_ids(broker, queue)
     assert state(mid)["task"] and outbox.counts()["queued"] == 2
+
+
+def test_on_rabbitmq_the_records_come_first_then_the_tasks_one_by_one(redis_url, amqp_url,
+                                                                      settings):
+    """RabbitMQ's transport has no pipeline: the records are their own call, then each
+    task is published as ``apply_async`` publishes it."""
+    from kombu import Connection, Queue
+
+    queue = f"sc-outbox-amqp-{uuid.uuid4().hex[:8]}"
+    settings.SEACUCUMBER_OUTBOX = True
+    settings.SEACUCUMBER_QUEUE = queue
+    settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/8"
+    settings.SEACUCUMBER_REDIS_PREFIX = queue
+    settings.EMAIL_BACKEND = "seacucumber.backend.SESBackend"
+    point_app_at(amqp_url, None)
+    with Connection(amqp_url) as connection:
+        bound = Queue(queue, auto_delete=False).bind(connection.default_channel)
+        bound.declare()
+        try:
+            assert mail.get_connection().send_messages([message(1), message(2)]) == 2
+            ids = []
+            for _ in range(50):
+                if (got := bound.get(no_ack=True)) is not None:
+                    ids.append(got.headers["id"])
+                    if len(ids) == 2:
+                        break
+                else:
+                    time.sleep(0.1)
+            assert len(ids) == 2 and all(state(mid)["task"] for mid in ids)
+        finally:
+            bound.delete()
+            point_app_at("memory://", None)
