@@ -19,9 +19,10 @@ Keys, under ``<prefix>:outbox:``:
 
 A record moves: ``record`` (the backend, before publishing; ``record_with``: first in the
 publish's own pipeline, one round trip, when the broker is this Redis server) -> queued;
-started (the task begins: ``attempt.begin``, in the same round trip as the send log's claim and the rate)
--> running; ``requeued`` (a retry, before it is published) -> queued; ``settled`` (sent,
-failed for good, or suppressed; for a send, in ``attempt.settle``'s round trip) -> gone.
+started (the task begins: ``attempt.begin``, in the same round trip as the send log's claim
+and the rate) -> running; ``requeued`` (a retry, before it is published) -> queued;
+``settled`` (sent, failed for good, or suppressed; for a send, in ``attempt.settle``'s round
+trip) -> gone.
 None brings back a record that is gone.
 
 The sweeper (``sweeper``) finds the records whose task the broker lost and publishes
