@@ -304,14 +304,12 @@ def test_forced_on_with_rabbitmq_an_empty_queue_tells(redis_url, amqp_url, setti
 
 @pytest.fixture
 def round_trips(monkeypatch):
-    """A list filled with every write redis-py makes (a pipeline is one write) while the
-    ``counting`` context of the returned pair is open."""
+    """A context manager that collects every write redis-py makes while it is open (a
+    pipeline is one write: one round trip), as ``test_lanes`` counts the worker's."""
     import contextlib
 
-    import redis as redis_py
-
     writes: list[bytes] = []
-    real = redis_py.connection.AbstractConnection.send_packed_command
+    real = redis.connection.AbstractConnection.send_packed_command
 
     def counted(self, command, check_health=True):
         writes.append(command)
@@ -321,7 +319,7 @@ def round_trips(monkeypatch):
     def counting():
         writes.clear()
         with monkeypatch.context() as patched:
-            patched.setattr(redis_py.connection.AbstractConnection, "send_packed_command",
+            patched.setattr(redis.connection.AbstractConnection, "send_packed_command",
                             counted)
             yield writes
 
@@ -330,8 +328,8 @@ def round_trips(monkeypatch):
 
 def test_the_records_and_the_publish_are_one_round_trip(redis_broker, round_trips, settings):
     """The shared state in another database of the broker's server (db 8 and db 7): one
-    write for a one-message call and one for a call of 30 messages over two queues, each
-    record in the shared-state database, each task on its queue."""
+    write per call, for one message and for 20 and 10 on two queues; each record in the
+    shared-state database, each task on its queue."""
     app, broker, queue = redis_broker
     connection = mail.get_connection()
     connection.send_messages([message(0)])  # warm up: the broker's connection, the queue
