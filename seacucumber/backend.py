@@ -52,7 +52,6 @@ from .exceptions import EnqueueError, InvalidMessage
 from .payload import OPTION_NAMES, MailerOptions, OutboundSend, build_sends
 from .send.publish import enqueue
 from .shared import claimcheck, outbox, workers
-from .shared.workers import routed_queue
 
 logger = logging.getLogger(__name__)
 
@@ -134,9 +133,9 @@ class SESBackend(BaseEmailBackend):
 
     def _enqueue_all(self, checked: list[Queued]) -> int:
         """Enqueue every send within ``SEACUCUMBER_ENQUEUE_TIMEOUT`` (on Redis, in one
-        pipeline: ``tasks.enqueue``), stopping at the first broker failure. The outbox (Redis
-        broker) records every send first, one call per queue, and drops the records of sends
-        the broker did not take."""
+        pipeline: ``send.publish.enqueue``), stopping at the first broker failure. The outbox
+        (Redis broker) records every send first (in that same pipeline when the shared state
+        is on the broker's server) and drops the records of sends the broker did not take."""
         timeout = float(conf.SEACUCUMBER_ENQUEUE_TIMEOUT)
         deadline = time.monotonic() + timeout  # the outbox's record counts in it
         try:  # large messages wait in the claim check's store; their tasks carry a claim
@@ -150,11 +149,9 @@ class SESBackend(BaseEmailBackend):
         checked = [Queued(sends, q.queue) for sends, q in zip(stored, checked, strict=True)]
         payloads = [[outbound.to_json() for outbound in q.sends] for q in checked]
         recording = outbox.enabled()
-        if recording:
-            self._record(checked, payloads, timeout / 4)
         try:
             enqueue([(found, q.queue) for found, q in zip(payloads, checked, strict=True)],
-                    deadline)
+                    deadline, record=recording)
         except EnqueueError as exc:
             sends_queued, queued = exc.sends_queued, 0
             for message in checked:  # the messages whose every send went
@@ -178,17 +175,6 @@ class SESBackend(BaseEmailBackend):
             return queued
         workers.warn_unconsumed(q.queue for q in checked)  # mail no worker would ever take
         return len(checked)
-
-    @staticmethod
-    def _record(checked: list[Queued], payloads: list[list[dict[str, Any]]],
-                timeout: float) -> None:
-        """Record every send in the outbox, one call per queue (Celery's routing is asked
-        for the queue's name only here)."""
-        by_queue: dict[str | None, list[dict[str, Any]]] = {}
-        for message, message_payloads in zip(checked, payloads, strict=True):
-            by_queue.setdefault(message.queue, []).extend(message_payloads)
-        for queue, found in by_queue.items():
-            outbox.record(found, queue, queue or routed_queue(), timeout)
 
 
 def _class_name(backend: BaseEmailBackend) -> str:

@@ -324,3 +324,37 @@ def test_django_ses_blacklist_settings_map_onto_suppression(settings):
     assert conf.SEACUCUMBER_SUPPRESS_ON_BOUNCE is True
     assert conf.SEACUCUMBER_SUPPRESS_ON_COMPLAINT is True
     assert conf.SEACUCUMBER_SUPPRESSION_LIST is False
+
+
+def test_settings_read_as_django_reads_them_through_every_layer(settings):
+    """``conf`` skips Django's exceptions for settings the project does not set, and still
+    reads what every layer says: the settings module, ``override_settings`` (the ``settings``
+    fixture) set and deleted, an assignment to ``django.conf.settings``, an older name."""
+    from django.conf import settings as django_settings
+    from django.test import override_settings
+
+    from seacucumber.conf import _BY_NAME, _MISSING, _django_setting
+
+    names = [name for setting in _BY_NAME.values()
+             for name in (setting.name, *setting.aliases)]
+
+    def agrees() -> None:
+        for name in names:
+            assert _django_setting(name) == getattr(django_settings, name, _MISSING), name
+
+    agrees()
+    settings.SEACUCUMBER_QUEUE = "mail-q"  # the fixture: override_settings, a layer above
+    settings.CUCUMBER_ROUTE_QUEUE = "older"
+    assert conf.lookup("SEACUCUMBER_QUEUE") == ("SEACUCUMBER_QUEUE", "mail-q")
+    agrees()
+    del settings.SEACUCUMBER_QUEUE  # deleted in the top layer, though set below it
+    assert conf.lookup("SEACUCUMBER_QUEUE") == ("CUCUMBER_ROUTE_QUEUE", "older")
+    agrees()
+    with override_settings(SEACUCUMBER_OUTBOX_GRACE=7.5):
+        assert conf.SEACUCUMBER_OUTBOX_GRACE == 7.5
+        agrees()
+        django_settings.SEACUCUMBER_REDIS_PREFIX = "assigned"  # set on the settings object
+        assert conf.SEACUCUMBER_REDIS_PREFIX == "assigned"
+        del django_settings.SEACUCUMBER_REDIS_PREFIX
+        agrees()
+    agrees()

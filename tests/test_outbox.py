@@ -60,6 +60,13 @@ def queued_ids(broker: redis.Redis, queue: str) -> list[str]:
     return [json.loads(raw)["headers"]["id"] for raw in broker.lrange(queue, 0, -1)]
 
 
+def worker_env(redis_url: str, queue: str, emulator: SESEmulator, **extra: str) -> dict:
+    """A worker's environment on ``redis_broker``'s broker and shared state."""
+    return {"DJANGO_SETTINGS_MODULE": "tests.settings", "CELERY_BROKER_URL": f"{redis_url}/7",
+            "SEACUCUMBER_ENDPOINT_URL": emulator.url, "SEACUCUMBER_REDIS_URL": f"{redis_url}/8",
+            "SEACUCUMBER_REDIS_PREFIX": queue, **extra}
+
+
 def message(n: int = 0) -> EmailMessage:
     return EmailMessage(f"Outbox {n}", "Body", SENDER, [f"to{n}@example.com"])
 
@@ -218,15 +225,10 @@ def test_a_task_lost_by_a_killed_worker_is_sent_by_another(redis_broker, redis_u
         mail.get_connection().send_messages([message(7)])
         [mid] = queued_ids(broker, queue)
         assert broker.brpop(queue, 5)
-        start_worker({
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "CELERY_BROKER_URL": f"{redis_url}/7",
-            "SEACUCUMBER_ENDPOINT_URL": emulator.url,
-            "SEACUCUMBER_REDIS_URL": f"{redis_url}/8",
-            "SEACUCUMBER_REDIS_PREFIX": queue,
-            "SEACUCUMBER_OUTBOX_GRACE": str(GRACE),
-            "SEACUCUMBER_OUTBOX_SWEEP_INTERVAL": "0.5",
-        }, queues=queue, pool="threads", concurrency=2)
+        start_worker(worker_env(redis_url, queue, emulator,
+                                SEACUCUMBER_OUTBOX_GRACE=str(GRACE),
+                                SEACUCUMBER_OUTBOX_SWEEP_INTERVAL="0.5"),
+                     queues=queue, pool="threads", concurrency=2)
         deadline = time.monotonic() + 30
         while not emulator.messages():
             assert time.monotonic() < deadline, "the lost task was never sent"
@@ -293,6 +295,209 @@ def test_forced_on_with_rabbitmq_an_empty_queue_tells(redis_url, amqp_url, setti
                     break
                 time.sleep(0.1)
             assert got is not None and got.headers["id"] == outbound.message_id
+        finally:
+            bound.delete()
+            point_app_at("memory://", None)
+
+
+# --- one round trip per send_messages: the records ride in the publish's pipeline ------------
+
+@pytest.fixture
+def round_trips(monkeypatch):
+    """A context manager that collects every write redis-py makes while it is open (a
+    pipeline is one write: one round trip), as ``test_lanes`` counts the worker's."""
+    import contextlib
+
+    writes: list[bytes] = []
+    real = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self, command, check_health=True):
+        writes.append(command)
+        return real(self, command, check_health)
+
+    @contextlib.contextmanager
+    def counting():
+        writes.clear()
+        with monkeypatch.context() as patched:
+            patched.setattr(redis.connection.AbstractConnection, "send_packed_command",
+                            counted)
+            yield writes
+
+    return counting
+
+
+def test_the_records_and_the_publish_are_one_round_trip(redis_broker, round_trips, settings):
+    """The shared state in another database of the broker's server (db 8 and db 7): one
+    write per call, for one message and for 20 and 10 on two queues; each record in the
+    shared-state database, each task on its queue."""
+    app, broker, queue = redis_broker
+    connection = mail.get_connection()
+    connection.send_messages([message(0)])  # warm up: the broker's connection, the queue
+    other = f"{queue}-other"
+    lane = mail.get_connection(queue=other)
+    lane.send_messages([message(0)])
+    broker.delete(queue, other)
+    with round_trips() as writes:
+        assert connection.send_messages([message(1)]) == 1
+    assert len(writes) == 1, writes
+    with round_trips() as writes:
+        assert connection.send_messages([message(n) for n in range(2, 22)]) == 20
+        assert lane.send_messages([message(n) for n in range(22, 32)]) == 10
+    assert len(writes) == 2, writes
+    ids = queued_ids(broker, queue)
+    other_ids = queued_ids(broker, other)
+    assert (len(ids), len(other_ids)) == (21, 10)
+    for mid in ids + other_ids:
+        assert state(mid)["task"]
+    client = store.redis_client()
+    assert {client.hget(outbox.key_names()["queue"], mid) for mid in other_ids} == \
+        {other.encode()}
+    assert not broker.exists(outbox.key_names()["task"])  # nothing in the broker's db
+    broker.delete(other)
+
+
+def test_a_shared_state_on_another_server_costs_a_call_of_its_own(redis_broker, round_trips,
+                                                                   settings):
+    from seacucumber.testing.processes import RedisServer
+
+    app, broker, queue = redis_broker
+    other = RedisServer().start()
+    try:
+        settings.SEACUCUMBER_REDIS_URL = f"{other.url}/0"
+        connection = mail.get_connection()
+        connection.send_messages([message(0)])
+        with round_trips() as writes:
+            assert connection.send_messages([message(1)]) == 1
+        assert len(writes) == 2, writes  # the record, then the publish
+        ids = queued_ids(broker, queue)
+        assert len(ids) == 2 and all(state(mid)["task"] for mid in ids)
+    finally:
+        other.stop()
+
+
+def test_the_task_on_the_wire_is_the_one_apply_async_publishes(redis_broker):
+    """kombu's Redis message of a send published with its record (one pipeline) against
+    Celery's ``apply_async`` of the same payload (``publish``): the same fields, encoding,
+    routing and task headers, only the ids told apart."""
+    app, broker, queue = redis_broker
+    [outbound] = build_sends(message(1))
+    payload = outbound.to_json()
+    publish(payload, outbound.message_id, queue)
+    mail.get_connection().send_messages([message(2)])
+    by_apply_async, ours = (json.loads(raw) for raw in reversed(broker.lrange(queue, 0, -1)))
+
+    def shape(found: dict) -> dict:
+        properties = found["properties"]
+        return {
+            "fields": sorted(found), "content": (found["content-type"],
+                                                  found["content-encoding"]),
+            "properties": sorted(properties),
+            "routing": (properties["body_encoding"], properties["delivery_info"],
+                        properties["priority"], properties["delivery_mode"]),
+            "headers": sorted(found["headers"]),
+            "task": {name: found["headers"][name] for name in (
+                "lang", "task", "shadow", "eta", "expires", "retries", "timelimit",
+                "ignore_result", "replaced_task_nesting", "stamped_headers", "kwargsrepr")
+                if name in found["headers"]},
+        }
+
+    assert shape(ours) == shape(by_apply_async)
+    assert ours["properties"]["correlation_id"] == ours["headers"]["id"] != payload["id"]
+    assert ours["headers"]["argsrepr"] == f"[<message {ours['headers']['id']}>]"
+    assert ours["properties"]["delivery_tag"] != by_apply_async["properties"]["delivery_tag"]
+    assert state(ours["headers"]["id"])["task"]
+
+
+@pytest.mark.worker
+def test_tasks_published_with_their_records_are_sent_by_a_stock_worker(redis_broker, redis_url,
+                                                                       start_worker):
+    """Messages put on the queue in the records' pipeline (lanes' two queues among them)
+    are read, sent and settled by a real worker: each sent once, no record left."""
+    app, broker, queue = redis_broker
+    emulator = SESEmulator().start()
+    try:
+        sent = mail.get_connection().send_messages([message(n) for n in range(5)])
+        sent += mail.get_connection(queue=f"{queue}-b").send_messages([message(5)])
+        assert sent == 6
+        start_worker(worker_env(redis_url, queue, emulator), queues=f"{queue},{queue}-b",
+                     pool="threads", concurrency=2)
+        deadline = time.monotonic() + 30
+        while len(emulator.messages()) < 6 or outbox.counts() != {"queued": 0, "running": 0}:
+            assert time.monotonic() < deadline, (len(emulator.messages()), outbox.counts())
+            time.sleep(0.2)
+        subjects = sorted(m.raw.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0]
+                          for m in emulator.messages())
+        assert subjects == [f"Outbox {n}".encode() for n in range(6)]
+    finally:
+        emulator.stop()
+
+
+def test_a_broker_key_prefix_keeps_the_records_apart(redis_broker, round_trips, settings):
+    """kombu's ``global_keyprefix`` would rename the records' keys in the broker's
+    pipeline: they are then a call of their own, where the sweeper reads them."""
+    app, broker, queue = redis_broker
+    saved = app.conf.broker_transport_options
+    app.conf.broker_transport_options = {**(saved or {}), "global_keyprefix": "pfx:"}
+    point_app_at(app.conf.broker_url, None)
+    try:
+        connection = mail.get_connection()
+        connection.send_messages([message(0)])
+        with round_trips() as writes:
+            assert connection.send_messages([message(1)]) == 1
+        assert len(writes) == 2, writes
+        ids = [json.loads(raw)["headers"]["id"] for raw in broker.lrange(f"pfx:{queue}", 0, -1)]
+        assert len(ids) == 2 and all(state(mid)["task"] for mid in ids)
+    finally:
+        broker.delete(f"pfx:{queue}")
+        app.conf.broker_transport_options = saved
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_commit_the_record_and_the_task_go_together_after_the_commit(redis_broker, settings,
+                                                                        round_trips):
+    from django.db import transaction
+
+    app, broker, queue = redis_broker
+    settings.SEACUCUMBER_ENQUEUE_ON_COMMIT = True
+    connection = mail.get_connection()
+    connection.send_messages([message(0)])  # warm up, outside a transaction: at once
+    broker.delete(queue)
+    with round_trips() as writes, transaction.atomic():
+        assert connection.send_messages([message(1)]) == 1
+        assert queued_ids(broker, queue) == [] and outbox.counts()["queued"] == 1
+        writes.clear()  # the warm-up's record is the one counted above
+    assert len(writes) == 1, writes  # at the commit: the record and the task, one write
+    [mid] = queued_ids(broker, queue)
+    assert state(mid)["task"] and outbox.counts()["queued"] == 2
+
+
+def test_on_rabbitmq_the_records_come_first_then_the_tasks_one_by_one(redis_url, amqp_url,
+                                                                      settings):
+    """RabbitMQ's transport has no pipeline: the records are their own call, then each
+    task is published as ``apply_async`` publishes it."""
+    from kombu import Connection, Queue
+
+    queue = f"sc-outbox-amqp-{uuid.uuid4().hex[:8]}"
+    settings.SEACUCUMBER_OUTBOX = True
+    settings.SEACUCUMBER_QUEUE = queue
+    settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/8"
+    settings.SEACUCUMBER_REDIS_PREFIX = queue
+    settings.EMAIL_BACKEND = "seacucumber.backend.SESBackend"
+    point_app_at(amqp_url, None)
+    with Connection(amqp_url) as connection:
+        bound = Queue(queue, auto_delete=False).bind(connection.default_channel)
+        bound.declare()
+        try:
+            assert mail.get_connection().send_messages([message(1), message(2)]) == 2
+            ids = []
+            for _ in range(50):
+                if (got := bound.get(no_ack=True)) is not None:
+                    ids.append(got.headers["id"])
+                    if len(ids) == 2:
+                        break
+                else:
+                    time.sleep(0.1)
+            assert len(ids) == 2 and all(state(mid)["task"] for mid in ids)
         finally:
             bound.delete()
             point_app_at("memory://", None)

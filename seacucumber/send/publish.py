@@ -18,7 +18,7 @@ from kombu.utils.json import dumps as json_dumps
 
 from ..conf import conf
 from ..exceptions import EnqueueError
-from ..shared import store
+from ..shared import outbox, store
 from ..shared.workers import SEND_TASK as TASK_NAME
 from ..shared.workers import routed_queue
 
@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 
 class _DeadlinePassed(Exception):
     """Raised from kombu's retry loop once another attempt would pass the enqueue timeout."""
+
+
+class _Unreachable(Exception):
+    """The broker could not be reached by the deadline: nothing of the batch went."""
 
 
 def _deadline_errback(deadline: float) -> Callable[[Exception, float], None]:
@@ -73,25 +77,19 @@ def publish(payload: dict[str, Any], task_id: str, queue: str | None,
 
 
 def enqueue(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]],
-            deadline: float) -> None:
+            deadline: float, record: bool = False) -> None:
     """Put one send task per payload (``OutboundSend.to_json``) on the broker: ``batches``
-    are (payloads, queue) pairs, queue None for Celery's routing. ``EnqueueError`` if it
-    can't by ``deadline`` (``time.monotonic()``; plus one connection attempt: keep the
-    broker's socket timeouts short, as ``celeryconfig.py`` does); its ``sends_queued`` says
-    how many payloads, in order, the broker took before it failed.
+    are (payloads, queue) pairs, queue None for Celery's routing. With ``record`` the outbox
+    records every send first (``outbox.record``). ``EnqueueError`` if it can't by
+    ``deadline`` (``time.monotonic()``; plus one connection attempt: keep the broker's
+    socket timeouts short, as ``celeryconfig.py`` does); its ``sends_queued`` says how many
+    payloads, in order, the broker took before it failed.
 
-    Many payloads on a broker whose kombu transport batches (Redis) go in one pipeline
-    (``_publish_batch``). A batch that fails may have been delivered in part, so its
-    payloads are published again one by one: a task that reaches the broker twice sends
-    once, by the send log."""
-    total = sum(len(payloads) for payloads, _ in batches)
-    if total > 1 and not current_app.conf.task_always_eager:
-        try:
-            if _publish_batch(batches):
-                return
-        except (KombuError, OSError) as exc:
-            logger.warning("publishing %d send tasks in one batch failed (%s): publishing "
-                           "them one by one", total, exc)
+    On a broker whose kombu transport batches (Redis) every payload goes in one pipeline
+    (``_publish_batch``), with the outbox's records first when the shared state is on the
+    broker's server: one round trip for the whole call. A batch that fails may have been
+    delivered in part, so its payloads are recorded and published again one by one: a task
+    that reaches the broker twice sends once, by the send log."""
     timeout = float(conf.SEACUCUMBER_ENQUEUE_TIMEOUT)
     retry_policy = {
         "max_retries": 3,
@@ -100,6 +98,26 @@ def enqueue(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]],
         "interval_max": timeout / 3,
         "errback": _deadline_errback(deadline),
     }
+    total = sum(len(payloads) for payloads, _ in batches)
+    if total and not current_app.conf.task_always_eager:
+        try:
+            if _publish_batch(batches, record, timeout / 4, retry_policy):
+                return
+        except _Unreachable as exc:  # one by one would only wait for it again
+            first = next(payload for payloads, _ in batches for payload in payloads)
+            raise _enqueue_error(first, exc.args[0], 0) from exc.args[0]
+        except (KombuError, OSError) as exc:
+            logger.warning("publishing %d send tasks in one batch failed (%s): publishing "
+                           "them one by one", total, exc)
+    if record:
+        _record(batches, timeout / 4)
+    _publish_one_by_one(batches, retry_policy)
+
+
+def _publish_one_by_one(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]],
+                        retry_policy: dict[str, Any]) -> None:
+    """``publish`` each payload, kombu retrying a lost connection as ``retry_policy``
+    says (its errback gives up at the deadline)."""
     done = 0
     for payloads, queue in batches:
         for payload in payloads:
@@ -107,40 +125,75 @@ def enqueue(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]],
                 publish(payload, payload["id"], queue, retry_policy)
             except (KombuError, OSError, _DeadlinePassed) as exc:
                 cause = exc.args[0] if isinstance(exc, _DeadlinePassed) else exc
-                error = EnqueueError(
-                    f"could not queue message {payload['id']} on the Celery broker "
-                    f"{store.broker_uri()}: {cause}"
-                )
-                error.sends_queued = done
-                raise error from cause
+                raise _enqueue_error(payload, cause, done) from cause
             done += 1
+
+
+def _enqueue_error(payload: dict[str, Any], cause: BaseException, done: int) -> EnqueueError:
+    """The error ``enqueue`` raises when ``payload`` could not be queued, ``done`` sends
+    before it having been."""
+    error = EnqueueError(f"could not queue message {payload['id']} on the Celery broker "
+                         f"{store.broker_uri()}: {cause}")
+    error.sends_queued = done
+    return error
+
+
+def _by_queue(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]]
+              ) -> list[tuple[list[dict[str, Any]], str | None, str]]:
+    """The payloads of ``batches`` grouped by queue, as (payloads, publish option, broker
+    queue): the outbox records each group in one script call. Celery's routing is asked
+    for the queue's name only here."""
+    grouped: dict[str | None, list[dict[str, Any]]] = {}
+    for payloads, queue in batches:
+        grouped.setdefault(queue, []).extend(payloads)
+    return [(found, queue, queue or routed_queue()) for queue, found in grouped.items()]
+
+
+def _record(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]],
+            timeout: float) -> None:
+    """Record every send in the outbox, a call of its own (one per queue)."""
+    for payloads, queue, broker_queue in _by_queue(batches):
+        outbox.record(payloads, queue, broker_queue, timeout)
 
 
 #: Redis commands one pipeline of ``_publish_batch`` carries at most.
 BATCH_SIZE = 500
 
 
-def _publish_batch(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]]) -> bool:
+def _publish_batch(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]],
+                   record: bool, timeout: float, retry_policy: dict[str, Any]) -> bool:
     """Publish every payload through kombu's producer batch (``Producer.batch``: one Redis
     pipeline per ``BATCH_SIZE`` messages) and return True; False, publishing nothing, when
     the broker's transport does not batch (RabbitMQ, SQS: ``enqueue`` publishes one by one).
+    With ``record``, the outbox's records go first in the same pipeline when the shared
+    state is on the broker's server (``_record_in``), else in a call of their own before it.
+    The broker's connection is made (or found) first, as ``retry_policy`` says: kombu's own
+    default would retry past the caller's deadline.
 
     ``apply_async`` spends most of its time building each message, not sending it, so Celery
     builds the first message (``create_task_message``: its headers, properties, body layout)
     and the others are that message with their own task id, arguments and ``argsrepr``:
     what ``apply_async`` would have built, Celery's ``before_task_publish`` and
-    ``after_task_publish`` signals included, at a tenth of the cost."""
+    ``after_task_publish`` signals included, at a tenth of the cost. kombu's producer then
+    makes the transport's own message of it (its priority queue, delivery tag, body
+    encoding), so a stock worker reads it as one ``apply_async`` sent."""
     app = current_app
     with app.producer_or_acquire() as producer:
-        if not producer.supports_batch_publish:
+        try:
+            producer.connection.ensure_connection(**retry_policy)
+        except (KombuError, OSError, _DeadlinePassed) as exc:
+            raise _Unreachable(exc.args[0] if isinstance(exc, _DeadlinePassed) else exc) from exc
+        if not getattr(producer, "supports_batch_publish", False):
             return False
         template: Any = None
         names: dict[str | None, str] = {}
-        with producer.batch(max_size=BATCH_SIZE):
+        with producer.batch(max_size=BATCH_SIZE) as batch:
+            if record and not _record_in(batch, producer, batches):
+                _record(batches, timeout)
             for payloads, queue in batches:
-                if queue not in names:  # each queue declared once, as kombu caches it
+                if queue not in names:
                     names[queue] = queue or routed_queue()
-                    producer.maybe_declare(app.amqp.queues[names[queue]])
+                    _declare(producer, app.amqp.queues[names[queue]])
                 name = names[queue]
                 declared = app.amqp.queues[name]
                 for payload in payloads:
@@ -154,7 +207,8 @@ def _publish_batch(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]
                     if template.headers.get("root_id") == template.headers["id"]:
                         headers["root_id"] = task_id
                     properties = {**template.properties, "correlation_id": task_id,
-                                  "reply_to": app.thread_oid}
+                                  "reply_to": app.thread_oid, "argsrepr": argsrepr,
+                                  "kwargsrepr": "{}"}  # as apply_async's options leave them
                     body: tuple[Any, ...] = ([payload], {}, template.body[2])
                     _send_publish_signal(signals_before, body, name, declared, headers,
                                          properties)
@@ -167,6 +221,34 @@ def _publish_batch(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]
                     _send_publish_signal(signals_after, body, name, declared, headers,
                                          properties)
     return True
+
+
+def _declare(producer: Any, queue: Any) -> None:
+    """Declare ``queue`` unless this connection already did (kombu's cache, read as
+    ``maybe_declare`` reads it): ``maybe_declare`` first binds a copy of the queue to the
+    channel, on every call, before it looks."""
+    if not (queue.can_cache_declaration
+            and hash(queue) in producer.connection.declared_entities):
+        producer.maybe_declare(queue)
+
+
+def _record_in(batch: Any, producer: Any,
+               batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]]) -> bool:
+    """Put the outbox's records first in the Redis pipeline of kombu's publish ``batch``
+    (``outbox.record_with``), so they and the tasks after them are one round trip; False
+    when the shared state is on another server, or kombu's batch has no Redis pipeline.
+
+    Measured (BENCHMARKS.md, issue 27): the record's call of its own was 0.16-0.28 ms of a
+    0.59-0.84 ms one-message ``send_messages``. The records are written before the tasks, in
+    order, on one connection, so a worker never starts a task its record does not yet
+    hold. kombu makes the batch's pipeline on the first publish; asking for it first
+    (``_get_session``, the one private name used) lets the records lead it."""
+    get_session = getattr(getattr(batch, "state", None), "_get_session", None)
+    session: Any = get_session(producer.channel) if get_session is not None else None
+    pipeline = getattr(session, "pipeline", None)
+    if session is None or pipeline is None:
+        return False
+    return outbox.record_with(pipeline, session.channel.client, _by_queue(batches))
 
 
 def _send_publish_signal(signal: Any, body: Any, queue: str, declared: Any,

@@ -17,10 +17,12 @@ Keys, under ``<prefix>:outbox:``:
   have started it: publish time (plus a retry's countdown) plus ``SEACUCUMBER_OUTBOX_GRACE``.
 - ``running``: sorted set, task id -> when an attempt that started should have ended.
 
-A record moves: ``record`` (the backend, before publishing) -> queued; started (the task
-begins: ``attempt.begin``, in the same round trip as the send log's claim and the rate)
--> running; ``requeued`` (a retry, before it is published) -> queued; ``settled`` (sent,
-failed for good, or suppressed; for a send, in ``attempt.settle``'s round trip) -> gone.
+A record moves: ``record`` (the backend, before publishing; ``record_with``: first in the
+publish's own pipeline, one round trip, when the broker is this Redis server) -> queued;
+started (the task begins: ``attempt.begin``, in the same round trip as the send log's claim
+and the rate) -> running; ``requeued`` (a retry, before it is published) -> queued;
+``settled`` (sent, failed for good, or suppressed; for a send, in ``attempt.settle``'s round
+trip) -> gone.
 None brings back a record that is gone.
 
 The sweeper (``sweeper``) finds the records whose task the broker lost and publishes
@@ -82,18 +84,33 @@ def attempt_seconds() -> float:
 
 # --- the record's steps --------------------------------------------------------------------
 
-#: KEYS: task, queue, queues, queued, published:<queue>; ARGV: now, not before, the queue,
-#: then a task id and its record for each send.
+#: KEYS: task, queue, queues, queued, published:<queue>; ARGV: the shared-state Redis's
+#: database (empty: the caller's), now, not before, the queue, then a task id and its record
+#: for each send. The ``SELECT`` is the script's own (since Redis 2.8.12 it never changes the
+#: caller's database), so the script records through the broker's connection too
+#: (``record_with``).
 _RECORD = """
-redis.call('SADD', KEYS[3], ARGV[3])
-for i = 4, #ARGV, 2 do
+if ARGV[1] ~= '' then redis.call('SELECT', ARGV[1]) end
+redis.call('SADD', KEYS[3], ARGV[4])
+for i = 5, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[3])
-  redis.call('ZADD', KEYS[5], ARGV[1], ARGV[i])
-  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[i])
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[4])
+  redis.call('ZADD', KEYS[5], ARGV[2], ARGV[i])
+  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[i])
 end
 return 1
 """
+
+
+def _record_call(payloads: Sequence[dict[str, Any]], queue: str | None, broker_queue: str,
+                 database: int | str) -> tuple[list[str], list[Any]]:
+    """The keys and arguments of ``_RECORD`` for ``payloads``."""
+    keys, now = key_names(), time.time()
+    args: list[Any] = [database, now, now + grace(), broker_queue]
+    for payload in payloads:
+        args += [payload["id"], json.dumps({"payload": payload, "queue": queue})]
+    return ([keys["task"], keys["queue"], keys["queues"], keys["queued"],
+             published(broker_queue)], args)
 
 
 def record(payloads: Sequence[dict[str, Any]], queue: str | None, broker_queue: str,
@@ -104,17 +121,66 @@ def record(payloads: Sequence[dict[str, Any]], queue: str | None, broker_queue: 
     after ``timeout`` seconds. Whether they were."""
     if not payloads or not enabled():
         return False
-    keys, now = key_names(), time.time()
-    args: list[Any] = [now, now + grace(), broker_queue]
-    for payload in payloads:
-        args += [payload["id"], json.dumps({"payload": payload, "queue": queue})]
+    keys, args = _record_call(payloads, queue, broker_queue, "")
     try:
-        run_script(_RECORD, [keys["task"], keys["queue"], keys["queues"], keys["queued"],
-                             published(broker_queue)], args, timeout)
+        run_script(_RECORD, keys, args, timeout)
     except redis.RedisError as exc:  # sent all the same; only a lost task would not return
         logger.warning("outbox: could not record %d send(s): %s", len(payloads), exc)
         return False
     return True
+
+
+#: What makes two redis-py clients talk to the same Redis server (the database aside).
+_SERVER_KWARGS = ("host", "port", "path", "username", "password")
+
+
+def record_with(pipeline: Any, broker: redis.Redis,
+                sends: Sequence[tuple[Sequence[dict[str, Any]], str | None, str]]) -> bool:
+    """Put the records of ``sends`` ((payloads, queue, broker queue) triples, as ``record``
+    takes them) first in ``pipeline``, a pipeline of the broker's client ``broker`` (kombu's
+    Redis channel's), so the records and the publish that follows them in it cost one round
+    trip, when the shared-state Redis is that same server (any database of it: the script
+    selects its own); False, adding nothing, when it is not (another server, Sentinel, a
+    kombu ``global_keyprefix`` that would rename the keys): then ``record`` is a call of its
+    own. Redis runs a pipeline's commands in order, so each record is written before its
+    task is on the queue, as ``record`` before a publish guarantees."""
+    state = store.redis_client()
+    database = _database(state)
+    if (getattr(pipeline, "global_keyprefix", "") or database is None
+            or not _same_server(broker, state)):
+        return False
+    for payloads, queue, broker_queue in sends:
+        if payloads:
+            keys, args = _record_call(payloads, queue, broker_queue, database)
+            # EVAL, not EVALSHA: a script missing from the server (its first use, a restart)
+            # would fail inside the pipeline after the publish had gone
+            pipeline.execute_command("EVAL", _RECORD, len(keys), *keys, *args)
+    return True
+
+
+def _database(client: Any) -> int | None:
+    """The database a client of a plain connection pool selects (None for Sentinel's, or
+    a client without one, as Redis Cluster's)."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    return int(kwargs.get("db") or 0) if "host" in kwargs or "path" in kwargs else None
+
+
+def _same_server(one: redis.Redis, other: redis.Redis) -> bool:
+    """Whether two clients reach the same server the same way (kombu subclasses redis-py's
+    connection classes, so the kind of socket is compared, not the class)."""
+    first, second = one.connection_pool, other.connection_pool
+    if type(first) is not type(second) or \
+            _socket_kind(first.connection_class) != _socket_kind(second.connection_class):
+        return False
+    return all(first.connection_kwargs.get(name) == second.connection_kwargs.get(name)
+               for name in _SERVER_KWARGS)
+
+
+def _socket_kind(connection_class: type) -> str:
+    for kind in (redis.UnixDomainSocketConnection, redis.SSLConnection, redis.Connection):
+        if issubclass(connection_class, kind):
+            return kind.__name__
+    return connection_class.__qualname__
 
 
 def discard(message_ids: Iterable[str], timeout: float) -> None:
