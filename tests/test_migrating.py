@@ -21,7 +21,6 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
-import django
 import pytest
 from django.core.mail import EmailMessage
 
