@@ -11,6 +11,11 @@ own records. A running record past its end (the worker died) counts as published
 moment, and goes the same way. The sweeper judges by the watermark of the sweep before, so a
 task just taken off the queue has a full sweep to start.
 
+Between sweeps, every heartbeat (``holders``: a fifth of ``SEACUCUMBER_HOLDER_TTL``), the
+sweeper publishes again the sends, reserved or running, of worker processes whose heartbeat
+lapsed (``take_over``): a dead worker's mail resumes within seconds, not after the grace,
+the longest attempt or the broker's visibility timeout.
+
 The sweeper publishes with the function the worker gives it (``tasks.publish``), so this
 package never imports the task or the backend above it.
 """
@@ -27,7 +32,7 @@ from typing import Any
 import redis
 
 from ..conf import conf
-from . import outbox, store
+from . import holders, outbox, store
 from .store import run_script
 
 logger = logging.getLogger(__name__)
@@ -144,17 +149,24 @@ class Sweeper:
                     [now, mark - outbox.grace(), outbox.grace(), SWEEP_LIMIT])]
         self.previous = watermarks(self.app, now)
         if lost:
-            self._publish(lost)
+            self._publish(lost, "its task was lost by the broker (a worker killed while "
+                                "taking it?)")
         return lost
 
-    def _publish(self, task_ids: list[str]) -> None:
+    def take_over(self) -> list[str]:
+        """Publish again the sends of worker processes whose heartbeat lapsed; their ids."""
+        taken = holders.take_over()
+        if taken:
+            self._publish(taken, "its worker process died holding it (heartbeat lapsed)")
+        return taken
+
+    def _publish(self, task_ids: list[str], why: str) -> None:
         records = store.redis_client().hmget(outbox.key_names()["task"], task_ids)
         for task_id, raw in zip(task_ids, records, strict=True):
             if raw is None:
                 continue  # settled in the meantime
             saved = json.loads(raw)
-            logger.warning("message %s: its task was lost by the broker (a worker killed "
-                           "while taking it?): queued again", task_id)
+            logger.warning("message %s: %s: queued again", task_id, why)
             self.publish(saved["payload"], task_id, saved["queue"])
 
     def start(self) -> None:
@@ -167,12 +179,24 @@ class Sweeper:
 
     def _run(self) -> None:
         interval = float(conf.SEACUCUMBER_OUTBOX_SWEEP_INTERVAL)
-        while not self._stop.wait(interval):
-            try:
-                self.sweep()
-            except Exception:  # noqa: BLE001 - a failed sweep is retried at the next one
-                logger.warning("outbox: sweep failed", exc_info=True)
-                self.previous = {}
+        tick = min(interval, holders.beat_interval())
+        next_sweep = time.monotonic() + interval
+        while not self._stop.wait(tick):
+            self._step("take-over", self.take_over)
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + interval
+                if not self._step("sweep", self.sweep):
+                    self.previous = {}
+
+    @staticmethod
+    def _step(what: str, step: Callable[[], Any]) -> bool:
+        """Run one step; a failed one is logged and retried at the next tick."""
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - retried at the next tick
+            logger.warning("outbox: %s failed", what, exc_info=True)
+            return False
+        return True
 
 
 _sweeper: Sweeper | None = None

@@ -1,0 +1,214 @@
+"""Who holds a send: each worker process's heartbeat, so a dead process's sends are taken
+over within seconds instead of after fixed deadlines.
+
+Why: a worker SIGKILLed (the OOM killer, a host gone) dies holding sends reserved (prefetched,
+not started), running before the SES call, and inside it. With no sign of life the others
+can only wait out deadlines long enough for the slowest live worker: the outbox's grace, the
+longest attempt, the send log's claim, the broker's visibility timeout.
+
+So every worker process (each prefork child, the threads pool's process, the consumer that
+prefetches) is a *holder*, ``<host>:<pid>``. It keeps its entry in ``<prefix>:holders`` (a
+sorted set, holder -> when it counts dead: its last beat plus ``SEACUCUMBER_HOLDER_TTL``)
+from a thread of its own, every fifth of the TTL: one command a beat, none per send.
+
+A send names its holder (the outbox's ``holder`` hash and ``held:<holder>`` sets):
+
+- running: ``attempt.begin`` stamps the record with its process in the round trip it makes
+  anyway, and writes the holder into the send log's claim (``claim:<attempt>/<holder>``);
+- reserved: the consumer's beat stamps the queued records of the send tasks Celery holds for
+  this worker (``celery.worker.state.requests``: reserved, and waiting for a countdown), each
+  once, in the beat's own round trip.
+
+When a holder's entry is past, the sweeper (``sweeper``, every beat) publishes again the
+sends it held, and ``attempt.begin`` takes over a claim whose holder is dead rather than
+wait for the claim to expire. A dead holder's entry is kept ``sendlog.claim_seconds()`` more
+(every claim it took has expired by then), so a holder not in the set is unknown (a worker
+of an older version) and its claim is waited out as before.
+
+Duplicates stay bounded as before: only a send inside the SES call when its holder died can
+go out twice (the broker's own redelivery of the same task finds it sent in the send log).
+A process alive but silent for the whole TTL (stopped, cut off from Redis) is taken for
+dead, with the same bound for the sends it had inside the SES call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis
+
+from ..conf import conf
+from . import outbox, sendlog, store
+from .store import run_script
+from .workers import SEND_TASK
+
+logger = logging.getLogger(__name__)
+
+#: ``reserved()``: the ids of the send tasks this process holds but has not started.
+Reserved = Callable[[], Iterable[str]]
+
+
+def ttl() -> float:
+    """Seconds after its last beat a holder counts as dead."""
+    return float(conf.SEACUCUMBER_HOLDER_TTL)
+
+
+def beat_interval() -> float:
+    return ttl() / 5
+
+
+def holders_key() -> str:
+    return store.key("holders")
+
+
+def name() -> str:
+    """This process's holder name (``<host>:<pid>``; no ``/``, which ends a claim's token)."""
+    return f"{socket.gethostname().replace('/', '_')}:{os.getpid()}"
+
+
+def current() -> str | None:
+    """This process's holder name while its heartbeat runs, else None (not a worker process,
+    or eager mode): a send names no holder it cannot vouch for."""
+    beat = _beat
+    return beat.holder if beat is not None and beat.pid == os.getpid() else None
+
+
+#: Redis's clock, so hosts' clocks need not agree on when a holder is dead.
+_NOW_LUA = """
+pcall(redis.replicate_commands)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+"""
+
+#: KEYS: holders, outbox task, outbox queued, outbox holder; ARGV: this holder, the TTL, the
+#: held:<holder> prefix, then the reserved task ids not stamped yet. A record is stamped
+#: only while queued: a running one is its attempt's.
+_BEAT = outbox.DROP_RECORD_LUA + _NOW_LUA + """
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+for i = 4, #ARGV do
+  if redis.call('ZSCORE', KEYS[3], ARGV[i]) and redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then
+    set_holder(KEYS[4], ARGV[3], ARGV[i], ARGV[1])
+  end
+end
+return 1
+"""
+
+
+class HolderBeat(threading.Thread):
+    """One process's heartbeat (see the module docstring); ``reserved`` gives the consumer's
+    reserved send tasks, stamped with this holder."""
+
+    def __init__(self, reserved: Reserved | None = None) -> None:
+        super().__init__(name="seacucumber-holder", daemon=True)
+        self.pid, self.holder = os.getpid(), name()
+        self.reserved = reserved
+        self.stamped: set[str] = set()
+        self.stopping = threading.Event()
+
+    def beat(self) -> None:
+        """Renew this holder's entry and stamp the reserved sends new since the last beat:
+        one round trip."""
+        held = set(self.reserved()) if self.reserved is not None else set()
+        fresh = sorted(held - self.stamped)
+        keys = outbox.key_names()
+        run_script(_BEAT, [holders_key(), keys["task"], keys["queued"], keys["holder"]],
+                   [self.holder, ttl(), outbox.held_prefix(), *fresh],
+                   timeout=max(1.0, ttl() / 2))
+        self.stamped = held
+
+    def run(self) -> None:
+        while not self.stopping.wait(beat_interval()):
+            try:
+                self.beat()
+            except (redis.RedisError, OSError) as exc:
+                logger.warning("Sea Cucumber: holder heartbeat not written (%s)", exc)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+_beat: HolderBeat | None = None
+
+
+def reserved_sends() -> list[str]:
+    """The ids of the send tasks this worker process holds (reserved, waiting for their
+    countdown, or running: a running one's record is left to its attempt), from Celery's
+    own bookkeeping of the worker's requests."""
+    from celery.worker import state
+
+    requests = list(state.requests.values())  # a copy, taken at once: the consumer adds
+    return [request.id for request in requests if getattr(request, "name", None) == SEND_TASK]
+
+
+def start(reserved: Reserved | None = None) -> None:
+    """Start this process's heartbeat (with a shared-state Redis); at once, so the first
+    send it begins names a live holder. A process forked from one that beats starts its own."""
+    global _beat
+    if store.redis_url() is None or current() is not None:
+        return
+    beat = HolderBeat(reserved)
+    try:
+        beat.beat()
+    except (redis.RedisError, OSError) as exc:
+        logger.warning("Sea Cucumber: holder heartbeat not written (%s)", exc)
+    beat.start()
+    _beat = beat
+
+
+def stop(**_: Any) -> None:
+    """Stop this process's heartbeat (its entry lapses: a warm shutdown settles or hands
+    back what it held first)."""
+    global _beat
+    if _beat is not None and _beat.pid == os.getpid():
+        _beat.stop()
+        _beat = None
+
+
+# --- taking over from dead holders --------------------------------------------------------
+
+#: KEYS: holders, outbox task, queue, queued, running, holder; ARGV: this host's time, the
+#: outbox grace, the published:<queue> prefix, the held:<holder> prefix, how long a dead
+#: holder is kept, most dead holders taken at once. Each dead holder's sends, reserved or
+#: running, are claimed as published now (queued, due after the grace: the outbox's times
+#: are the hosts') and returned to publish again; its held set goes, its entry stays until
+#: it is forgotten (claims name it).
+_TAKE_OVER = outbox.DROP_RECORD_LUA + _NOW_LUA + """
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, ARGV[6])
+local taken = {}
+for _, holder in ipairs(dead) do
+  local held = ARGV[4] .. holder
+  for _, id in ipairs(redis.call('SMEMBERS', held)) do
+    if redis.call('HGET', KEYS[6], id) == holder and redis.call('HEXISTS', KEYS[2], id) == 1 then
+      redis.call('HDEL', KEYS[6], id)
+      redis.call('ZREM', KEYS[5], id)
+      redis.call('ZADD', KEYS[4], ARGV[1] + ARGV[2], id)
+      local queue = redis.call('HGET', KEYS[3], id)
+      if queue then redis.call('ZADD', ARGV[3] .. queue, ARGV[1], id) end
+      taken[#taken + 1] = id
+    end
+  end
+  redis.call('DEL', held)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[5])))
+return taken
+"""
+
+#: Most dead holders one look takes over (the rest wait for the next look).
+TAKE_OVER_LIMIT = 100
+
+
+def take_over() -> list[str]:
+    """The task ids whose holder died, claimed (so no other worker claims them too) for the
+    caller to publish again (outbox on)."""
+    keys, now = outbox.key_names(), time.time()
+    taken = run_script(_TAKE_OVER, [holders_key(), keys["task"], keys["queue"], keys["queued"],
+                                    keys["running"], keys["holder"]],
+                       [now, outbox.grace(), outbox.published_prefix(), outbox.held_prefix(),
+                        sendlog.claim_seconds() + ttl(), TAKE_OVER_LIMIT])
+    return [i.decode() if isinstance(i, bytes) else str(i) for i in taken]
