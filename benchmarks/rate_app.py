@@ -27,10 +27,10 @@ if not settings.configured:
         SEACUCUMBER_REDIS_URL=os.environ.get("SEACUCUMBER_REDIS_URL") or None,
         SEACUCUMBER_REDIS_PREFIX=os.environ.get("SEACUCUMBER_REDIS_PREFIX", "seacucumber"),
         SEACUCUMBER_OUTBOX={"1": True, "0": False}.get(os.environ.get("SEACUCUMBER_OUTBOX", "")),
-        SEACUCUMBER_OUTBOX_GRACE=float(os.environ.get("SEACUCUMBER_OUTBOX_GRACE", "30")),
-        SEACUCUMBER_OUTBOX_SWEEP_INTERVAL=float(
-            os.environ.get("SEACUCUMBER_OUTBOX_SWEEP_INTERVAL", "10")),
-        SEACUCUMBER_HOLDER_TTL=float(os.environ.get("SEACUCUMBER_HOLDER_TTL", "5")),
+        # the package's defaults unless the benchmark sets them
+        **{name: float(os.environ[name]) for name in (
+            "SEACUCUMBER_OUTBOX_GRACE", "SEACUCUMBER_OUTBOX_SWEEP_INTERVAL",
+            "SEACUCUMBER_HOLDER_TTL") if os.environ.get(name)},
         SEACUCUMBER_SHARED_RATE=os.environ.get("SEACUCUMBER_SHARED_RATE", "1") == "1",
         SEACUCUMBER_RATE_LIMIT=float(os.environ.get("SEACUCUMBER_RATE_LIMIT") or 0) or None,
         SEACUCUMBER_RETRY_BASE_DELAY=0.5,

@@ -12,7 +12,8 @@ Each case runs on fresh parts: a private redis-server (the shared state; the bro
 run's own) and moto's SQS server in this process. Settings are the package's defaults
 (visibility timeouts as celeryconfig.py: 2 h) but for the account rate. ``--baseline`` runs
 each case a second time, side by side, with ``SEACUCUMBER_HOLDER_TTL`` so long no holder ever
-lapses: the fixed deadlines alone, as before heartbeats.
+lapses and the outbox's grace and sweep interval of before (30 s, 10 s): the fixed deadlines
+alone, as before heartbeats.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import os
 import platform
 import re
@@ -41,6 +43,9 @@ AMQP_URL = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//
 SQS_OPTIONS = {"region": "us-east-1", "is_secure": False, "wait_time_seconds": 0,
                "polling_interval": 0.1}
 TARGET_EXCESS = 15.0
+#: Before heartbeats: no holder lapses within the run, and the outbox's defaults of then.
+BASELINE = {"SEACUCUMBER_HOLDER_TTL": "1000000", "SEACUCUMBER_OUTBOX_GRACE": "30",
+            "SEACUCUMBER_OUTBOX_SWEEP_INTERVAL": "10"}
 
 
 def main() -> None:
@@ -57,6 +62,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=400.0, help="per case")
     args = parser.parse_args()
     import benchmarks.rate_app  # noqa: F401 - configures Django and the Celery app
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server: each request
 
     cases = []
     for broker in args.brokers.split(","):
@@ -100,16 +107,15 @@ def run_case(args: argparse.Namespace, broker_kind: str, pool: str, mode: str) -
         env = {"CELERY_BROKER_URL": broker, "SEACUCUMBER_ENDPOINT_URL": emulator.url,
                "SEACUCUMBER_REDIS_URL": f"{redis.url}/1", "SEACUCUMBER_REDIS_PREFIX": queue,
                "SEACUCUMBER_QUEUE": queue, "SEACUCUMBER_RATE_LIMIT": f"{args.rate:g}",
-               # the baseline: no holder lapses within the run (only the fixed deadlines)
-               "SEACUCUMBER_HOLDER_TTL": "1000000" if mode == "baseline" else "5"}
-        steady = start_group("steady", env, queue, pool, args.concurrency)
-        stack.callback(steady.stop)
-        victim = start_group("victim", env, queue, pool, args.concurrency)
-        stack.callback(victim.stop)
+               **(BASELINE if mode == "baseline" else {})}
         messages = [EmailMessage(f"Recovery {i}", "Body", "bench@example.com",
                                  [f"to{i}@example.com"], headers={"X-Recovery-Id": str(i)})
                     for i in range(args.messages)]
-        queued = get_connection().send_messages(messages)
+        queued = get_connection().send_messages(messages)  # before the workers: all queued
+        victim = start_group("victim", env, queue, pool, args.concurrency)
+        stack.callback(victim.stop)
+        steady = start_group("steady", env, queue, pool, args.concurrency)
+        stack.callback(steady.stop)
         while len(arrived(emulator)) < args.messages * args.kill_at:
             time.sleep(0.05)
         victim.kill()
@@ -129,6 +135,7 @@ def run_case(args: argparse.Namespace, broker_kind: str, pool: str, mode: str) -
             "left_at_kill": left, "tail": round(tail, 1), "needed": round(needed, 1),
             "excess": round(tail - needed, 1), "lost": lost, "duplicates": duplicates,
             "victim_sent": by_app.get("victim", 0), "republished": len(taken_over),
+            "logs": [str(steady.log_path), str(victim.log_path)],
             "met": lost == 0 and duplicates <= args.concurrency
             and tail - needed <= TARGET_EXCESS}
 

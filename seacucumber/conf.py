@@ -104,12 +104,12 @@ SETTINGS: tuple[Setting, ...] = (
             "is killed while taking), or a dead worker process held (``SEACUCUMBER_HOLDER_TTL``). "
             "Unset: on when the broker is Redis or SQS (brokers that hand a dead worker's tasks "
             "back only after their visibility timeout)."),
-    Setting("SEACUCUMBER_OUTBOX_GRACE", 30.0,
-            "Seconds a worker may hold a task it took off the queue before starting it "
-            "(prefetched; a retry's countdown comes on top); also the clock skew allowed "
-            "between hosts. A task not started this long after the queue moved past it is queued "
-            "again."),
-    Setting("SEACUCUMBER_OUTBOX_SWEEP_INTERVAL", 10.0,
+    Setting("SEACUCUMBER_OUTBOX_GRACE", 10.0,
+            "Seconds a task taken off the queue may go unclaimed by a live worker process "
+            "(one stamps what it prefetched within a heartbeat; a retry's countdown comes on "
+            "top); also the clock skew allowed between hosts. A task not started this long "
+            "after the queue moved past it, and held by no live worker, is queued again."),
+    Setting("SEACUCUMBER_OUTBOX_SWEEP_INTERVAL", 5.0,
             "Seconds between a worker's looks for tasks the broker lost (outbox on)."),
     Setting("SEACUCUMBER_HOLDER_TTL", 5.0,
             "Seconds after its last heartbeat a worker process counts as dead: the sends it "

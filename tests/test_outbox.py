@@ -64,7 +64,7 @@ def message(n: int = 0) -> EmailMessage:
     return EmailMessage(f"Outbox {n}", "Body", SENDER, [f"to{n}@example.com"])
 
 
-def test_on_by_default_only_with_a_redis_broker(redis_url, settings):
+def test_on_by_default_with_a_redis_or_sqs_broker(redis_url, settings):
     settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/8"
     point_app_at("amqp://guest:guest@127.0.0.1:5672//", None)
     try:
@@ -78,6 +78,10 @@ def test_on_by_default_only_with_a_redis_broker(redis_url, settings):
         assert outbox.enabled()  # the broker is the shared-state Redis
         settings.SEACUCUMBER_OUTBOX = False
         assert not outbox.enabled()
+        settings.SEACUCUMBER_OUTBOX = None
+        settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/8"
+        point_app_at("sqs://testing:testing@127.0.0.1:1", None)
+        assert outbox.enabled()  # SQS hands a dead worker's tasks back after its visibility
     finally:
         point_app_at("memory://", None)
 

@@ -87,13 +87,21 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
 #: KEYS: holders, outbox task, outbox queued, outbox holder; ARGV: this holder, the TTL, the
-#: held:<holder> prefix, then the reserved task ids not stamped yet. A record is stamped
-#: only while queued: a running one is its attempt's.
+#: held:<holder> prefix, how many ids are new, then the reserved task ids not stamped yet,
+#: then those this process no longer holds. A record is stamped only while queued (a running
+#: one is its attempt's); one this process let go unstarted (revoked, expired) is released,
+#: so the outbox's sweep may find it.
 _BEAT = outbox.DROP_RECORD_LUA + _NOW_LUA + """
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-for i = 4, #ARGV do
-  if redis.call('ZSCORE', KEYS[3], ARGV[i]) and redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then
-    set_holder(KEYS[4], ARGV[3], ARGV[i], ARGV[1])
+local last_new = 4 + tonumber(ARGV[4])
+for i = 5, #ARGV do
+  local id = ARGV[i]
+  if redis.call('ZSCORE', KEYS[3], id) then
+    if i <= last_new and redis.call('HEXISTS', KEYS[2], id) == 1 then
+      set_holder(KEYS[4], ARGV[3], id, ARGV[1])
+    elseif i > last_new and redis.call('HGET', KEYS[4], id) == ARGV[1] then
+      release_holder(KEYS[4], ARGV[3], id)
+    end
   end
 end
 return 1
@@ -102,23 +110,23 @@ return 1
 
 class HolderBeat(threading.Thread):
     """One process's heartbeat (see the module docstring); ``reserved`` gives the consumer's
-    reserved send tasks, stamped with this holder."""
+    reserved send tasks, stamped with this holder (``holder``: this process's ``name()``)."""
 
-    def __init__(self, reserved: Reserved | None = None) -> None:
+    def __init__(self, reserved: Reserved | None = None, holder: str | None = None) -> None:
         super().__init__(name="seacucumber-holder", daemon=True)
-        self.pid, self.holder = os.getpid(), name()
+        self.pid, self.holder = os.getpid(), holder or name()
         self.reserved = reserved
         self.stamped: set[str] = set()
         self.stopping = threading.Event()
 
     def beat(self) -> None:
-        """Renew this holder's entry and stamp the reserved sends new since the last beat:
-        one round trip."""
+        """Renew this holder's entry, stamp the reserved sends new since the last beat and
+        release those let go unstarted: one round trip."""
         held = set(self.reserved()) if self.reserved is not None else set()
-        fresh = sorted(held - self.stamped)
+        fresh, gone = sorted(held - self.stamped), sorted(self.stamped - held)
         keys = outbox.key_names()
         run_script(_BEAT, [holders_key(), keys["task"], keys["queued"], keys["holder"]],
-                   [self.holder, ttl(), outbox.held_prefix(), *fresh],
+                   [self.holder, ttl(), outbox.held_prefix(), len(fresh), *fresh, *gone],
                    timeout=max(1.0, ttl() / 2))
         self.stamped = held
 

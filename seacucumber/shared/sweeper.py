@@ -5,8 +5,10 @@ seconds it looks at the head of each broker queue. A Redis list is first in, fir
 every task published before the oldest of ours still waiting there has been taken off it (an
 empty queue: everything published before the look): that time is the queue's watermark. A
 queued record published to that queue before it (by more than the grace, which also covers
-clock skew between hosts) whose task has not started by now was lost, and the sweeper
-publishes it again. Queues are swept apart, so a queue nobody consumes holds back only its
+clock skew between hosts) whose task has not started by now, and that no live worker
+process holds reserved, was lost, and the sweeper publishes it again. (A worker stamps what
+it prefetched within one heartbeat, ``holders``, so the grace need not cover a long
+prefetch.) Queues are swept apart, so a queue nobody consumes holds back only its
 own records. A running record past its end (the worker died) counts as published at that
 moment, and goes the same way. The sweeper judges by the watermark of the sweep before, so a
 task just taken off the queue has a full sweep to start.
@@ -46,10 +48,11 @@ SWEEP_LIMIT = 5000
 Publish = Callable[[dict[str, Any], str, str | None], None]
 
 #: Running records past their end count as published now (their worker died: kombu hands
-#: the task back to the queue, or it was lost).
-_RUNNING_OVERDUE = """
+#: the task back to the queue, or it was lost), held by no one.
+_RUNNING_OVERDUE = outbox.DROP_RECORD_LUA + """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[2], 'LIMIT', 0, ARGV[4])
 for _, id in ipairs(ids) do
+  release_holder(KEYS[5], ARGV[5], id)
   redis.call('ZREM', KEYS[4], id)
   redis.call('ZADD', KEYS[3], ARGV[2] + ARGV[3], id)
   local queue = redis.call('HGET', KEYS[2], id)
@@ -59,13 +62,23 @@ return #ids
 """
 
 #: Queued records published before the watermark (so taken off the queue) and not started
-#: by their time: lost. Claimed as published now, so no other sweeper claims them too.
+#: by their time, which no live worker process holds reserved (``holders``): lost. Claimed
+#: as published now, so no other sweeper claims them too.
 _CLAIM_LOST = """
+pcall(redis.replicate_commands)
+local t = redis.call('TIME')
+local redis_now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function held_alive(id)
+  local holder = redis.call('HGET', KEYS[4], id)
+  local alive = holder and tonumber(redis.call('ZSCORE', KEYS[5], holder))
+  return alive and alive >= redis_now
+end
 local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[2], 'LIMIT', 0, ARGV[4])
 local lost = {}
 for _, id in ipairs(ids) do
   local due = redis.call('ZSCORE', KEYS[2], id)
-  if due and tonumber(due) < tonumber(ARGV[1]) and redis.call('HEXISTS', KEYS[1], id) == 1 then
+  if due and tonumber(due) < tonumber(ARGV[1]) and redis.call('HEXISTS', KEYS[1], id) == 1
+      and not held_alive(id) then
     redis.call('ZADD', KEYS[3], ARGV[1], id)
     redis.call('ZADD', KEYS[2], ARGV[1] + ARGV[3], id)
     lost[#lost + 1] = id
@@ -139,13 +152,15 @@ class Sweeper:
         """One look: the task ids published again."""
         keys, now = outbox.key_names(), time.time()
         run_script(_RUNNING_OVERDUE,
-                   [keys["task"], keys["queue"], keys["queued"], keys["running"]],
-                   [outbox.published_prefix(), now, outbox.grace(), SWEEP_LIMIT])
+                   [keys["task"], keys["queue"], keys["queued"], keys["running"], keys["holder"]],
+                   [outbox.published_prefix(), now, outbox.grace(), SWEEP_LIMIT,
+                    outbox.held_prefix()])
         lost: list[str] = []
         for queue, mark in self.previous.items():
             if mark is not None:
                 lost += [i.decode() for i in run_script(
-                    _CLAIM_LOST, [keys["task"], keys["queued"], outbox.published(queue)],
+                    _CLAIM_LOST, [keys["task"], keys["queued"], outbox.published(queue),
+                                  keys["holder"], holders.holders_key()],
                     [now, mark - outbox.grace(), outbox.grace(), SWEEP_LIMIT])]
         self.previous = watermarks(self.app, now)
         if lost:
