@@ -17,7 +17,9 @@ A send names its holder (the outbox's ``holder`` hash and ``held:<holder>`` sets
   anyway, and writes the holder into the send log's claim (``claim:<attempt>/<holder>``);
 - reserved: the consumer's beat stamps the queued records of the send tasks Celery holds for
   this worker (``celery.worker.state.requests``: reserved, and waiting for a countdown), each
-  once, in the beat's own round trip.
+  once: it looks every ``STAMP_INTERVAL`` and writes, in the beat's own script, only when
+  something changed. A task taken in the last moment before a crash may go unnamed: the
+  outbox's sweep finds it (``sweeper``: the grace, two sweeps).
 
 When a holder's entry is past, the sweeper (``sweeper``, every beat) publishes again the
 sends it held, and ``attempt.begin`` takes over a claim whose holder is dead rather than
@@ -52,6 +54,9 @@ logger = logging.getLogger(__name__)
 
 #: ``reserved()``: the ids of the send tasks this process holds but has not started.
 Reserved = Callable[[], Iterable[str]]
+#: Seconds between the consumer's looks at what it reserved: a round trip only when
+#: something changed (or at the beat), so a task taken just before a crash is rarely unnamed.
+STAMP_INTERVAL = 0.2
 
 
 def ttl() -> float:
@@ -131,11 +136,21 @@ class HolderBeat(threading.Thread):
         self.stamped = held
 
     def run(self) -> None:
-        while not self.stopping.wait(beat_interval()):
+        look = beat_interval() if self.reserved is None else min(STAMP_INTERVAL,
+                                                                 beat_interval())
+        last = time.monotonic()
+        while not self.stopping.wait(look):
+            if time.monotonic() - last < beat_interval() and not self.changed():
+                continue
             try:
                 self.beat()
+                last = time.monotonic()
             except (redis.RedisError, OSError) as exc:
                 logger.warning("Sea Cucumber: holder heartbeat not written (%s)", exc)
+
+    def changed(self) -> bool:
+        """Whether the reserved sends differ from those last stamped."""
+        return self.reserved is not None and set(self.reserved()) != self.stamped
 
     def stop(self) -> None:
         self.stopping.set()
