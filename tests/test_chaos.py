@@ -178,6 +178,7 @@ def test_a_sigkilled_workers_mail_resumes_within_seconds(redis_url, start_worker
     settings.EMAIL_BACKEND = "seacucumber.backend.SESBackend"
     settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/3"
     settings.SEACUCUMBER_REDIS_PREFIX = queue
+    settings.SEACUCUMBER_OUTBOX_GRACE = 10.0  # the package's default, as the workers'
     point_app_at(f"{redis_url}/2", None)
     env = {"DJANGO_SETTINGS_MODULE": "tests.settings", "CELERY_BROKER_URL": f"{redis_url}/2",
            "SEACUCUMBER_ENDPOINT_URL": emulator.url, "SEACUCUMBER_REDIS_URL": f"{redis_url}/3",

@@ -3,10 +3,11 @@
 Each worker runs a sweeper thread (``Sweeper``). Every ``SEACUCUMBER_OUTBOX_SWEEP_INTERVAL``
 seconds it looks at the head of each broker queue. A Redis list is first in, first out, so
 every task published before the oldest of ours still waiting there has been taken off it (an
-empty queue: everything published before the look): that time is the queue's watermark. A
-queued record published to that queue before it (by more than the grace, which also covers
-clock skew between hosts) whose task has not started by now, and that no live worker
-process holds reserved, was lost, and the sweeper publishes it again. (A worker stamps what
+empty queue: everything published before the look): that time, less the grace where it
+compares the publish times of different hosts (the clock skew allowed), is the queue's
+watermark. A queued record published to that queue before it whose task has not started by
+its due time, and that no live worker process holds reserved, was lost, and the sweeper
+publishes it again. (A worker stamps what
 it prefetched within one heartbeat, ``holders``, so the grace need not cover a long
 prefetch.) Queues are swept apart, so a queue nobody consumes holds back only its
 own records. A running record past its end (the worker died) counts as published at that
@@ -91,7 +92,8 @@ return lost
 def watermarks(app: Any, now: float) -> dict[str, float | None]:
     """Per queue sends went to, the publish time before which every task has been taken
     off it: ``now`` when it is empty, else the publish time of the oldest send of ours near
-    its head; None when that cannot be told (only other tasks near its head)."""
+    its head less the grace (publishers' clocks may differ); None when that cannot be told
+    (only other tasks near its head)."""
     client = store.redis_client()
     queues = sorted(q.decode() if isinstance(q, bytes) else q
                     for q in client.smembers(outbox.key_names()["queues"]))
@@ -120,7 +122,7 @@ def _watermark(client: redis.Redis, queue: str, heads: list[list[bytes]],
                      None)
         if first is None:
             return None  # only other tasks near this list's head: cannot tell how far it is
-        mark = min(mark, first)
+        mark = min(mark, first - outbox.grace())
     return mark
 
 
@@ -161,7 +163,7 @@ class Sweeper:
                 lost += [i.decode() for i in run_script(
                     _CLAIM_LOST, [keys["task"], keys["queued"], outbox.published(queue),
                                   keys["holder"], holders.holders_key()],
-                    [now, mark - outbox.grace(), outbox.grace(), SWEEP_LIMIT])]
+                    [now, mark, outbox.grace(), SWEEP_LIMIT])]
         self.previous = watermarks(self.app, now)
         if lost:
             self._publish(lost, "its task was lost by the broker (a worker killed while "
