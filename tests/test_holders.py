@@ -141,3 +141,17 @@ def test_a_dead_holder_is_forgotten_once_its_claims_have_expired(shared, setting
     client.zadd(holders.holders_key(), {"host-a:1": time.time() - sendlog.claim_seconds() - 2})
     holders.take_over()
     assert client.zscore(holders.holders_key(), "host-a:1") is None
+
+
+def test_a_holder_that_stops_cleanly_lets_go_of_what_it_held(shared):
+    """A warm shutdown hands its unfinished tasks back to the broker: nothing is taken over
+    from it, and it is no longer named alive or dead."""
+    queue, be = shared
+    [reserved] = recorded(queue, 1)
+    beat = be("host-a:1", reserved=[reserved])
+    assert beat is not None and holder_of(reserved) == "host-a:1"
+    beat.stop()
+    assert holder_of(reserved) is None and held_by("host-a:1") == set()
+    assert store.redis_client().zscore(holders.holders_key(), "host-a:1") is None
+    time.sleep(TTL + 0.1)
+    assert holders.take_over() == []

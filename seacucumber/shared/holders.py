@@ -113,6 +113,19 @@ return 1
 """
 
 
+#: KEYS: holders, outbox holder; ARGV: this holder, the held:<holder> prefix. A holder that
+#: stops cleanly names nothing any more, and its entry goes.
+_LET_GO = """
+local held = ARGV[2] .. ARGV[1]
+for _, id in ipairs(redis.call('SMEMBERS', held)) do
+  if redis.call('HGET', KEYS[2], id) == ARGV[1] then redis.call('HDEL', KEYS[2], id) end
+end
+redis.call('DEL', held)
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 1
+"""
+
+
 class HolderBeat(threading.Thread):
     """One process's heartbeat (see the module docstring); ``reserved`` gives the consumer's
     reserved send tasks, stamped with this holder (``holder``: this process's ``name()``)."""
@@ -153,7 +166,16 @@ class HolderBeat(threading.Thread):
         return self.reserved is not None and set(self.reserved()) != self.stamped
 
     def stop(self) -> None:
+        """Stop beating and let go of what this process held (a warm shutdown: the broker
+        has, or will have, its unfinished tasks back), so nothing is taken over from it."""
         self.stopping.set()
+        keys = outbox.key_names()
+        try:
+            run_script(_LET_GO, [holders_key(), keys["holder"]],
+                       [self.holder, outbox.held_prefix()], timeout=2.0)
+        except (redis.RedisError, OSError) as exc:
+            logger.info("Sea Cucumber: holder %s not let go (%s); it lapses in %.0fs",
+                        self.holder, exc, ttl())
 
 
 _beat: HolderBeat | None = None
@@ -185,8 +207,8 @@ def start(reserved: Reserved | None = None) -> None:
 
 
 def stop(**_: Any) -> None:
-    """Stop this process's heartbeat (its entry lapses: a warm shutdown settles or hands
-    back what it held first)."""
+    """``worker_shutdown``, ``worker_process_shutdown``: stop this process's heartbeat and
+    let go of what it held."""
     global _beat
     if _beat is not None and _beat.pid == os.getpid():
         _beat.stop()
