@@ -109,8 +109,10 @@ SETTINGS: tuple[Setting, ...] = (
             "(one stamps what it prefetched within a heartbeat; a retry's countdown comes on "
             "top); also the clock skew allowed between hosts. A task not started this long "
             "after the queue moved past it, and held by no live worker, is queued again."),
-    Setting("SEACUCUMBER_OUTBOX_SWEEP_INTERVAL", 5.0,
-            "Seconds between a worker's looks for tasks the broker lost (outbox on)."),
+    Setting("SEACUCUMBER_OUTBOX_SWEEP_INTERVAL", 2.0,
+            "Seconds between a worker's looks for tasks the broker lost (outbox on): a task "
+            "a killed worker was taking comes back two looks after the queue moved past it. "
+            "Each look reads the head of each mail queue (SQS: one GetQueueAttributes)."),
     Setting("SEACUCUMBER_HOLDER_TTL", 5.0,
             "Seconds after its last heartbeat a worker process counts as dead: the sends it "
             "held (reserved or running) are queued again (outbox on) and their send-log claim "
