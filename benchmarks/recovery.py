@@ -76,7 +76,7 @@ def main() -> None:
         "machine": f"{platform.node()}: {platform.platform()}, {os.cpu_count()} CPUs",
         "command": " ".join([".venv/bin/python benchmarks/recovery.py", *sys.argv[1:]]),
         "target": f"tail - needed <= {TARGET_EXCESS:g} s, 0 lost, duplicates <= concurrency",
-        "cases": cases,
+        "cases": [{k: v for k, v in case.items() if k != "logs"} for case in cases],
     }
     path = ROOT / "benchmarks" / "recovery_results.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
