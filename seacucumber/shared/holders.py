@@ -7,9 +7,10 @@ can only wait out deadlines long enough for the slowest live worker: the outbox'
 longest attempt, the send log's claim, the broker's visibility timeout.
 
 So every worker process (each prefork child, the threads pool's process, the consumer that
-prefetches) is a *holder*, ``<host>:<pid>``. It keeps its entry in ``<prefix>:holders`` (a
-sorted set, holder -> when it counts dead: its last beat plus ``SEACUCUMBER_HOLDER_TTL``)
-from a thread of its own, every fifth of the TTL: one command a beat, none per send.
+prefetches) is a *holder*, ``<host>:<pid>:<random>``. It keeps its entry in
+``<prefix>:holders`` (a sorted set, holder -> when it counts dead: its last beat plus
+``SEACUCUMBER_HOLDER_TTL``) from a thread of its own, every fifth of the TTL: one command a
+beat, none per send.
 
 A send names its holder (the outbox's ``holder`` hash and ``held:<holder>`` sets):
 
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -73,8 +75,9 @@ def holders_key() -> str:
 
 
 def name() -> str:
-    """This process's holder name (``<host>:<pid>``; no ``/``, which ends a claim's token)."""
-    return f"{socket.gethostname().replace('/', '_')}:{os.getpid()}"
+    """A holder name for this process: ``<host>:<pid>:<random>`` (containers may share a
+    host name and a pid; no ``/``, which ends a claim's token)."""
+    return f"{socket.gethostname().replace('/', '_')}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def current() -> str | None:

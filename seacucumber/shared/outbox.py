@@ -3,7 +3,9 @@ a task the broker lost is queued again.
 
 Why: kombu's Redis transport takes a task off the queue (BRPOP) before it records the task
 as unacknowledged; a worker killed between the two loses the task (kombu #305, celery
-#7950). RabbitMQ loses nothing there, so the outbox is on by default only with a Redis broker
+#7950). And Redis and SQS hand a dead worker's tasks back only after their visibility
+timeout; the outbox publishes them again once their holder's heartbeat lapses (``holders``).
+RabbitMQ does neither, so the outbox is on by default with a Redis or SQS broker
 (``SEACUCUMBER_OUTBOX``). It lives in the shared-state Redis, keyed by task id, which is our
 message id.
 
