@@ -27,9 +27,10 @@ if not settings.configured:
         SEACUCUMBER_REDIS_URL=os.environ.get("SEACUCUMBER_REDIS_URL") or None,
         SEACUCUMBER_REDIS_PREFIX=os.environ.get("SEACUCUMBER_REDIS_PREFIX", "seacucumber"),
         SEACUCUMBER_OUTBOX={"1": True, "0": False}.get(os.environ.get("SEACUCUMBER_OUTBOX", "")),
-        SEACUCUMBER_OUTBOX_GRACE=float(os.environ.get("SEACUCUMBER_OUTBOX_GRACE", "30")),
-        SEACUCUMBER_OUTBOX_SWEEP_INTERVAL=float(
-            os.environ.get("SEACUCUMBER_OUTBOX_SWEEP_INTERVAL", "10")),
+        # the package's defaults unless the benchmark sets them
+        **{name: float(os.environ[name]) for name in (
+            "SEACUCUMBER_OUTBOX_GRACE", "SEACUCUMBER_OUTBOX_SWEEP_INTERVAL",
+            "SEACUCUMBER_HOLDER_TTL") if os.environ.get(name)},
         SEACUCUMBER_SHARED_RATE=os.environ.get("SEACUCUMBER_SHARED_RATE", "1") == "1",
         SEACUCUMBER_RATE_LIMIT=float(os.environ.get("SEACUCUMBER_RATE_LIMIT") or 0) or None,
         SEACUCUMBER_RETRY_BASE_DELAY=0.5,
@@ -55,6 +56,10 @@ if os.environ.get("BENCH_VISIBILITY"):  # the chaos run: a killed worker's tasks
         "visibility_timeout": float(os.environ["BENCH_VISIBILITY"]),
         # sweep expired unacknowledged tasks back every second (kombu: every 100 s)
         "unacked_restore_interval": 1, "unacked_restore_throttle": 1}
+if os.environ.get("CELERY_BROKER_URL", "").startswith("sqs://"):  # recovery.py: moto's SQS
+    app.conf.broker_transport_options = {
+        **app.conf.broker_transport_options, "region": "us-east-1", "is_secure": False,
+        "wait_time_seconds": 0, "polling_interval": 0.1}
 if os.environ.get("BENCH_CELERY_RATE_LIMIT"):
     app.conf.task_annotations = {
         "seacucumber.send_email": {"rate_limit": os.environ["BENCH_CELERY_RATE_LIMIT"]}}

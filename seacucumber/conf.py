@@ -109,14 +109,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SEACUCUMBER_OUTBOX", None,
             "Record each queued send in the shared-state Redis until a worker settles it, and "
             "queue again a task the broker lost (kombu's Redis transport loses one a worker "
-            "is killed while taking). Unset: on when the broker is Redis."),
-    Setting("SEACUCUMBER_OUTBOX_GRACE", 30.0,
-            "Seconds a worker may hold a task it took off the queue before starting it "
-            "(prefetched; a retry's countdown comes on top); also the clock skew allowed "
-            "between hosts. A task not started this long after the queue moved past it is queued "
-            "again."),
-    Setting("SEACUCUMBER_OUTBOX_SWEEP_INTERVAL", 10.0,
-            "Seconds between a worker's looks for tasks the broker lost (outbox on)."),
+            "is killed while taking), or a dead worker process held (``SEACUCUMBER_HOLDER_TTL``). "
+            "Unset: on when the broker is Redis or SQS (brokers that hand a dead worker's tasks "
+            "back only after their visibility timeout)."),
+    Setting("SEACUCUMBER_OUTBOX_GRACE", 10.0,
+            "Seconds a task taken off the queue may go unclaimed by a live worker process "
+            "(one stamps what it prefetched within a heartbeat; a retry's countdown comes on "
+            "top); also the clock skew allowed between hosts. A task not started this long "
+            "after the queue moved past it, and held by no live worker, is queued again."),
+    Setting("SEACUCUMBER_OUTBOX_SWEEP_INTERVAL", 2.0,
+            "Seconds between a worker's looks for tasks the broker lost (outbox on): a task "
+            "a killed worker was taking comes back two looks after the queue moved past it. "
+            "Each look reads the head of each mail queue (SQS: one GetQueueAttributes)."),
+    Setting("SEACUCUMBER_HOLDER_TTL", 5.0,
+            "Seconds after its last heartbeat a worker process counts as dead: the sends it "
+            "held (reserved or running) are queued again (outbox on) and their send-log claim "
+            "is taken over. Each worker process beats every fifth of this."),
     Setting("SEACUCUMBER_MAX_COUNTDOWN", None,
             "Longest countdown, in seconds, one retry or re-queue is published with; a longer "
             "wait is taken in hops of at most this (a task back early re-queues itself "

@@ -42,6 +42,8 @@ from celery.signals import (
     celeryd_after_setup,
     celeryd_init,
     worker_init,
+    worker_process_init,
+    worker_process_shutdown,
     worker_ready,
     worker_shutdown,
 )
@@ -68,6 +70,7 @@ from .ses import clients as ses_clients
 from .ses.errors import Classified, Outcome
 from .shared import (
     claimcheck,
+    holders,
     outbox,
     ratelimit,
     reputation,
@@ -256,7 +259,8 @@ def _begin(task: Any, outbound: OutboundSend, lane: Lane,
         if began.outcome is Begun.LANE_HELD:  # the reputation guard: no SES call, never expires
             raise _held_retry(task, outbound, reputation.read_hold(began.hold, lane.name)
                               or reputation.Hold(lane.name, "unknown", 0.0, 0.0, 0, 0.0))
-        token_claim = sendlog.Claim(message_id, token=f"claim:{token}" if began.claimed else None)
+        token_claim = sendlog.Claim(message_id,
+                                    token=attempt.claim_token(token) if began.claimed else None)
         if began.outcome is Begun.GO or (began.outcome is Begun.ADMITTED
                                          and began.wait <= max_wait):
             if began.wait > 0:
@@ -307,10 +311,26 @@ def _warm_ses_client(**_: Any) -> None:
     ses_clients.warm()
 
 
+def _start_holder(**_: Any) -> None:
+    """The worker's process (it prefetches; the threads, solo and green pools run tasks in
+    it too) beats and stamps the send tasks it holds reserved."""
+    holders.start(reserved=holders.reserved_sends)
+
+
+def _start_pool_holder(**_: Any) -> None:
+    """A prefork child beats for the sends it runs."""
+    holders.start()
+
+
 # a worker's settings are read once: they do not change while it runs
 worker_init.connect(_freeze_settings, dispatch_uid="seacucumber.conf.freeze")
 # before the prefork pool forks: each child then makes its SES client from parsed models
 worker_init.connect(_warm_ses_client, dispatch_uid="seacucumber.ses.warm")
+# each worker process's heartbeat: a dead one's sends are taken over within seconds
+worker_init.connect(_start_holder, dispatch_uid="seacucumber.holders.start")
+worker_process_init.connect(_start_pool_holder, dispatch_uid="seacucumber.holders.pool")
+worker_shutdown.connect(holders.stop, dispatch_uid="seacucumber.holders.stop")
+worker_process_shutdown.connect(holders.stop, dispatch_uid="seacucumber.holders.pool-stop")
 # every worker that imports the send task sweeps for tasks the broker lost (outbox on)
 worker_ready.connect(_start_sweeper, dispatch_uid="seacucumber.outbox.start")
 worker_ready.connect(_check_account, dispatch_uid="seacucumber.account.check")

@@ -109,6 +109,8 @@ SEACUCUMBER_QUOTA_REFRESH = float(os.environ.get("SEACUCUMBER_QUOTA_REFRESH", "3
 # SEACUCUMBER_OUTBOX=0 in the environment turns it off, to see what it guards against.
 SEACUCUMBER_OUTBOX = {"1": True, "0": False}.get(os.environ.get("SEACUCUMBER_OUTBOX", ""))
 SEACUCUMBER_OUTBOX_GRACE = float(os.environ.get("SEACUCUMBER_OUTBOX_GRACE", "30"))
+# worker processes' heartbeats (a dead one's sends are taken over): the package's 5 s
+SEACUCUMBER_HOLDER_TTL = float(os.environ.get("SEACUCUMBER_HOLDER_TTL", "5"))
 # Lanes: worker tests give theirs (queue names of their own) as JSON in the environment.
 if os.environ.get("SEACUCUMBER_TEST_LANES"):
     SEACUCUMBER_LANES = json.loads(os.environ["SEACUCUMBER_TEST_LANES"])

@@ -71,7 +71,7 @@ def message(n: int = 0) -> EmailMessage:
     return EmailMessage(f"Outbox {n}", "Body", SENDER, [f"to{n}@example.com"])
 
 
-def test_on_by_default_only_with_a_redis_broker(redis_url, settings):
+def test_on_by_default_with_a_redis_or_sqs_broker(redis_url, settings):
     settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/8"
     point_app_at("amqp://guest:guest@127.0.0.1:5672//", None)
     try:
@@ -85,6 +85,10 @@ def test_on_by_default_only_with_a_redis_broker(redis_url, settings):
         assert outbox.enabled()  # the broker is the shared-state Redis
         settings.SEACUCUMBER_OUTBOX = False
         assert not outbox.enabled()
+        settings.SEACUCUMBER_OUTBOX = None
+        settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/8"
+        point_app_at("sqs://testing:testing@127.0.0.1:1", None)
+        assert outbox.enabled()  # SQS hands a dead worker's tasks back after its visibility
     finally:
         point_app_at("memory://", None)
 
@@ -136,6 +140,50 @@ def test_a_task_taken_off_the_queue_and_never_started_is_queued_again(redis_brok
     assert sweeper.sweep() == [mid]
     assert queued_ids(broker, queue) == [mid]  # the same task, under the same id
     assert sweeper.sweep() == []  # queued again just now: not claimed twice
+
+
+def test_a_task_a_live_worker_holds_reserved_is_not_lost_and_is_once_it_dies(
+        redis_broker, settings, monkeypatch):
+    """A worker stamps what it prefetched (``holders``): its task is left alone past the
+    grace while its heartbeat lives, and taken over as soon as it lapses."""
+    from seacucumber.shared import holders
+
+    app, broker, queue = redis_broker
+    settings.SEACUCUMBER_HOLDER_TTL = 0.6
+    mail.get_connection().send_messages([message()])
+    [mid] = queued_ids(broker, queue)
+    assert broker.brpop(queue, 5)  # prefetched by a live worker
+    beat = holders.HolderBeat(lambda: [mid], holder="consumer:1")
+    beat.beat()
+    sweeper = Sweeper(app, publish)
+    time.sleep(GRACE + 0.1)
+    assert sweeper.sweep() == []
+    beat.beat()
+    assert sweeper.sweep() == [] and sweeper.take_over() == []  # held by a live worker
+    time.sleep(0.7)  # the worker died: its beat lapsed
+    assert sweeper.take_over() == [mid]
+    assert queued_ids(broker, queue) == [mid]
+
+
+def test_a_task_a_worker_let_go_unstarted_is_swept_again(redis_broker, settings):
+    """A reserved task the worker dropped without running it (revoked, expired) is released
+    by its next beat, so the sweep finds it although the worker lives."""
+    from seacucumber.shared import holders
+
+    app, broker, queue = redis_broker
+    settings.SEACUCUMBER_HOLDER_TTL = 5.0
+    mail.get_connection().send_messages([message()])
+    [mid] = queued_ids(broker, queue)
+    assert broker.brpop(queue, 5)
+    held = [mid]
+    beat = holders.HolderBeat(lambda: held, holder="consumer:1")
+    beat.beat()
+    held.clear()
+    beat.beat()
+    sweeper = Sweeper(app, publish)
+    time.sleep(GRACE + 0.1)
+    assert sweeper.sweep() == []
+    assert sweeper.sweep() == [mid]
 
 
 def test_tasks_still_waiting_in_the_queue_are_left_alone(redis_broker):

@@ -44,13 +44,13 @@ from ..conf import lane as conf_lane
 from ..exceptions import SendLogUnavailable
 from ..operations import metrics
 from ..payload import OutboundSend
-from ..shared import buckets, outbox, quota, ratelimit, reputation, sendlog, store
+from ..shared import buckets, holders, outbox, quota, ratelimit, reputation, sendlog, store
 from ..shared.buckets import Bucket
 
 logger = logging.getLogger(__name__)
 
 #: ``begin``'s script (its keys and arguments are named in the file).
-BEGIN_SCRIPT = store.LuaScript(__file__, "attempt_begin.lua")
+BEGIN_SCRIPT = store.LuaScript(__file__, "attempt_begin.lua", (outbox.DROP_RECORD_LUA,))
 
 
 class BeginOutcome(StrEnum):
@@ -108,6 +108,7 @@ class _Fixed:
     keys: dict[str, str]
     claim_ms: int
     published_prefix: str
+    held_prefix: str
     running_for: float
     burst: str
     horizon: str
@@ -128,9 +129,11 @@ class _Fixed:
                   "lane_waiters": store.bucket_key(bucket, "lane", lane.name, "waiters"),
                   "lane_hold": lane_hold_key(lane.name), "outbox_task": names["task"],
                   "outbox_queue": names["queue"], "outbox_queued": names["queued"],
-                  "outbox_running": names["running"]},
+                  "outbox_running": names["running"], "outbox_holder": names["holder"],
+                  "holders": holders.holders_key()},
             claim_ms=int(sendlog.claim_seconds() * 1000),
             published_prefix=outbox.published_prefix(),
+            held_prefix=outbox.held_prefix(),
             running_for=outbox.attempt_seconds() + outbox.grace(),
             burst=repr(float(conf.SEACUCUMBER_RATE_BURST)),
             horizon=repr(top_horizon if lane.lookahead is None else lane.lookahead),
@@ -148,13 +151,14 @@ def _run(flags: str, message_id: str, attempt: str, lane: Lane, cost: int, rate:
         fixed = _Fixed.of(lane, bucket)
     if "r" in flags and lane.rank > 0:
         flags += "l"
-    args = {"flags": flags, "claim_token": f"claim:{attempt}", "claim_ms": fixed.claim_ms,
+    args = {"flags": flags, "claim_token": claim_token(attempt), "claim_ms": fixed.claim_ms,
             "attempt_id": task_id or attempt, "published_prefix": fixed.published_prefix,
             "running_deadline": time.time() + fixed.running_for, "rate": repr(float(rate)),
             "burst": fixed.burst if burst is None else repr(float(burst)), "cost": int(cost),
             "horizon": fixed.horizon if horizon is None else repr(float(horizon)),
             "recovery": fixed.recovery, "min_share": fixed.min_share,
-            "top_horizon": fixed.top_horizon, "max_wait": fixed.max_wait}
+            "top_horizon": fixed.top_horizon, "max_wait": fixed.max_wait,
+            "held_prefix": fixed.held_prefix, "holder": holders.current() or ""}
     answer = BEGIN_SCRIPT.run({"send_log": sendlog.key(message_id), **fixed.keys}, args,
                               client=store.task_client())
     return _read_begin(answer, "c" in flags, float(fixed.max_wait))
@@ -205,10 +209,17 @@ def begin(message_id: str, attempt: str, lane: Lane, cost: int, reserve: bool,
                 bucket=bucket.id)
 
 
+def claim_token(attempt: str) -> str:
+    """The send-log claim of ``attempt``: it names this process's holder while its heartbeat
+    runs (``holders``), so another attempt takes the claim over once the holder is dead."""
+    holder = holders.current()
+    return f"claim:{attempt}/{holder}" if holder else f"claim:{attempt}"
+
+
 def claim(message_id: str, attempt: str) -> sendlog.Claim:
     """The send-log claim alone (``begin`` without the rate; tests stand in for another
     attempt with it): ours, sent before, or busy."""
-    token = f"claim:{attempt}"
+    token = claim_token(attempt)
     if store.redis_url() is None:
         return sendlog.Claim(message_id, token=token)
     try:
@@ -248,17 +259,18 @@ SETTLE_SCRIPT = store.LuaScript(__file__, "attempt_settle.lua",
                                 (outbox.DROP_RECORD_LUA, reputation.COUNT_LUA))
 
 
-def _settle_fixed(lane: str) -> tuple[bool, dict[str, str], int, str, str, str]:
+def _settle_fixed(lane: str) -> tuple[bool, dict[str, str], int, str, str, tuple[str, str]]:
     """What ``settle``'s script takes for a lane that depends on settings alone: whether the
     outbox is on, the counters' and outbox keys, the sent mark's seconds, the sends and
-    recipients counters' fields, the outbox published prefix (made once while the settings
-    are held)."""
-    task, queue, queued, running = outbox.record_keys()
+    recipients counters' fields, the outbox published and held prefixes (made once while
+    the settings are held)."""
+    task, queue, queued, running, holder = outbox.record_keys()
     return (outbox.enabled(), {"counters": metrics.counters_key(), "outbox_task": task,
                                "outbox_queue": queue, "outbox_queued": queued,
-                               "outbox_running": running},
+                               "outbox_running": running, "outbox_holder": holder},
             sendlog.keep_seconds(), metrics.counter_field("sends", "sent", lane),
-            metrics.counter_field("recipients", "sent", lane), outbox.published_prefix())
+            metrics.counter_field("recipients", "sent", lane),
+            (outbox.published_prefix(), outbox.held_prefix()))
 
 
 def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
@@ -270,7 +282,7 @@ def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
     if store.redis_url() is None:
         return
     message_id = outbound.message_id
-    drop, fixed_keys, keep, counter, recipients, prefix = conf.derived(
+    drop, fixed_keys, keep, counter, recipients, (prefix, held_prefix) = conf.derived(
         f"settle:{lane}", lambda: _settle_fixed(lane))
     now = time.time()
     latency = max(0.0, now - outbound.starts)  # a scheduled send's: since it was due
@@ -280,7 +292,8 @@ def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
     keys = {"send_log": sendlog.key(message_id), **fixed_keys}
     args = {"drop_outbox": "o" if drop and task_id else "-",
             "sent_mark": sendlog.sent_mark(ses_message_id), "keep_seconds": keep,
-            "counter_field": counter, "published_prefix": prefix, "task_id": task_id or "",
+            "counter_field": counter, "published_prefix": prefix,
+            "held_prefix": held_prefix, "task_id": task_id or "",
             "recipients_field": recipients, "recipients": len(outbound.recipients),
             "latency_bucket_field": bucket, "latency_sum_field": latency_sum,
             "latency": repr(latency)}

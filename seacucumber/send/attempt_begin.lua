@@ -1,6 +1,6 @@
 -- attempt.begin: one send's first round trip (attempt.py explains the steps and the rate).
--- KEYS: send_log rate_tat slow_down quota_hold lane_share lane_waiters lane_hold outbox_task outbox_queue outbox_queued outbox_running
--- ARGV: flags claim_token claim_ms attempt_id published_prefix running_deadline rate burst cost horizon recovery min_share top_horizon max_wait
+-- KEYS: send_log rate_tat slow_down quota_hold lane_share lane_waiters lane_hold outbox_task outbox_queue outbox_queued outbox_running outbox_holder holders
+-- ARGV: flags claim_token claim_ms attempt_id published_prefix running_deadline rate burst cost horizon recovery min_share top_horizon max_wait held_prefix holder
 -- flags: c claim, o mark the outbox record running, r reserve in the rate, l a lower lane.
 -- A send log value 'cancelled:<reason>' (seacucumber.cancel) answers {'cancelled', reason}.
 -- Returns {outcome, ...}: outcome is one of attempt.BeginOutcome's values.
@@ -13,6 +13,8 @@ if string.find(flags, 'o', 1, true) and redis.call('HEXISTS', K.outbox_task, A.a
   if queue then redis.call('ZREM', A.published_prefix .. queue, A.attempt_id) end
   redis.call('ZREM', K.outbox_queued, A.attempt_id)
   redis.call('ZADD', K.outbox_running, A.running_deadline, A.attempt_id)
+  if A.holder ~= '' then set_holder(K.outbox_holder, A.held_prefix, A.attempt_id, A.holder)
+  else release_holder(K.outbox_holder, A.held_prefix, A.attempt_id) end
 end
 local claimed = false
 if string.find(flags, 'c', 1, true) then
@@ -20,7 +22,14 @@ if string.find(flags, 'c', 1, true) then
     local value = redis.call('GET', K.send_log)
     if string.sub(value, 1, 5) == 'sent:' then return {'sent', string.sub(value, 6)} end
     if string.sub(value, 1, 10) == 'cancelled:' then return {'cancelled', string.sub(value, 11)} end
-    return {'busy', tostring(redis.call('PTTL', K.send_log) / 1000)}
+    local busy = redis.call('PTTL', K.send_log) / 1000
+    -- a claim that names its holder (holders.py): taken over once the holder is dead; while
+    -- it lives, looked at again when its heartbeat would lapse
+    local owner = string.match(value, '^claim:[^/]*/(.+)$')
+    local alive = owner and tonumber(redis.call('ZSCORE', K.holders, owner))
+    if alive and alive >= now then busy = math.min(busy, alive - now + 0.1) end
+    if not alive or alive >= now then return {'busy', tostring(busy)} end
+    redis.call('SET', K.send_log, A.claim_token, 'PX', A.claim_ms)
   end
   claimed = true
 end

@@ -1,6 +1,6 @@
 -- attempt.settle: one send's second and last round trip, after SES accepted it.
--- KEYS: send_log counters outbox_task outbox_queue outbox_queued outbox_running
--- ARGV: drop_outbox sent_mark keep_seconds counter_field published_prefix task_id recipients_field recipients latency_bucket_field latency_sum_field latency
+-- KEYS: send_log counters outbox_task outbox_queue outbox_queued outbox_running outbox_holder
+-- ARGV: drop_outbox sent_mark keep_seconds counter_field published_prefix held_prefix task_id recipients_field recipients latency_bucket_field latency_sum_field latency
 -- Then the reputation guard's keys (pairs) and arguments (reputation_count.lua).
 -- drop_outbox: 'o' to drop the task's outbox record, else '-'. The counters: the sent
 -- send, its recipients, and its send_messages -> SES latency (the histogram's bucket, sum).
@@ -14,7 +14,7 @@ redis.call('HINCRBY', K.counters, A.latency_bucket_field, 1)
 redis.call('HINCRBYFLOAT', K.counters, A.latency_sum_field, A.latency)
 if A.drop_outbox == 'o' then
   drop_record(K.outbox_task, K.outbox_queue, K.outbox_queued, K.outbox_running,
-              A.published_prefix, A.task_id)
+              K.outbox_holder, A.published_prefix, A.held_prefix, A.task_id)
 end
 count_reputation(FIRST_EXTRA_KEY, FIRST_EXTRA_ARG)
 return 1

@@ -3,7 +3,9 @@ a task the broker lost is queued again.
 
 Why: kombu's Redis transport takes a task off the queue (BRPOP) before it records the task
 as unacknowledged; a worker killed between the two loses the task (kombu #305, celery
-#7950). RabbitMQ loses nothing there, so the outbox is on by default only with a Redis broker
+#7950). And Redis and SQS hand a dead worker's tasks back only after their visibility
+timeout; the outbox publishes them again once their holder's heartbeat lapses (``holders``).
+RabbitMQ does neither, so the outbox is on by default with a Redis or SQS broker
 (``SEACUCUMBER_OUTBOX``). It lives in the shared-state Redis, keyed by task id, which is our
 message id.
 
@@ -16,6 +18,8 @@ Keys, under ``<prefix>:outbox:``:
 - ``queued``: sorted set, task id -> when a worker that took the task off the queue should
   have started it: publish time (plus a retry's countdown) plus ``SEACUCUMBER_OUTBOX_GRACE``.
 - ``running``: sorted set, task id -> when an attempt that started should have ended.
+- ``holder``: hash, task id -> the worker process that holds it, reserved or running
+  (``holders``); ``held:<holder>``: set, the task ids that process holds.
 
 A record moves: ``record`` (the backend, before publishing; ``record_with``: first in the
 publish's own pipeline, one round trip, when the broker is this Redis server) -> queued;
@@ -25,13 +29,15 @@ and the rate) -> running; ``requeued`` (a retry, before it is published) -> queu
 trip) -> gone.
 None brings back a record that is gone.
 
-The sweeper (``sweeper``) finds the records whose task the broker lost and publishes
-them again. A task published again while its first copy still lives (a slow prefetch, a
-clock far out) sends nothing twice: the send log (``sendlog``) lets one copy send and the
-other return.
+The sweeper (``sweeper``) finds the records whose task the broker lost, and those whose
+holder died (its heartbeat lapsed: ``holders``), and publishes them again. A task published
+again while its first copy still lives (a slow prefetch, a clock far out, a broker handing
+back a dead worker's task later) sends nothing twice: the send log (``sendlog``) lets one
+copy send and the other return.
 
-The Lua scripts name the ``published:<queue>`` key they touch from the record: on a Redis
-Cluster that key shares the hash tag of every other (``store.key``), so it is in their slot.
+The Lua scripts name the ``published:<queue>`` and ``held:<holder>`` keys they touch from
+the record: on a Redis Cluster those keys share the hash tag of every other (``store.key``),
+so they are in their slot.
 """
 
 from __future__ import annotations
@@ -52,17 +58,19 @@ logger = logging.getLogger(__name__)
 
 
 def enabled() -> bool:
-    """Whether sends are recorded: ``SEACUCUMBER_OUTBOX``, or by default with a Redis broker;
-    always needs the shared-state Redis."""
+    """Whether sends are recorded: ``SEACUCUMBER_OUTBOX``, or by default with a Redis or SQS
+    broker (both hand a dead worker's tasks back only after their visibility timeout; the
+    outbox republishes them once their holder's heartbeat lapses); always needs the
+    shared-state Redis."""
     setting = conf.SEACUCUMBER_OUTBOX
     if setting is None:
-        setting = store.broker_is_redis()
+        setting = store.broker_is_redis() or store.broker_scheme() == "sqs"
     return bool(setting) and store.redis_url() is not None
 
 
 def key_names() -> dict[str, str]:
     return {name: store.key("outbox", name)
-            for name in ("task", "queue", "queues", "queued", "running")}
+            for name in ("task", "queue", "queues", "queued", "running", "holder")}
 
 
 def published_prefix() -> str:
@@ -71,6 +79,11 @@ def published_prefix() -> str:
 
 def published(queue: str) -> str:
     return published_prefix() + queue
+
+
+def held_prefix() -> str:
+    """The prefix of ``held:<holder>``, the task ids one worker process holds."""
+    return store.key("outbox", "held", "")
 
 
 def grace() -> float:
@@ -196,33 +209,36 @@ def settled(task_id: str | None) -> None:
         _drop([task_id])
 
 
-# The scripts' keys: KEYS[1] task, KEYS[2] queue, KEYS[3] queued, KEYS[4] running;
-# ARGV[1] the published:<queue> prefix (the queue is read from the record), ARGV[2] the id.
+# The scripts' keys: KEYS[1] task, KEYS[2] queue, KEYS[3] queued, KEYS[4] running,
+# KEYS[5] holder; ARGV[1] the published:<queue> prefix (the queue is read from the record),
+# ARGV[2] the held:<holder> prefix, ARGV[3] the id.
 
-#: A Lua fragment (``drop_record``: one outbox record dropped) other scripts include;
-#: ``outbox_drop_record.lua`` says which keys and arguments it reads.
+#: A Lua fragment (``drop_record``, ``release_holder``, ``set_holder``: one outbox record's
+#: steps) other scripts include; ``outbox_drop_record.lua`` says which keys and arguments
+#: they read.
 DROP_RECORD_LUA = store.lua_fragment(__file__, "outbox_drop_record.lua")
 
 _SETTLED = DROP_RECORD_LUA + """
-for i = 2, #ARGV do
-  drop_record(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[i])
+for i = 3, #ARGV do
+  drop_record(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[i])
 end
 return 1
 """
 
-_REQUEUED = """
-if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return 0 end
-local queue = redis.call('HGET', KEYS[2], ARGV[2])
-if queue then redis.call('ZADD', ARGV[1] .. queue, ARGV[3], ARGV[2]) end
-redis.call('ZREM', KEYS[4], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+_REQUEUED = DROP_RECORD_LUA + """
+if redis.call('HEXISTS', KEYS[1], ARGV[3]) == 0 then return 0 end
+local queue = redis.call('HGET', KEYS[2], ARGV[3])
+if queue then redis.call('ZADD', ARGV[1] .. queue, ARGV[4], ARGV[3]) end
+release_holder(KEYS[5], ARGV[2], ARGV[3])
+redis.call('ZREM', KEYS[4], ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
 return 1
 """
 
 
 def _script(script: str, *args: Any, timeout: float = 10.0) -> None:
     try:
-        run_script(script, record_keys(), [published_prefix(), *args], timeout)
+        run_script(script, record_keys(), [published_prefix(), held_prefix(), *args], timeout)
     except redis.RedisError as exc:  # a record left behind is swept; the send log guards
         logger.warning("outbox: could not update %s: %s", args[0], exc)
 
@@ -234,7 +250,7 @@ def _drop(ids: list[str], timeout: float = 10.0) -> None:
 def record_keys() -> list[str]:
     """The keys ``DROP_RECORD_LUA`` takes, in its order."""
     keys = key_names()
-    return [keys["task"], keys["queue"], keys["queued"], keys["running"]]
+    return [keys["task"], keys["queue"], keys["queued"], keys["running"], keys["holder"]]
 
 
 def requeued(task_id: str | None, countdown: float) -> None:

@@ -3,13 +3,21 @@
 Each worker runs a sweeper thread (``Sweeper``). Every ``SEACUCUMBER_OUTBOX_SWEEP_INTERVAL``
 seconds it looks at the head of each broker queue. A Redis list is first in, first out, so
 every task published before the oldest of ours still waiting there has been taken off it (an
-empty queue: everything published before the look): that time is the queue's watermark. A
-queued record published to that queue before it (by more than the grace, which also covers
-clock skew between hosts) whose task has not started by now was lost, and the sweeper
-publishes it again. Queues are swept apart, so a queue nobody consumes holds back only its
+empty queue: everything published before the look): that time, less the grace where it
+compares the publish times of different hosts (the clock skew allowed), is the queue's
+watermark. A queued record published to that queue before it whose task has not started by
+its due time, and that no live worker process holds reserved, was lost, and the sweeper
+publishes it again. (A worker stamps what
+it prefetched within one heartbeat, ``holders``, so the grace need not cover a long
+prefetch.) Queues are swept apart, so a queue nobody consumes holds back only its
 own records. A running record past its end (the worker died) counts as published at that
 moment, and goes the same way. The sweeper judges by the watermark of the sweep before, so a
 task just taken off the queue has a full sweep to start.
+
+Between sweeps, every heartbeat (``holders``: a fifth of ``SEACUCUMBER_HOLDER_TTL``), the
+sweeper publishes again the sends, reserved or running, of worker processes whose heartbeat
+lapsed (``take_over``): a dead worker's mail resumes within seconds, not after the grace,
+the longest attempt or the broker's visibility timeout.
 
 The sweeper publishes with the function the worker gives it (``tasks.publish``), so this
 package never imports the task or the backend above it.
@@ -27,7 +35,7 @@ from typing import Any
 import redis
 
 from ..conf import conf
-from . import outbox, store
+from . import holders, outbox, store
 from .store import run_script
 
 logger = logging.getLogger(__name__)
@@ -41,10 +49,11 @@ SWEEP_LIMIT = 5000
 Publish = Callable[[dict[str, Any], str, str | None], None]
 
 #: Running records past their end count as published now (their worker died: kombu hands
-#: the task back to the queue, or it was lost).
-_RUNNING_OVERDUE = """
+#: the task back to the queue, or it was lost), held by no one.
+_RUNNING_OVERDUE = outbox.DROP_RECORD_LUA + """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[2], 'LIMIT', 0, ARGV[4])
 for _, id in ipairs(ids) do
+  release_holder(KEYS[5], ARGV[5], id)
   redis.call('ZREM', KEYS[4], id)
   redis.call('ZADD', KEYS[3], ARGV[2] + ARGV[3], id)
   local queue = redis.call('HGET', KEYS[2], id)
@@ -54,13 +63,23 @@ return #ids
 """
 
 #: Queued records published before the watermark (so taken off the queue) and not started
-#: by their time: lost. Claimed as published now, so no other sweeper claims them too.
+#: by their time, which no live worker process holds reserved (``holders``): lost. Claimed
+#: as published now, so no other sweeper claims them too.
 _CLAIM_LOST = """
+pcall(redis.replicate_commands)
+local t = redis.call('TIME')
+local redis_now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function held_alive(id)
+  local holder = redis.call('HGET', KEYS[4], id)
+  local alive = holder and tonumber(redis.call('ZSCORE', KEYS[5], holder))
+  return alive and alive >= redis_now
+end
 local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[2], 'LIMIT', 0, ARGV[4])
 local lost = {}
 for _, id in ipairs(ids) do
   local due = redis.call('ZSCORE', KEYS[2], id)
-  if due and tonumber(due) < tonumber(ARGV[1]) and redis.call('HEXISTS', KEYS[1], id) == 1 then
+  if due and tonumber(due) < tonumber(ARGV[1]) and redis.call('HEXISTS', KEYS[1], id) == 1
+      and not held_alive(id) then
     redis.call('ZADD', KEYS[3], ARGV[1], id)
     redis.call('ZADD', KEYS[2], ARGV[1] + ARGV[3], id)
     lost[#lost + 1] = id
@@ -73,7 +92,8 @@ return lost
 def watermarks(app: Any, now: float) -> dict[str, float | None]:
     """Per queue sends went to, the publish time before which every task has been taken
     off it: ``now`` when it is empty, else the publish time of the oldest send of ours near
-    its head; None when that cannot be told (only other tasks near its head)."""
+    its head less the grace (publishers' clocks may differ); None when that cannot be told
+    (only other tasks near its head)."""
     client = store.redis_client()
     queues = sorted(q.decode() if isinstance(q, bytes) else q
                     for q in client.smembers(outbox.key_names()["queues"]))
@@ -102,7 +122,7 @@ def _watermark(client: redis.Redis, queue: str, heads: list[list[bytes]],
                      None)
         if first is None:
             return None  # only other tasks near this list's head: cannot tell how far it is
-        mark = min(mark, first)
+        mark = min(mark, first - outbox.grace())
     return mark
 
 
@@ -134,27 +154,36 @@ class Sweeper:
         """One look: the task ids published again."""
         keys, now = outbox.key_names(), time.time()
         run_script(_RUNNING_OVERDUE,
-                   [keys["task"], keys["queue"], keys["queued"], keys["running"]],
-                   [outbox.published_prefix(), now, outbox.grace(), SWEEP_LIMIT])
+                   [keys["task"], keys["queue"], keys["queued"], keys["running"], keys["holder"]],
+                   [outbox.published_prefix(), now, outbox.grace(), SWEEP_LIMIT,
+                    outbox.held_prefix()])
         lost: list[str] = []
         for queue, mark in self.previous.items():
             if mark is not None:
                 lost += [i.decode() for i in run_script(
-                    _CLAIM_LOST, [keys["task"], keys["queued"], outbox.published(queue)],
-                    [now, mark - outbox.grace(), outbox.grace(), SWEEP_LIMIT])]
+                    _CLAIM_LOST, [keys["task"], keys["queued"], outbox.published(queue),
+                                  keys["holder"], holders.holders_key()],
+                    [now, mark, outbox.grace(), SWEEP_LIMIT])]
         self.previous = watermarks(self.app, now)
         if lost:
-            self._publish(lost)
+            self._publish(lost, "its task was lost by the broker (a worker killed while "
+                                "taking it?)")
         return lost
 
-    def _publish(self, task_ids: list[str]) -> None:
+    def take_over(self) -> list[str]:
+        """Publish again the sends of worker processes whose heartbeat lapsed; their ids."""
+        taken = holders.take_over()
+        if taken:
+            self._publish(taken, "its worker process died holding it (heartbeat lapsed)")
+        return taken
+
+    def _publish(self, task_ids: list[str], why: str) -> None:
         records = store.redis_client().hmget(outbox.key_names()["task"], task_ids)
         for task_id, raw in zip(task_ids, records, strict=True):
             if raw is None:
                 continue  # settled in the meantime
             saved = json.loads(raw)
-            logger.warning("message %s: its task was lost by the broker (a worker killed "
-                           "while taking it?): queued again", task_id)
+            logger.warning("message %s: %s: queued again", task_id, why)
             self.publish(saved["payload"], task_id, saved["queue"])
 
     def start(self) -> None:
@@ -167,12 +196,24 @@ class Sweeper:
 
     def _run(self) -> None:
         interval = float(conf.SEACUCUMBER_OUTBOX_SWEEP_INTERVAL)
-        while not self._stop.wait(interval):
-            try:
-                self.sweep()
-            except Exception:  # noqa: BLE001 - a failed sweep is retried at the next one
-                logger.warning("outbox: sweep failed", exc_info=True)
-                self.previous = {}
+        tick = min(interval, holders.beat_interval())
+        next_sweep = time.monotonic() + interval
+        while not self._stop.wait(tick):
+            self._step("take-over", self.take_over)
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + interval
+                if not self._step("sweep", self.sweep):
+                    self.previous = {}
+
+    @staticmethod
+    def _step(what: str, step: Callable[[], Any]) -> bool:
+        """Run one step; a failed one is logged and retried at the next tick."""
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - retried at the next tick
+            logger.warning("outbox: %s failed", what, exc_info=True)
+            return False
+        return True
 
 
 _sweeper: Sweeper | None = None
