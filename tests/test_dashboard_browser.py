@@ -2,7 +2,7 @@
 Playwright, on data from real sends through a real ``celery worker`` (Redis broker, SES at
 moto), real SES events posted to the webhook, and the statistics ``get_ses_statistics``
 stored. The charts must draw with data, the page must log no console error, and the metrics
-endpoint must add up what the worker's processes counted. Screenshots go to docs/.
+endpoint must add up what the worker's processes counted. Screenshots go to docs/ with SEACUCUMBER_REFRESH_SCREENSHOTS=1.
 
 Playwright never downloads a browser here (``playwright install`` is not used): the tests
 find ``chromium`` on the PATH, and without it skip, or fail under ``CI=true``.
@@ -10,6 +10,7 @@ find ``chromium`` on the PATH, and without it skip, or fail under ``CI=true``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -30,6 +31,13 @@ from tests.conftest import SENDER, service_missing
 from tests.fixtures_events import bounce, notification, ses_event
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def screenshots(tmp_path: Path) -> Path:
+    """Where the pages' screenshots go: docs/ (the pictures docs/dashboard.rst shows) when
+    SEACUCUMBER_REFRESH_SCREENSHOTS is set, else the test's own directory, so a test run
+    leaves the checkout as it was."""
+    return DOCS if os.environ.get("SEACUCUMBER_REFRESH_SCREENSHOTS") else tmp_path
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -92,8 +100,10 @@ def settled(ids: list[str]) -> bool:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("pipeline", ["redis"], indirect=True)
 def test_dashboard_and_timeline_in_chromium(chromium, pipeline, start_worker, moto_ses,
-                                            webhook, live_server, settings):
+                                            webhook, live_server, settings, tmp_path):
     from playwright.sync_api import sync_playwright
+
+    shots = screenshots(tmp_path)
 
     settings.SEACUCUMBER_TRACK_STATUS = True
     settings.SEACUCUMBER_SUPPRESSION_LIST = True
@@ -186,8 +196,7 @@ def test_dashboard_and_timeline_in_chromium(chromium, pipeline, start_worker, mo
             labels = page.evaluate(CHART_LABELS)
             assert len(labels) > 20
             assert [label for label in labels if label["size"] < 11 or not label["inside"]] == []
-            DOCS.mkdir(exist_ok=True)
-            page.screenshot(path=str(DOCS / "dashboard.png"), full_page=True)
+            page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
 
             page.fill("#sc-q", "user0@example.com")
             page.click(".sc-lookup input[type=submit]")
@@ -195,7 +204,7 @@ def test_dashboard_and_timeline_in_chromium(chromium, pipeline, start_worker, mo
             steps = page.locator("li.sc-step strong").all_inner_texts()
             assert steps == ["queued", "sent", "Bounce"]
             assert "Permanent/General: smtp; 550 5.1.1 unknown" in page.content()
-            page.screenshot(path=str(DOCS / "timeline.png"), full_page=True)
+            page.screenshot(path=str(shots / "timeline.png"), full_page=True)
 
             page.goto(f"{live_server.url}/admin/seacucumber/dashboard/timeline/?q=gone@example.com")
             assert "is on the suppression list (manual" in page.content()
