@@ -235,8 +235,8 @@ def delete_if_equal(name: str, value: str) -> bool:
 _scripts: dict[str, Any] = {}
 
 
-def run_script(script: str, keys: list[str], args: list[Any], timeout: float = 10.0,
-               client: redis.Redis | None = None) -> Any:
+def run_script(script: str, keys: Sequence[str | bytes], args: Sequence[Any],
+               timeout: float = 10.0, client: redis.Redis | None = None) -> Any:
     """Run a Lua script on the shared-state Redis (``client``, else the process's client
     with that ``timeout``) by its SHA (sent once, on first use; again when a server does not
     know it). ``EVALSHA`` is sent as redis-py's ``Script`` sends it, without the ``Script``
@@ -275,7 +275,7 @@ class LuaScript:
                   f"{len(self.args) + 1}"]
         self.source = "\n".join([*fragments, *tables, text])
 
-    def key_list(self, keys: Mapping[str, str]) -> list[str]:
+    def key_list(self, keys: Mapping[str, str | bytes]) -> list[str | bytes]:
         """``keys`` in the script's order; ``ValueError`` naming any missing or unknown."""
         return _ordered(self.name, "KEYS", self.keys, keys)
 
@@ -283,7 +283,7 @@ class LuaScript:
         """``args`` in the script's order; ``ValueError`` naming any missing or unknown."""
         return _ordered(self.name, "ARGV", self.args, args)
 
-    def run(self, keys: Mapping[str, str], args: Mapping[str, Any],
+    def run(self, keys: Mapping[str, str | bytes], args: Mapping[str, Any],
             extra_keys: Sequence[str] = (), extra_args: Sequence[Any] = (),
             client: redis.Redis | None = None, timeout: float = 10.0) -> Any:
         """Run the script with its named ``keys`` and ``args`` (then any ``extra_keys`` and
