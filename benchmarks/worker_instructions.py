@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import operator
 import sys
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -27,15 +26,13 @@ WARM_UP = 20
 
 
 def main() -> None:
-    mode, count, redis_url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    sys.argv = sys.argv[:1]
-    from benchmarks import rate_bench
+    from benchmarks.caller_instructions import pointed
 
-    queue = f"instructions-{uuid.uuid4().hex[:8]}"
-    rate_bench.point_app(f"{redis_url}/0", queue)
+    mode, count, queue = pointed()
     from django.conf import settings
     from django.core.mail import EmailMessage
 
+    from benchmarks import rate_bench
     from benchmarks.rate_app import bare_ses_client
     from seacucumber.conf import conf
     from seacucumber.payload import build_sends
