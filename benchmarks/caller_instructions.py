@@ -21,15 +21,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 WARM_UP = 40
 
 
-def main() -> None:
+def pointed() -> tuple[str, int, str]:
+    """The command line's mode and count, with this process pointed at its Redis (db 0 the
+    broker, db 1 the shared state) and a queue of its own, as ``rate_bench`` points its
+    own: (mode, count, queue). ``worker_instructions.py`` starts so too."""
     mode, count, redis_url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     sys.argv = sys.argv[:1]
     from benchmarks import rate_bench
 
     queue = f"instructions-{uuid.uuid4().hex[:8]}"
     rate_bench.point_app(f"{redis_url}/0", queue)
+    return mode, count, queue
+
+
+def main() -> None:
+    mode, count, queue = pointed()
     from django.core.mail import get_connection
 
+    from benchmarks import rate_bench
     from seacucumber.tasks import send_email
 
     connection = get_connection()

@@ -2,7 +2,8 @@
 Playwright, on data from real sends through a real ``celery worker`` (Redis broker, SES at
 moto), real SES events posted to the webhook, and the statistics ``get_ses_statistics``
 stored. The charts must draw with data, the page must log no console error, and the metrics
-endpoint must add up what the worker's processes counted. Screenshots go to docs/ with SEACUCUMBER_REFRESH_SCREENSHOTS=1.
+endpoint must add up what the worker's processes counted. Screenshots go to docs/ with
+SEACUCUMBER_REFRESH_SCREENSHOTS=1.
 
 Playwright never downloads a browser here (``playwright install`` is not used): the tests
 find ``chromium`` on the PATH, and without it skip, or fail under ``CI=true``.

@@ -79,6 +79,19 @@ def test_a_lua_script_takes_its_keys_and_arguments_by_the_names_its_file_declare
         script.run({"target": "t", "other": "o"}, {"value": "v"})
 
 
+def test_a_script_the_server_forgot_is_sent_again(settings, redis_url):
+    """``run_script`` sends a script's SHA; a server that lost its script cache (a restart,
+    a failover to a replica that never saw it: here ``SCRIPT FLUSH`` on the test's own
+    server) answers NOSCRIPT, and the script is loaded again and run, on either client."""
+    settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/5"
+    script = "return {KEYS[1], ARGV[1], ARGV[2]}"
+    for client in (None, store.task_client()):
+        assert store.run_script(script, ["k"], ["a", 7], client=client) == [b"k", b"a", b"7"]
+        store.redis_client().script_flush()
+        assert store.run_script(script, ["k2"], ["b", 8], client=client) == [b"k2", b"b", b"8"]
+        assert store.redis_client().script_exists(store._scripts[script].sha) == [True]
+
+
 def test_the_package_scripts_declare_every_name_they_read():
     from seacucumber.send import attempt
 

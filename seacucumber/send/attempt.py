@@ -99,48 +99,58 @@ def lane_hold_key(lane: str) -> str:
     return reputation.hold_key(lane) or store.key("reputation", "never-held")
 
 
+def _wire(value: str | float) -> bytes:
+    """``value`` as the bytes redis-py sends for it, made once for a value that depends on
+    settings alone: redis-py encodes every argument of every command, about 3,000
+    instructions a string (BENCHMARKS.md, issue 27's third round), and passes bytes as
+    they are."""
+    return (value if isinstance(value, str) else repr(value)).encode()
+
+
 @dataclass(frozen=True)
 class _Fixed:
     """What ``begin``'s script takes for a lane that depends on settings alone: every key but
-    the send log's and the fixed arguments, made once while the settings are held."""
+    the send log's and the fixed arguments (as bytes: ``_wire``), made once while the
+    settings are held."""
 
     lane: Lane
-    keys: dict[str, str]
-    claim_ms: int
-    published_prefix: str
-    held_prefix: str
+    keys: dict[str, bytes]
+    claim_ms: bytes
+    published_prefix: bytes
+    held_prefix: bytes
     running_for: float
-    burst: str
-    horizon: str
-    recovery: str
-    min_share: str
-    top_horizon: str
-    max_wait: str
+    burst: bytes
+    horizon: bytes
+    recovery: bytes
+    min_share: bytes
+    top_horizon: bytes
+    max_wait: bytes
 
     @classmethod
     def of(cls, lane: Lane, bucket: str = store.DEFAULT_BUCKET) -> _Fixed:
         names = outbox.key_names()
         rate_tat, slow_down, quota_hold = ratelimit.Limiter.keys(bucket)
         top_horizon = float(conf.SEACUCUMBER_RATE_HORIZON)
+        keys = {"rate_tat": rate_tat, "slow_down": slow_down, "quota_hold": quota_hold,
+                "lane_share": store.bucket_key(bucket, "lane", lane.name, "share"),
+                "lane_waiters": store.bucket_key(bucket, "lane", lane.name, "waiters"),
+                "lane_hold": lane_hold_key(lane.name), "outbox_task": names["task"],
+                "outbox_queue": names["queue"], "outbox_queued": names["queued"],
+                "outbox_running": names["running"], "outbox_holder": names["holder"],
+                "holders": holders.holders_key()}
         return cls(
             lane=lane,
-            keys={"rate_tat": rate_tat, "slow_down": slow_down, "quota_hold": quota_hold,
-                  "lane_share": store.bucket_key(bucket, "lane", lane.name, "share"),
-                  "lane_waiters": store.bucket_key(bucket, "lane", lane.name, "waiters"),
-                  "lane_hold": lane_hold_key(lane.name), "outbox_task": names["task"],
-                  "outbox_queue": names["queue"], "outbox_queued": names["queued"],
-                  "outbox_running": names["running"], "outbox_holder": names["holder"],
-                  "holders": holders.holders_key()},
-            claim_ms=int(sendlog.claim_seconds() * 1000),
-            published_prefix=outbox.published_prefix(),
-            held_prefix=outbox.held_prefix(),
+            keys={name: _wire(key) for name, key in keys.items()},
+            claim_ms=_wire(int(sendlog.claim_seconds() * 1000)),
+            published_prefix=_wire(outbox.published_prefix()),
+            held_prefix=_wire(outbox.held_prefix()),
             running_for=outbox.attempt_seconds() + outbox.grace(),
-            burst=repr(float(conf.SEACUCUMBER_RATE_BURST)),
-            horizon=repr(top_horizon if lane.lookahead is None else lane.lookahead),
-            recovery=repr(ratelimit.RECOVERY_SECONDS),
-            min_share=repr(lane.min_share),
-            top_horizon=repr(top_horizon),
-            max_wait=repr(float(conf.SEACUCUMBER_RATE_MAX_WAIT)))
+            burst=_wire(float(conf.SEACUCUMBER_RATE_BURST)),
+            horizon=_wire(top_horizon if lane.lookahead is None else lane.lookahead),
+            recovery=_wire(ratelimit.RECOVERY_SECONDS),
+            min_share=_wire(lane.min_share),
+            top_horizon=_wire(top_horizon),
+            max_wait=_wire(float(conf.SEACUCUMBER_RATE_MAX_WAIT)))
 
 
 def _run(flags: str, message_id: str, attempt: str, lane: Lane, cost: int, rate: float,
@@ -259,18 +269,19 @@ SETTLE_SCRIPT = store.LuaScript(__file__, "attempt_settle.lua",
                                 (outbox.DROP_RECORD_LUA, reputation.COUNT_LUA))
 
 
-def _settle_fixed(lane: str) -> tuple[bool, dict[str, str], int, str, str, tuple[str, str]]:
+def _settle_fixed(lane: str) -> tuple[bool, dict[str, bytes], bytes, bytes, bytes,
+                                      tuple[bytes, bytes]]:
     """What ``settle``'s script takes for a lane that depends on settings alone: whether the
     outbox is on, the counters' and outbox keys, the sent mark's seconds, the sends and
     recipients counters' fields, the outbox published and held prefixes (made once while
-    the settings are held)."""
+    the settings are held; as bytes: ``_wire``)."""
     task, queue, queued, running, holder = outbox.record_keys()
-    return (outbox.enabled(), {"counters": metrics.counters_key(), "outbox_task": task,
-                               "outbox_queue": queue, "outbox_queued": queued,
-                               "outbox_running": running, "outbox_holder": holder},
-            sendlog.keep_seconds(), metrics.counter_field("sends", "sent", lane),
-            metrics.counter_field("recipients", "sent", lane),
-            (outbox.published_prefix(), outbox.held_prefix()))
+    keys = {"counters": metrics.counters_key(), "outbox_task": task, "outbox_queue": queue,
+            "outbox_queued": queued, "outbox_running": running, "outbox_holder": holder}
+    return (outbox.enabled(), {name: _wire(key) for name, key in keys.items()},
+            _wire(sendlog.keep_seconds()), _wire(metrics.counter_field("sends", "sent", lane)),
+            _wire(metrics.counter_field("recipients", "sent", lane)),
+            (_wire(outbox.published_prefix()), _wire(outbox.held_prefix())))
 
 
 def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
@@ -289,7 +300,7 @@ def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
     bucket, latency_sum = metrics.latency_fields(lane, latency)
     guard_keys, guard_args = reputation.counted(
         "sent", lane, outbound.options.get("configuration_set"), len(outbound.recipients), now)
-    keys = {"send_log": sendlog.key(message_id), **fixed_keys}
+    keys: dict[str, str | bytes] = {"send_log": sendlog.key(message_id), **fixed_keys}
     args = {"drop_outbox": "o" if drop and task_id else "-",
             "sent_mark": sendlog.sent_mark(ses_message_id), "keep_seconds": keep,
             "counter_field": counter, "published_prefix": prefix,
@@ -310,7 +321,7 @@ def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
 SETTLE_PERSISTENCE = 10.0
 
 
-def _settle_persistently(keys: dict[str, str], args: dict[str, Any], guard_keys: list[str],
+def _settle_persistently(keys: dict[str, str | bytes], args: dict[str, Any], guard_keys: list[str],
                          guard_args: list[Any]) -> None:
     """``settle``'s script, tried again on connection errors for up to
     ``SETTLE_PERSISTENCE`` seconds, backing off to one try a second (the script is

@@ -43,24 +43,26 @@ def client(service: str | None = None, *, region: str | None = None,
            endpoint: str | None = None, profile: str | None = None) -> Any:
     """The shared boto3 client for ``service`` ("ses" or "sesv2"; default: per USE_SES_V2).
     ``region``, ``endpoint`` and ``profile`` override the settings (a mailer's options)."""
-    service = service or ("sesv2" if conf.USE_SES_V2 else "ses")
-    region = region or conf.AWS_SES_REGION_NAME
-    endpoint = endpoint or endpoint_url()
-    profile = profile or conf.AWS_SESSION_PROFILE
-    key = (
-        service,
-        region,
-        endpoint,
-        profile,
-        conf.AWS_SES_ACCESS_KEY_ID,
-        conf.AWS_SES_SECRET_ACCESS_KEY,
-        conf.AWS_SES_SESSION_TOKEN,
-        conf.SEACUCUMBER_CONNECT_TIMEOUT,
-        conf.SEACUCUMBER_READ_TIMEOUT,
-        id(conf.AWS_SES_CONFIG),
-    )
+    default_service, default_region, default_endpoint, default_profile, *rest = conf.derived(
+        "ses.client_settings", _client_settings)
+    service = service or default_service
+    region = region or default_region
+    endpoint = endpoint or default_endpoint
+    profile = profile or default_profile
+    key = (service, region, endpoint, profile, *rest)
     cache = clients.shared(("boto3", "ses-clients"), _ClientCache)
     return cache.get(key, lambda: _make_client(service, region, endpoint, profile))
+
+
+def _client_settings() -> tuple[Any, ...]:
+    """The settings that choose and make an SES client: the service, region, endpoint and
+    profile by default, then the credentials, timeouts and ``AWS_SES_CONFIG`` (read once
+    per task, as ``conf.derived`` keeps it, rather than ten settings at each send)."""
+    return ("sesv2" if conf.USE_SES_V2 else "ses", conf.AWS_SES_REGION_NAME, endpoint_url(),
+            conf.AWS_SESSION_PROFILE, conf.AWS_SES_ACCESS_KEY_ID,
+            conf.AWS_SES_SECRET_ACCESS_KEY, conf.AWS_SES_SESSION_TOKEN,
+            conf.SEACUCUMBER_CONNECT_TIMEOUT, conf.SEACUCUMBER_READ_TIMEOUT,
+            id(conf.AWS_SES_CONFIG))
 
 
 #: SES clients one process keeps at most: one per region, endpoint and profile in use.

@@ -72,7 +72,12 @@ def configured_rate() -> float | None:
     """``SEACUCUMBER_RATE_LIMIT`` (or ``CUCUMBER_RATE_LIMIT``) in recipients per second, or
     ``None`` when unset (``None``, ``""`` or 0: learn the rate from SES). Takes a number or
     a Celery rate string ``"N/s"``, ``"N/m"``, ``"N/h"`` (a bare ``"N"`` is per second, as
-    in Celery); anything else raises ``ImproperlyConfigured`` naming the setting."""
+    in Celery); anything else raises ``ImproperlyConfigured`` naming the setting. Read once
+    while the settings are held (``conf.derived``): each send asks."""
+    return conf.derived("quota.configured_rate", _configured_rate)
+
+
+def _configured_rate() -> float | None:
     name, value = conf.lookup("SEACUCUMBER_RATE_LIMIT")
     if value is None or value == "":
         return None

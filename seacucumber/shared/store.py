@@ -235,15 +235,22 @@ def delete_if_equal(name: str, value: str) -> bool:
 _scripts: dict[str, Any] = {}
 
 
-def run_script(script: str, keys: list[str], args: list[Any], timeout: float = 10.0,
-               client: redis.Redis | None = None) -> Any:
+def run_script(script: str, keys: Sequence[str | bytes], args: Sequence[Any],
+               timeout: float = 10.0, client: redis.Redis | None = None) -> Any:
     """Run a Lua script on the shared-state Redis (``client``, else the process's client
-    with that ``timeout``) by its SHA (sent once, on first use)."""
+    with that ``timeout``) by its SHA (sent once, on first use; again when a server does not
+    know it). ``EVALSHA`` is sent as redis-py's ``Script`` sends it, without the ``Script``
+    call's checks for a pipeline (never given here), which cost the send task's two round
+    trips 40,000 instructions each (BENCHMARKS.md, issue 27's third round)."""
     client = client or redis_client(timeout)
     found = _scripts.get(script)
     if found is None:
         found = _scripts[script] = client.register_script(script)
-    return found(keys=keys, args=args, client=client)
+    try:
+        return client.evalsha(found.sha, len(keys), *keys, *args)
+    except redis.exceptions.NoScriptError:  # a server restarted, or another server
+        found.sha = client.script_load(script)
+        return client.evalsha(found.sha, len(keys), *keys, *args)
 
 
 class LuaScript:
@@ -268,7 +275,7 @@ class LuaScript:
                   f"{len(self.args) + 1}"]
         self.source = "\n".join([*fragments, *tables, text])
 
-    def key_list(self, keys: Mapping[str, str]) -> list[str]:
+    def key_list(self, keys: Mapping[str, str | bytes]) -> list[str | bytes]:
         """``keys`` in the script's order; ``ValueError`` naming any missing or unknown."""
         return _ordered(self.name, "KEYS", self.keys, keys)
 
@@ -276,7 +283,7 @@ class LuaScript:
         """``args`` in the script's order; ``ValueError`` naming any missing or unknown."""
         return _ordered(self.name, "ARGV", self.args, args)
 
-    def run(self, keys: Mapping[str, str], args: Mapping[str, Any],
+    def run(self, keys: Mapping[str, str | bytes], args: Mapping[str, Any],
             extra_keys: Sequence[str] = (), extra_args: Sequence[Any] = (),
             client: redis.Redis | None = None, timeout: float = 10.0) -> Any:
         """Run the script with its named ``keys`` and ``args`` (then any ``extra_keys`` and
