@@ -46,7 +46,9 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 from django.utils import deprecation as django_deprecation
 
-from . import anymail_attributes, anymail_status, status
+from . import status
+from .anymail import attributes as anymail_attributes
+from .anymail import status as anymail_status
 from .conf import conf
 from .exceptions import EnqueueError, InvalidMessage
 from .payload import OPTION_NAMES, MailerOptions, OutboundSend, build_sends
@@ -101,7 +103,7 @@ class SESBackend(BaseEmailBackend):
         Each message checked and accepted carries ``seacucumber_ids`` afterwards: its sends'
         ids (one per group of up to 50 recipients), as ``seacucumber.status`` and the
         signals name them; one with django-anymail's attributes (or an ``AnymailMessage``)
-        also ``anymail_status`` (``seacucumber.anymail_status``), as anymail fills it."""
+        also ``anymail_status`` (``seacucumber/anymail/status.py``), as anymail fills it."""
         with conf.held():  # each setting read once for the whole call
             return self._send_messages(email_messages)
 

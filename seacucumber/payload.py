@@ -34,8 +34,8 @@ from django.core import signing
 from django.core.mail import EmailMessage
 from django.utils.encoding import force_bytes
 
-from . import anymail_attributes
-from .anymail_attributes import AnymailAttributes
+from .anymail import attributes as anymail_attributes
+from .anymail.attributes import AnymailAttributes
 from .conf import Lane, conf, lanes
 from .conf import lane as conf_lane
 from .exceptions import (

@@ -14,7 +14,7 @@ from django.core.mail import EmailMessage
 from django.utils import timezone
 
 from seacucumber import payload, signals
-from seacucumber.anymail_status import AnymailRecipientStatus, AnymailStatus
+from seacucumber.anymail.status import AnymailRecipientStatus, AnymailStatus
 from seacucumber.exceptions import InvalidMessage, MalformedPayload, UnsupportedFeature
 from seacucumber.payload import OutboundSend, build_sends
 from tests.fixtures_events import bounce, notification, ses_event

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import status as status_records
-from .payload import OutboundSend
+from .. import status as status_records
+from ..payload import OutboundSend
 
 #: Our status of a send -> anymail's status of each of its recipients. anymail's statuses
 #: are send statuses (sent, queued, invalid, rejected, failed, unknown): delivery and

@@ -37,9 +37,9 @@ from typing import Any
 
 from django.conf import settings as django_settings
 
-from .conf import conf
-from .exceptions import HeaderInjection, InvalidMessage, UnsupportedFeature
-from .mime import line_break
+from ..conf import conf
+from ..exceptions import HeaderInjection, InvalidMessage, UnsupportedFeature
+from ..mime import line_break
 
 #: Every attribute read, in anymail's names. One ``getattr`` each (about 1 µs for a message
 #: with none of them); nothing more is done for such a message.
