@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import threading
 import time
-import uuid
 from typing import Any, NoReturn
 
 import redis
@@ -235,7 +235,7 @@ def _begin(task: Any, outbound: OutboundSend, lane: Lane,
     all, before it is re-queued."""
     max_wait = float(conf.SEACUCUMBER_RATE_MAX_WAIT)
     reserve = reserved_at is None or abs(time.time() - reserved_at) >= ratelimit.RESERVATION_SLACK
-    cost, polled, token = len(outbound.recipients), 0.0, uuid.uuid4().hex
+    cost, polled, token = len(outbound.recipients), 0.0, os.urandom(16).hex()
     message_id = outbound.message_id
     while True:
         try:

@@ -101,3 +101,53 @@ def test_the_package_scripts_declare_every_name_they_read():
                                                       re.findall(r"\bA\.(\w+)", body)}
         declared = set(script.keys) | {f"A.{n}" for n in script.args}
         assert read == declared, script.name
+
+
+def test_the_task_connection_packs_commands_as_redis_py_does(settings, redis_url):
+    """The task's own connection packs a command with hiredis in one call (``_packed``):
+    the bytes on the wire are redis-py's own, for every kind of argument the package sends;
+    a value neither takes is refused as redis-py refuses it, before anything is sent."""
+    import redis
+
+    settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/5"
+    connection = store.task_client().connection
+    command = ("EVALSHA", "f" * 40, 2, b"seacucumber:k", "{seacucumber}:é", 1.5, 0.1 + 0.2,
+               -3, 10**20, 1e300, float("inf"), "", b"")
+    assert b"".join(store._packed(connection, command)) == \
+        b"".join(connection.pack_command(*command))
+    for wrong in (True, None, object()):
+        with pytest.raises(redis.DataError):
+            store._packed(connection, ("SET", "k", wrong))
+
+
+def test_the_task_connection_is_retried_as_redis_py_retries(settings, redis_url):
+    """A script on the task's own connection after the server dropped that connection (a
+    restart, an idle timeout: here ``CLIENT KILL``) fails or is retried as redis-py's
+    ``execute_command`` would on that connection: by the connection's ``retry`` (none on
+    the package's own clients: ``attempt`` retries), and the next command connects again.
+    An error the script raises reaches the caller as redis-py raises it."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/5"
+    script = "return ARGV[1]"
+    retrying = redis.Redis.from_url(f"{redis_url}/5", single_connection_client=True,
+                                    retry=Retry(NoBackoff(), 1))
+    for client, retried in ((store.task_client(), False), (retrying, True)):
+        for call in (lambda c=client: store.run_script(script, [], ["a"], client=c),
+                     lambda c=client: c.evalsha(store._scripts[script].sha, 0, "a")):
+            assert call() == b"a"
+            first = client.client_id()
+            assert store.redis_client().client_kill_filter(_id=first) == 1
+            if retried:
+                assert call() == b"a"
+            else:
+                with pytest.raises(redis.ConnectionError):
+                    call()
+                assert call() == b"a"  # connected again
+            assert client.client_id() != first
+        with pytest.raises(redis.ResponseError, match="boom"):
+            store.run_script("return redis.error_reply('boom')", [], [], client=client)
+        assert store.run_script(script, [], ["c"], client=client) == b"c"  # still usable
+    retrying.close()

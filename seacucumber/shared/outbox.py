@@ -62,6 +62,10 @@ def enabled() -> bool:
     broker (both hand a dead worker's tasks back only after their visibility timeout; the
     outbox republishes them once their holder's heartbeat lapses); always needs the
     shared-state Redis."""
+    return conf.derived("outbox_enabled", _enabled)
+
+
+def _enabled() -> bool:
     setting = conf.SEACUCUMBER_OUTBOX
     if setting is None:
         setting = store.broker_is_redis() or store.broker_scheme() == "sqs"

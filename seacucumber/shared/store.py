@@ -22,11 +22,14 @@ replicas for failover), as it does on a single Redis.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
+import hiredis  # redis[hiredis]: a dependency
 import redis
 from django.core.exceptions import ImproperlyConfigured
 from redis.sentinel import Sentinel
@@ -70,7 +73,12 @@ def broker_is_redis() -> bool:
 
 
 def redis_url() -> str | None:
-    """The shared-state Redis URL, or ``None`` when there is none."""
+    """The shared-state Redis URL, or ``None`` when there is none (read once while the
+    settings are held or frozen: the send task asks for it at each step)."""
+    return conf.derived("redis_url", _redis_url)
+
+
+def _redis_url() -> str | None:
     if conf.SEACUCUMBER_REDIS_URL:
         return conf.SEACUCUMBER_REDIS_URL
     if conf.SEACUCUMBER_REDIS_CLUSTER:
@@ -87,10 +95,12 @@ def is_sentinel(url: str) -> bool:
 def key(*parts: str) -> str:
     """A Redis key in Sea Cucumber's namespace: ``seacucumber:<part>:<part>``; on a Redis
     Cluster ``{seacucumber}:<part>:<part>`` (one hash tag: every key in one slot)."""
+    return ":".join((conf.derived("key_prefix", _key_prefix), *parts))
+
+
+def _key_prefix() -> str:
     prefix = conf.SEACUCUMBER_REDIS_PREFIX
-    if conf.SEACUCUMBER_REDIS_CLUSTER:
-        prefix = "{" + prefix + "}"
-    return ":".join((prefix, *parts))
+    return "{" + prefix + "}" if conf.SEACUCUMBER_REDIS_CLUSTER else prefix
 
 
 #: The rate bucket of the settings' own SES client (``buckets``).
@@ -212,12 +222,21 @@ def task_client() -> redis.Redis:
     Through Sentinel, the pooled client too: redis-py (8.2) reconnects a kept connection to
     the address it last had, so after a failover a thread's own connection would knock on
     the dead master for ever; the pool asks the sentinels for each new connection."""
+    kept = conf.derived("task_client", _task_client_key)
+    if kept is None:
+        return redis_client()
+    return clients.per_thread(kept, functools.partial(
+        _connect, kept[1], 10.0, single_connection_client=True))
+
+
+def _task_client_key() -> tuple[str, str] | None:
+    """The per-thread registry's key of the task's own connection, or None where the
+    process's pooled client serves (see ``task_client``)."""
     url = redis_url()
     if (url is None or is_sentinel(url) or not clients.threads_are_real()
             or conf.SEACUCUMBER_REDIS_CLUSTER):  # a cluster client pools per node
-        return redis_client()
-    return clients.per_thread(("redis-task", url), lambda: _connect(
-        url, 10.0, single_connection_client=True))
+        return None
+    return ("redis-task", url)
 
 
 #: Compare-and-delete, atomically: drop a key (a claim, a lock) only while it is still ours.
@@ -246,11 +265,57 @@ def run_script(script: str, keys: Sequence[str | bytes], args: Sequence[Any],
     found = _scripts.get(script)
     if found is None:
         found = _scripts[script] = client.register_script(script)
+    call = _command_of(client)
     try:
-        return client.evalsha(found.sha, len(keys), *keys, *args)
+        return call("EVALSHA", found.sha, len(keys), *keys, *args)
     except redis.exceptions.NoScriptError:  # a server restarted, or another server
         found.sha = client.script_load(script)
-        return client.evalsha(found.sha, len(keys), *keys, *args)
+        return call("EVALSHA", found.sha, len(keys), *keys, *args)
+
+
+def _command_of(client: redis.Redis) -> Callable[..., Any]:
+    """How to send one command on ``client``: on a client that holds one connection (redis-py's
+    ``single_connection_client``: ``task_client``'s), written and read on that connection
+    directly, as ``execute_command`` does but without what redis-py 8 adds to every command
+    and this package does not use (observability timers, a check for one rare command), and
+    packed in one call (``_packed``): a round trip's own work drops from about 250,000 to
+    77,000 instructions (BENCHMARKS.md, issue 27's fourth round). Any other client: through
+    ``execute_command``."""
+    connection = getattr(client, "connection", None)
+    if connection is None or not getattr(client, "_single_connection_client", False):
+        return client.execute_command
+    return functools.partial(_on_connection, connection,
+                             getattr(client, "single_connection_lock", None) or nullcontext())
+
+
+def _on_connection(connection: Any, lock: AbstractContextManager[Any], *command: Any) -> Any:
+    """``command`` sent on ``connection`` and its reply read (a Redis error reply raised as
+    redis-py raises it), under the client's ``lock``, retried on connection errors as the
+    connection's ``retry`` says, disconnecting between tries, as ``execute_command`` does."""
+
+    def once() -> Any:
+        connection.send_packed_command(_packed(connection, command))
+        return connection.read_response()
+
+    with lock:
+        try:
+            return connection.retry.call_with_retry(once, lambda _error: connection.disconnect())
+        finally:
+            if getattr(connection, "should_reconnect", bool)():  # a maintenance notice
+                connection.disconnect()
+                connection.connect()
+
+
+def _packed(connection: Any, command: tuple[Any, ...]) -> Any:
+    """``command`` in Redis's protocol: by hiredis's packer given the whole command at once
+    (bytes, str as UTF-8, int, float as ``repr``: the bytes redis-py writes), not through
+    redis-py's, which passes each argument through a Python generator and its encoder first
+    (about 3,000 instructions an argument; ``begin``'s script takes 31). Anything hiredis
+    does not take (a bool, say) goes to redis-py's packer, which raises ``DataError``."""
+    try:
+        return [hiredis.pack_command(command)]
+    except TypeError:
+        return connection.pack_command(*command)
 
 
 class LuaScript:
