@@ -236,10 +236,10 @@ def _begin(task: Any, outbound: OutboundSend, lane: Lane,
     max_wait = float(conf.SEACUCUMBER_RATE_MAX_WAIT)
     reserve = reserved_at is None or abs(time.time() - reserved_at) >= ratelimit.RESERVATION_SLACK
     cost, polled, token = len(outbound.recipients), 0.0, os.urandom(16).hex()
-    message_id = outbound.message_id
+    message_id, task_id = outbound.message_id, task.request.id
     while True:
         try:
-            began = attempt.begin(message_id, token, lane, cost, reserve, task.request.id,
+            began = attempt.begin(message_id, token, lane, cost, reserve, task_id,
                                   Bucket.of(outbound.options))
         except redis.RedisError as exc:
             raise _shared_state_retry(task, outbound, exc) from None
@@ -437,8 +437,9 @@ def _send(self: Any, payload: Any, reserved_at: float | None, failures: int, hel
     if isinstance(delivered, Classified):
         claim.release()  # nothing sent (or, for maybe_sent errors, the documented window)
         _undelivered(self, outbound, lane, delivered, failures, held)
-    attempt.settle(outbound, delivered, lane.name, self.request.id)
-    self.request.seacucumber_settled = True  # on_success: nothing left to settle
+    request = self.request
+    attempt.settle(outbound, delivered, lane.name, request.id)
+    request.seacucumber_settled = True  # on_success: nothing left to settle
     logger.info("message %s sent to %d recipient(s) as SES %s",
                 outbound.message_id, len(outbound.recipients), delivered)
     outcome.sent(outbound, delivered)

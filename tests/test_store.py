@@ -79,6 +79,30 @@ def test_a_lua_script_takes_its_keys_and_arguments_by_the_names_its_file_declare
         script.run({"target": "t", "other": "o"}, {"value": "v"})
 
 
+def test_a_bound_script_takes_the_rest_of_its_names(settings, redis_url, tmp_path):
+    """``LuaScript.bound`` gives some keys and arguments once; ``run`` takes the others by
+    name, each put in the place the file declares, with the same refusals as the script's
+    own ``run``."""
+    settings.SEACUCUMBER_REDIS_URL = f"{redis_url}/5"
+    (tmp_path / "probe.lua").write_text(
+        "-- KEYS: first second\n-- ARGV: a b c\n"
+        "return {K.first, K.second, A.a, A.b, A.c, ARGV[FIRST_EXTRA_ARG]}\n")
+    script = store.LuaScript(str(tmp_path / "module.py"), "probe.lua")
+    bound = script.bound({"second": "k2"}, {"a": "1", "c": b"3"})
+    whole = script.run({"first": "k1", "second": "k2"}, {"a": "1", "b": 2, "c": b"3"}, [],
+                       ["x"])
+    assert bound.run({"first": "k1"}, {"b": 2}, [], ["x"]) == whole == \
+        [b"k1", b"k2", b"1", b"2", b"3", b"x"]
+    assert bound.run({"first": "again"}, {"b": "other"})[:4] == [b"again", b"k2", b"1",
+                                                                   b"other"]
+    with pytest.raises(ValueError, match="ARGV 'b' not given"):
+        bound.run({"first": "k1"}, {})
+    with pytest.raises(ValueError, match="ARGV it does not take: a"):
+        bound.run({"first": "k1"}, {"a": "twice", "b": 2})
+    with pytest.raises(ValueError, match="KEYS it does not take: third"):
+        script.bound({"third": "k3"}, {})
+
+
 def test_a_script_the_server_forgot_is_sent_again(settings, redis_url):
     """``run_script`` sends a script's SHA; a server that lost its script cache (a restart,
     a failover to a replica that never saw it: here ``SCRIPT FLUSH`` on the test's own

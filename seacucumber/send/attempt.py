@@ -109,28 +109,23 @@ def _wire(value: str | float) -> bytes:
 
 @dataclass(frozen=True)
 class _Fixed:
-    """What ``begin``'s script takes for a lane that depends on settings alone: every key but
-    the send log's and the fixed arguments (as bytes: ``_wire``), made once while the
-    settings are held."""
+    """What ``begin``'s script takes for a lane that depends on settings alone, made once
+    while the settings are held: the script with every key but the send log's and the fixed
+    arguments given (``script``; as bytes: ``_wire``), and the values the rest are made from."""
 
     lane: Lane
-    keys: dict[str, bytes]
-    claim_ms: bytes
-    published_prefix: bytes
-    held_prefix: bytes
+    script: store.BoundScript
     running_for: float
     burst: bytes
     horizon: bytes
-    recovery: bytes
-    min_share: bytes
-    top_horizon: bytes
-    max_wait: bytes
+    max_wait: float
 
     @classmethod
     def of(cls, lane: Lane, bucket: str = store.DEFAULT_BUCKET) -> _Fixed:
         names = outbox.key_names()
         rate_tat, slow_down, quota_hold = ratelimit.Limiter.keys(bucket)
         top_horizon = float(conf.SEACUCUMBER_RATE_HORIZON)
+        max_wait = float(conf.SEACUCUMBER_RATE_MAX_WAIT)
         keys = {"rate_tat": rate_tat, "slow_down": slow_down, "quota_hold": quota_hold,
                 "lane_share": store.bucket_key(bucket, "lane", lane.name, "share"),
                 "lane_waiters": store.bucket_key(bucket, "lane", lane.name, "waiters"),
@@ -138,19 +133,19 @@ class _Fixed:
                 "outbox_queue": names["queue"], "outbox_queued": names["queued"],
                 "outbox_running": names["running"], "outbox_holder": names["holder"],
                 "holders": holders.holders_key()}
+        args: dict[str, str | float] = {
+            "claim_ms": int(sendlog.claim_seconds() * 1000),
+            "published_prefix": outbox.published_prefix(), "held_prefix": outbox.held_prefix(),
+            "recovery": ratelimit.RECOVERY_SECONDS, "min_share": lane.min_share,
+            "top_horizon": top_horizon, "max_wait": max_wait}
         return cls(
             lane=lane,
-            keys={name: _wire(key) for name, key in keys.items()},
-            claim_ms=_wire(int(sendlog.claim_seconds() * 1000)),
-            published_prefix=_wire(outbox.published_prefix()),
-            held_prefix=_wire(outbox.held_prefix()),
+            script=BEGIN_SCRIPT.bound({name: _wire(key) for name, key in keys.items()},
+                                      {name: _wire(value) for name, value in args.items()}),
             running_for=outbox.attempt_seconds() + outbox.grace(),
             burst=_wire(float(conf.SEACUCUMBER_RATE_BURST)),
             horizon=_wire(top_horizon if lane.lookahead is None else lane.lookahead),
-            recovery=_wire(ratelimit.RECOVERY_SECONDS),
-            min_share=_wire(lane.min_share),
-            top_horizon=_wire(top_horizon),
-            max_wait=_wire(float(conf.SEACUCUMBER_RATE_MAX_WAIT)))
+            max_wait=max_wait)
 
 
 def _run(flags: str, message_id: str, attempt: str, lane: Lane, cost: int, rate: float,
@@ -161,17 +156,16 @@ def _run(flags: str, message_id: str, attempt: str, lane: Lane, cost: int, rate:
         fixed = _Fixed.of(lane, bucket)
     if "r" in flags and lane.rank > 0:
         flags += "l"
-    args = {"flags": flags, "claim_token": claim_token(attempt), "claim_ms": fixed.claim_ms,
-            "attempt_id": task_id or attempt, "published_prefix": fixed.published_prefix,
+    holder = holders.current()
+    args = {"flags": flags, "attempt_id": task_id or attempt,
+            "claim_token": _claim_token(attempt, holder),
             "running_deadline": time.time() + fixed.running_for, "rate": repr(float(rate)),
             "burst": fixed.burst if burst is None else repr(float(burst)), "cost": int(cost),
             "horizon": fixed.horizon if horizon is None else repr(float(horizon)),
-            "recovery": fixed.recovery, "min_share": fixed.min_share,
-            "top_horizon": fixed.top_horizon, "max_wait": fixed.max_wait,
-            "held_prefix": fixed.held_prefix, "holder": holders.current() or ""}
-    answer = BEGIN_SCRIPT.run({"send_log": sendlog.key(message_id), **fixed.keys}, args,
+            "holder": holder or ""}
+    answer = fixed.script.run({"send_log": sendlog.key(message_id)}, args,
                               client=store.task_client())
-    return _read_begin(answer, "c" in flags, float(fixed.max_wait))
+    return _read_begin(answer, "c" in flags, fixed.max_wait)
 
 
 #: ``begin``'s script's first answer, as redis-py reads it (bytes), to its outcome.
@@ -182,15 +176,14 @@ def _read_begin(answer: list[Any], claiming: bool, max_wait: float) -> Begin:
     """``begin``'s script's answer as a ``Begin``."""
     first = answer[0]
     outcome = _OUTCOMES.get(first) or BeginOutcome(_text(first))
-    values = [_text(v) for v in answer[1:]]
     if outcome is BeginOutcome.SENT:
-        return Begin(outcome, sent_id=values[0])
+        return Begin(outcome, sent_id=_text(answer[1]))
     if outcome is BeginOutcome.LANE_HELD:
-        return Begin(outcome, hold=values[0])
+        return Begin(outcome, hold=_text(answer[1]))
     if outcome is BeginOutcome.CANCELLED:
-        return Begin(outcome, reason=values[0])
+        return Begin(outcome, reason=_text(answer[1]))
     claimed = claiming and outcome in (BeginOutcome.GO, BeginOutcome.ADMITTED)
-    numbers = [float(v) for v in values]
+    numbers = [float(v) for v in answer[1:]]  # float() reads Redis's bytes as they come
     wait, rate_in_force = (numbers + [0.0, 0.0])[:2]
     if outcome is BeginOutcome.ADMITTED and wait > max_wait:
         claimed = False  # the script gave the claim back: the re-run claims again
@@ -227,7 +220,10 @@ def begin(message_id: str, attempt: str, lane: Lane, cost: int, reserve: bool,
 def claim_token(attempt: str) -> str:
     """The send-log claim of ``attempt``: it names this process's holder while its heartbeat
     runs (``holders``), so another attempt takes the claim over once the holder is dead."""
-    holder = holders.current()
+    return _claim_token(attempt, holders.current())
+
+
+def _claim_token(attempt: str, holder: str | None) -> str:
     return f"claim:{attempt}/{holder}" if holder else f"claim:{attempt}"
 
 
@@ -274,19 +270,22 @@ SETTLE_SCRIPT = store.LuaScript(__file__, "attempt_settle.lua",
                                 (outbox.DROP_RECORD_LUA, reputation.COUNT_LUA))
 
 
-def _settle_fixed(lane: str) -> tuple[bool, dict[str, bytes], bytes, bytes, bytes,
-                                      tuple[bytes, bytes]]:
-    """What ``settle``'s script takes for a lane that depends on settings alone: whether the
-    outbox is on, the counters' and outbox keys, the sent mark's seconds, the sends and
-    recipients counters' fields, the outbox published and held prefixes (made once while
-    the settings are held; as bytes: ``_wire``)."""
+def _settle_fixed(lane: str) -> tuple[bool, store.BoundScript]:
+    """What ``settle``'s script takes for a lane that depends on settings alone, made once
+    while the settings are held: whether the outbox is on, and the script with the counters'
+    and outbox keys, the sent mark's seconds, the sends and recipients counters' fields and
+    the outbox published and held prefixes given (as bytes: ``_wire``)."""
     task, queue, queued, running, holder = outbox.record_keys()
     keys = {"counters": metrics.counters_key(), "outbox_task": task, "outbox_queue": queue,
             "outbox_queued": queued, "outbox_running": running, "outbox_holder": holder}
-    return (outbox.enabled(), {name: _wire(key) for name, key in keys.items()},
-            _wire(sendlog.keep_seconds()), _wire(metrics.counter_field("sends", "sent", lane)),
-            _wire(metrics.counter_field("recipients", "sent", lane)),
-            (_wire(outbox.published_prefix()), _wire(outbox.held_prefix())))
+    args: dict[str, str | float] = {
+        "keep_seconds": sendlog.keep_seconds(),
+        "counter_field": metrics.counter_field("sends", "sent", lane),
+        "recipients_field": metrics.counter_field("recipients", "sent", lane),
+        "published_prefix": outbox.published_prefix(), "held_prefix": outbox.held_prefix()}
+    return outbox.enabled(), SETTLE_SCRIPT.bound(
+        {name: _wire(key) for name, key in keys.items()},
+        {name: _wire(value) for name, value in args.items()})
 
 
 def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
@@ -298,23 +297,19 @@ def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
     if store.redis_url() is None:
         return
     message_id = outbound.message_id
-    drop, fixed_keys, keep, counter, recipients, (prefix, held_prefix) = conf.derived(
-        f"settle:{lane}", lambda: _settle_fixed(lane))
+    drop, script = conf.derived(f"settle:{lane}", lambda: _settle_fixed(lane))
     now = time.time()
     latency = max(0.0, now - outbound.starts)  # a scheduled send's: since it was due
     bucket, latency_sum = metrics.latency_fields(lane, latency)
     guard_keys, guard_args = reputation.counted(
         "sent", lane, outbound.options.get("configuration_set"), len(outbound.recipients), now)
-    keys: dict[str, str | bytes] = {"send_log": sendlog.key(message_id), **fixed_keys}
     args = {"drop_outbox": "o" if drop and task_id else "-",
-            "sent_mark": sendlog.sent_mark(ses_message_id), "keep_seconds": keep,
-            "counter_field": counter, "published_prefix": prefix,
-            "held_prefix": held_prefix, "task_id": task_id or "",
-            "recipients_field": recipients, "recipients": len(outbound.recipients),
-            "latency_bucket_field": bucket, "latency_sum_field": latency_sum,
-            "latency": repr(latency)}
+            "sent_mark": sendlog.sent_mark(ses_message_id), "task_id": task_id or "",
+            "recipients": len(outbound.recipients), "latency_bucket_field": bucket,
+            "latency_sum_field": latency_sum, "latency": repr(latency)}
     try:
-        _settle_persistently(keys, args, guard_keys, guard_args)
+        _settle_persistently(script, {"send_log": sendlog.key(message_id)}, args, guard_keys,
+                             guard_args)
     except redis.RedisError as exc:
         logger.warning("message %s sent as SES %s, but its shared records were not updated: %s",
                        message_id, ses_message_id, exc)
@@ -326,7 +321,8 @@ def settle(outbound: OutboundSend, ses_message_id: str, lane: str,
 SETTLE_PERSISTENCE = 10.0
 
 
-def _settle_persistently(keys: dict[str, str | bytes], args: dict[str, Any], guard_keys: list[str],
+def _settle_persistently(script: store.BoundScript, keys: dict[str, str | bytes],
+                         args: dict[str, Any], guard_keys: list[str],
                          guard_args: list[Any]) -> None:
     """``settle``'s script, tried again on connection errors for up to
     ``SETTLE_PERSISTENCE`` seconds, backing off to one try a second (the script is
@@ -334,7 +330,7 @@ def _settle_persistently(keys: dict[str, str | bytes], args: dict[str, Any], gua
     deadline, delay = time.monotonic() + SETTLE_PERSISTENCE, 0.1
     while True:
         try:
-            SETTLE_SCRIPT.run(keys, args, guard_keys, guard_args, client=store.task_client())
+            script.run(keys, args, guard_keys, guard_args, client=store.task_client())
             return
         except (redis.ConnectionError, redis.TimeoutError):
             if time.monotonic() + delay > deadline:
