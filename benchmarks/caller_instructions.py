@@ -7,6 +7,10 @@ calls less a run with none, divided by N (BENCHMARKS.md, issue 27's second round
     valgrind --tool=callgrind .venv/bin/python benchmarks/caller_instructions.py send 200 redis://127.0.0.1:16399
     # and: send 0, apply 200
 
+Runs of the same code at 200 calls differ by up to 35,000 instructions a call (hash
+seeds, the collector's timing); ``PYTHONHASHSEED=0`` and 1,000 calls bring that to a few
+thousand (issue 27's fourth round).
+
 It is ``rate_bench.py caller``'s loop alone: the same app, messages and Redis layout.
 """
 

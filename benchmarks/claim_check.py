@@ -35,6 +35,7 @@ def main() -> None:
     django.setup()
     from django.conf import settings
     from django.core.mail import EmailMessage, get_connection
+    from django.core.signals import setting_changed
 
     from seacucumber import clients
     from seacucumber.payload import build_sends
@@ -61,6 +62,9 @@ def main() -> None:
             settings.SEACUCUMBER_QUEUE = "mail"
             settings.SEACUCUMBER_OUTBOX = True
             settings.SEACUCUMBER_CLAIM_CHECK_STORE = mode
+            # send_messages keeps the settings it read till told (seacucumber/conf.py)
+            setting_changed.send(sender=None, setting="SEACUCUMBER_CLAIM_CHECK_STORE",
+                                 value=mode, enter=True)
             point_app_at(f"{server.url}/0", None)
             clients.clear()
             client = store.redis_client()

@@ -1,11 +1,22 @@
 """Every Sea Cucumber setting, read lazily from ``django.conf.settings``.
 
 Each setting is declared once in ``SETTINGS`` with its default, the older names it
-also answers to (django-ses and Sea Cucumber 1.x), and what it means. Values are read
-on every access, so ``override_settings`` works in tests. Use it as::
+also answers to (django-ses and Sea Cucumber 1.x), and what it means. Use it as::
 
     from seacucumber.conf import conf
     conf.USE_SES_V2
+
+Outside ``conf.held()`` a value is read from Django at each access. Inside it
+(``send_messages``, a task's run) each setting, and each value made from settings alone
+(``conf.kept``), is read once per process and kept until Django's ``setting_changed`` signal
+(which ``override_settings`` and pytest-django's ``settings`` fixture send) clears them all,
+as Django's own cached settings are: a setting assigned to ``django.conf.settings`` directly
+at run time, without that signal, is not seen there (Django documents that settings must not
+be altered at run time); a new layer of settings (``override_settings`` entered or left,
+even with nothing to signal) clears them too. A worker process reads each once for good
+(``conf.freeze()``).
+Values that also depend on Celery's configuration (the broker URL) are not kept so: their
+holders key them on what they depend on.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from typing import Any, TypeVar
 from django.conf import Settings, UserSettingsHolder
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 
 _MISSING = object()
 
@@ -436,24 +448,41 @@ def lane(name: str | None = None) -> Lane:
 
 _T = TypeVar("_T")
 
-#: Values read inside ``LazySettings.held()``: None outside it.
+#: Values made inside ``LazySettings.held()`` (``derived``), once per block: None outside it.
 _held: ContextVar[dict[str, Any] | None] = ContextVar("seacucumber_settings_held", default=None)
+#: Settings and values made from settings alone (``kept``) read inside ``held()``, for the
+#: whole process until Django's ``setting_changed`` (``_forget``).
+_kept: dict[str, Any] = {}
+#: The layer of Django's settings (``settings._wrapped``: ``override_settings`` adds one)
+#: ``_kept`` was read from.
+_kept_layer: Any = None
 #: Values read since ``LazySettings.freeze()`` (a worker process): None before it.
 _frozen: dict[str, Any] | None = None
 
 
+def _forget(**_: Any) -> None:
+    """Django's ``setting_changed`` receiver: every kept value is read again."""
+    _kept.clear()
+
+
+setting_changed.connect(_forget, dispatch_uid="seacucumber.conf.forget")
+
+
 class LazySettings:
     """Attribute access to every setting in ``SETTINGS``, read at access time (inside
-    ``held()``, once per block)."""
+    ``held()``, once per process until ``setting_changed``: the module's docstring)."""
 
     def __getattr__(self, name: str) -> Any:
-        held = _held.get() if _frozen is None else _frozen
-        if held is None:
+        if _frozen is not None:
+            kept = _frozen
+        elif _held.get() is None:
             return self.lookup(name)[1]
+        else:
+            kept = _kept
         try:
-            return held[name]
+            return kept[name]
         except KeyError:
-            value = held[name] = self.lookup(name)[1]
+            value = kept[name] = self.lookup(name)[1]
             return value
 
     def freeze(self) -> None:
@@ -466,8 +495,16 @@ class LazySettings:
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        """Read each setting once for the block: ``send_messages`` checks a thousand messages
-        against the same settings, and each read walks Django's settings and older names."""
+        """Read each setting once, kept for the process until Django's ``setting_changed``
+        (the module's docstring), and each ``derived`` value once for the block:
+        ``send_messages`` checks a thousand messages against the same settings, and each
+        read walks Django's settings and older names (a one-message call read twenty, a
+        tenth of its instructions: BENCHMARKS.md, issue 27's fourth round)."""
+        global _kept_layer
+        layer = django_settings._wrapped  # override_settings' layer, even without a signal
+        if layer is not _kept_layer:  # (pytest-django's fixture deletes a setting so)
+            _kept.clear()
+            _kept_layer = layer
         token = _held.set({} if _held.get() is None else _held.get())
         try:
             yield
@@ -475,18 +512,21 @@ class LazySettings:
             _held.reset(token)
 
     def derived(self, name: str, build: Callable[[], _T]) -> _T:
-        """``build()``, a value made from settings alone (the worker's Redis key names and
-        script arguments), made once while the settings are held or frozen, and at each
-        call otherwise. ``name`` says what it is (and the values it depends on)."""
+        """``build()``, a value made from settings (and perhaps Celery's configuration: the
+        worker's Redis key names and script arguments), made once per ``held()`` block or
+        once frozen, and at each call otherwise. ``name`` says what it is (and the values it
+        depends on)."""
         held = _held.get() if _frozen is None else _frozen
-        if held is None:
-            return build()
-        key = "derived:" + name  # not a setting's name: those have no ':'
-        try:
-            found: _T = held[key]
-        except KeyError:
-            found = held[key] = build()
-        return found
+        return build() if held is None else _once(held, "derived:" + name, build)
+
+    def kept(self, name: str, build: Callable[[], _T]) -> _T:
+        """``build()``, a value made from settings alone (never from Celery's configuration
+        or anything else that changes without ``setting_changed``), made once inside
+        ``held()`` and kept as the settings are (or frozen), and at each call otherwise.
+        ``name`` says what it is."""
+        if _frozen is not None:
+            return _once(_frozen, "kept:" + name, build)
+        return build() if _held.get() is None else _once(_kept, "kept:" + name, build)
 
     def lookup(self, name: str) -> tuple[str, Any]:
         """(the name the value was found under: the setting's or an older one, the value);
@@ -506,6 +546,16 @@ class LazySettings:
 
 
 conf = LazySettings()
+
+
+def _once(values: dict[str, Any], key: str, build: Callable[[], _T]) -> _T:
+    """``values[key]``, made with ``build()`` the first time (keys not a setting's name:
+    those have no ':')."""
+    try:
+        found: _T = values[key]
+    except KeyError:
+        found = values[key] = build()
+    return found
 
 
 def _django_setting(name: str) -> Any:

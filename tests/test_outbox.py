@@ -4,6 +4,7 @@ SIGKILLed between BRPOP and recording the task), and leaves alone tasks still wa
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -454,6 +455,29 @@ def test_the_task_on_the_wire_is_the_one_apply_async_publishes(redis_broker):
     assert ours["headers"]["argsrepr"] == f"[<message {ours['headers']['id']}>]"
     assert ours["properties"]["delivery_tag"] != by_apply_async["properties"]["delivery_tag"]
     assert state(ours["headers"]["id"])["task"]
+
+
+def test_the_record_and_the_body_are_the_texts_each_made_alone(redis_broker):
+    """The payload's JSON is made once for its record and its task's body (issue 27's fourth
+    round); each is still the text made alone before: the record
+    ``json.dumps({"payload", "queue"})`` (old and new workers and sweepers read each other's
+    records), the body kombu's JSON of Celery's (args, kwargs, embed), non-ASCII included."""
+    from kombu.utils.json import dumps as kombu_dumps
+
+    app, broker, queue = redis_broker
+    message = EmailMessage("Été — naïve 😀", "Body", "Zoë <sender@example.com>",
+                           ["Ünïcode <to@example.com>"])
+    assert mail.get_connection().send_messages([message]) == 1
+    [raw] = broker.lrange(queue, 0, -1)
+    found = json.loads(raw)
+    assert found["properties"]["body_encoding"] == "base64"
+    body = base64.b64decode(found["body"]).decode()
+    args, kwargs, embed = json.loads(body)
+    assert body == kombu_dumps((args, kwargs, embed))
+    [payload] = args
+    assert payload["id"] == found["headers"]["id"] == message.seacucumber_ids[0]
+    record = store.redis_client().hget(outbox.key_names()["task"], payload["id"])
+    assert record.decode() == json.dumps({"payload": payload, "queue": queue})
 
 
 @pytest.mark.worker

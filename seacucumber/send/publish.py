@@ -5,6 +5,7 @@ task id our message id. The web process never imports the worker's module
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -110,7 +111,7 @@ def enqueue(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]],
             logger.warning("publishing %d send tasks in one batch failed (%s): publishing "
                            "them one by one", total, exc)
     if record:
-        _record(batches, timeout / 4)
+        _record(_by_queue(batches), timeout / 4)
     _publish_one_by_one(batches, retry_policy)
 
 
@@ -138,22 +139,25 @@ def _enqueue_error(payload: dict[str, Any], cause: BaseException, done: int) -> 
     return error
 
 
-def _by_queue(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]]
-              ) -> list[tuple[list[dict[str, Any]], str | None, str]]:
-    """The payloads of ``batches`` grouped by queue, as (payloads, publish option, broker
-    queue): the outbox records each group in one script call. Celery's routing is asked
-    for the queue's name only here."""
-    grouped: dict[str | None, list[dict[str, Any]]] = {}
-    for payloads, queue in batches:
-        grouped.setdefault(queue, []).extend(payloads)
-    return [(found, queue, queue or routed_queue()) for queue, found in grouped.items()]
+def _by_queue(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]],
+              texts: Sequence[Sequence[str]] | None = None) -> list[outbox.Group]:
+    """The payloads of ``batches`` grouped by queue, with their JSON when made already
+    (``texts``, batch by batch), as the outbox's ``Group``s: it records each group in one
+    script call. Celery's routing is asked for the queue's name only here."""
+    grouped: dict[str | None, tuple[list[dict[str, Any]], list[str]]] = {}
+    for n, (payloads, queue) in enumerate(batches):
+        found = grouped.setdefault(queue, ([], []))
+        found[0].extend(payloads)
+        if texts is not None:
+            found[1].extend(texts[n])
+    return [(found, found_texts if texts is not None else None, queue,
+             queue or routed_queue()) for queue, (found, found_texts) in grouped.items()]
 
 
-def _record(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]],
-            timeout: float) -> None:
+def _record(groups: Sequence[outbox.Group], timeout: float) -> None:
     """Record every send in the outbox, a call of its own (one per queue)."""
-    for payloads, queue, broker_queue in _by_queue(batches):
-        outbox.record(payloads, queue, broker_queue, timeout)
+    for payloads, texts, queue, broker_queue in groups:
+        outbox.record(payloads, queue, broker_queue, timeout, texts)
 
 
 #: Redis commands one pipeline of ``_publish_batch`` carries at most.
@@ -176,7 +180,9 @@ def _publish_batch(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]
     what ``apply_async`` would have built, Celery's ``before_task_publish`` and
     ``after_task_publish`` signals included, at a tenth of the cost. kombu's producer then
     makes the transport's own message of it (its priority queue, delivery tag, body
-    encoding), so a stock worker reads it as one ``apply_async`` sent."""
+    encoding), so a stock worker reads it as one ``apply_async`` sent. Each payload's JSON
+    is made once, for its outbox record and its task's body (the texts each would be made
+    alone: ``tests/test_outbox.py``)."""
     app = current_app
     with app.producer_or_acquire() as producer:
         try:
@@ -187,22 +193,28 @@ def _publish_batch(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]
             return False
         template: Any = None
         names: dict[str | None, str] = {}
+        # each payload's JSON, made once for its record and its task's body
+        texts = [[json_dumps(payload) for payload in payloads] for payloads, _ in batches]
         with producer.batch(max_size=BATCH_SIZE) as batch:
-            if record and not _record_in(batch, producer, batches):
-                _record(batches, timeout)
-            for payloads, queue in batches:
+            if record:
+                groups = _by_queue(batches, texts)
+                if not _record_in(batch, producer, groups):
+                    _record(groups, timeout)
+            for (payloads, queue), encoded in zip(batches, texts, strict=True):
                 if queue not in names:
                     names[queue] = queue or routed_queue()
                     _declare(producer, app.amqp.queues[names[queue]])
                 name = names[queue]
                 declared = app.amqp.queues[name]
-                for payload in payloads:
+                delivery_mode = declared.exchange.delivery_mode or _default_delivery_mode(app)
+                for payload, text in zip(payloads, encoded, strict=True):
                     task_id = payload["id"]
                     argsrepr = f"[<message {task_id}>]"
                     if template is None:
                         template = app.amqp.create_task_message(
                             task_id, TASK_NAME, [payload], {}, argsrepr=argsrepr,
                             kwargsrepr="{}")
+                        after = _body_after(template.body[2])
                     headers = {**template.headers, "id": task_id, "argsrepr": argsrepr}
                     if template.headers.get("root_id") == template.headers["id"]:
                         headers["root_id"] = task_id
@@ -212,12 +224,11 @@ def _publish_batch(batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]
                     body: tuple[Any, ...] = ([payload], {}, template.body[2])
                     _send_publish_signal(signals_before, body, name, declared, headers,
                                          properties)
-                    producer.publish(
-                        json_dumps(body), exchange="", routing_key=name,
+                    producer.publish(  # the text json_dumps(body) makes
+                        "[[" + text + after, exchange="", routing_key=name,
                         content_type="application/json", content_encoding="utf-8",
                         headers=headers, declare=None, retry=False,
-                        delivery_mode=declared.exchange.delivery_mode
-                        or app.conf.task_default_delivery_mode, **properties)
+                        delivery_mode=delivery_mode, **properties)
                     _send_publish_signal(signals_after, body, name, declared, headers,
                                          properties)
     return True
@@ -232,8 +243,37 @@ def _declare(producer: Any, queue: Any) -> None:
         producer.maybe_declare(queue)
 
 
-def _record_in(batch: Any, producer: Any,
-               batches: Sequence[tuple[Sequence[dict[str, Any]], str | None]]) -> bool:
+def _body_after(embed: dict[str, Any]) -> str:
+    """The end of a task's body after its payload: ``json_dumps(([payload], {}, embed))``
+    is ``"[[" + json_dumps(payload) + _body_after(embed)``. The embed (no callbacks, no
+    chain) is the same every call: its text is kept for the last one seen."""
+    global _last_after
+    last = _last_after
+    if last is None or last[0] != embed:
+        last = _last_after = (copy.deepcopy(embed), "], {}, " + json_dumps(embed) + "]")
+    return last[1]
+
+
+_last_after: tuple[dict[str, Any], str] | None = None
+
+
+#: (Celery's ``app.amqp``, its ``task_default_delivery_mode``): Celery's own publisher reads
+#: the setting once per ``app.amqp`` too (its ``send_task_message``), and a read of Celery's
+#: configuration walks its layers and older names.
+_delivery_mode: tuple[Any, Any] | None = None
+
+
+def _default_delivery_mode(app: Any) -> Any:
+    """``app.conf.task_default_delivery_mode``, read once per ``app.amqp``."""
+    global _delivery_mode
+    amqp, found = _delivery_mode or (None, None)
+    if amqp is not app.amqp:
+        found = app.conf.task_default_delivery_mode
+        _delivery_mode = (app.amqp, found)
+    return found
+
+
+def _record_in(batch: Any, producer: Any, groups: Sequence[outbox.Group]) -> bool:
     """Put the outbox's records first in the Redis pipeline of kombu's publish ``batch``
     (``outbox.record_with``), so they and the tasks after them are one round trip; False
     when the shared state is on another server, or kombu's batch has no Redis pipeline.
@@ -248,7 +288,7 @@ def _record_in(batch: Any, producer: Any,
     pipeline = getattr(session, "pipeline", None)
     if session is None or pipeline is None:
         return False
-    return outbox.record_with(pipeline, session.channel.client, _by_queue(batches))
+    return outbox.record_with(pipeline, session.channel.client, groups)
 
 
 def _send_publish_signal(signal: Any, body: Any, queue: str, declared: Any,

@@ -119,26 +119,43 @@ return 1
 """
 
 
+def _record_fixed() -> tuple[bytes, bytes, bytes, bytes, str, float]:
+    """What every record takes from settings alone: the task, queue, queues and queued keys
+    (as bytes: redis-py passes them as they are), the ``published:`` prefix and the grace."""
+    keys = key_names()
+    return (keys["task"].encode(), keys["queue"].encode(), keys["queues"].encode(),
+            keys["queued"].encode(), published_prefix(), grace())
+
+
 def _record_call(payloads: Sequence[dict[str, Any]], queue: str | None, broker_queue: str,
-                 database: int | str) -> tuple[list[str], list[Any]]:
-    """The keys and arguments of ``_RECORD`` for ``payloads``."""
-    keys, now = key_names(), time.time()
-    args: list[Any] = [database, now, now + grace(), broker_queue]
-    for payload in payloads:
-        args += [payload["id"], json.dumps({"payload": payload, "queue": queue})]
-    return ([keys["task"], keys["queue"], keys["queues"], keys["queued"],
-             published(broker_queue)], args)
+                 database: int | str, texts: Sequence[str] | None = None
+                 ) -> tuple[list[Any], list[Any]]:
+    """The keys and arguments of ``_RECORD`` for ``payloads``; ``texts``, when given, are
+    their JSON as ``json.dumps`` writes it (kombu's encoder writes the same of a payload),
+    made once for the record and the task's body. The record is the same text either way,
+    ``json.dumps({"payload": payload, "queue": queue})``: old and new processes read each
+    other's records."""
+    task, queue_key, queues, queued, prefix, grace_seconds = conf.kept(
+        "outbox:record", _record_fixed)
+    now = time.time()
+    args: list[Any] = [database, now, now + grace_seconds, broker_queue]
+    after = ', "queue": ' + json.dumps(queue) + "}"
+    for n, payload in enumerate(payloads):
+        text = json.dumps(payload) if texts is None else texts[n]
+        args += [payload["id"], '{"payload": ' + text + after]
+    return [task, queue_key, queues, queued, prefix + broker_queue], args
 
 
 def record(payloads: Sequence[dict[str, Any]], queue: str | None, broker_queue: str,
-           timeout: float) -> bool:
-    """Record the sends of ``payloads`` (``OutboundSend.to_json``) as queued, before they are
+           timeout: float, texts: Sequence[str] | None = None) -> bool:
+    """Record the sends of ``payloads`` (``OutboundSend.to_json``; ``texts``: their JSON, when
+    made already) as queued, before they are
     published with ``queue`` (the publish option; None: Celery's routing) to the broker
     queue ``broker_queue`` (its name, which the sweeper watches): one Redis call, given up
     after ``timeout`` seconds. Whether they were."""
     if not payloads or not enabled():
         return False
-    keys, args = _record_call(payloads, queue, broker_queue, "")
+    keys, args = _record_call(payloads, queue, broker_queue, "", texts)
     try:
         run_script(_RECORD, keys, args, timeout)
     except redis.RedisError as exc:  # sent all the same; only a lost task would not return
@@ -147,32 +164,56 @@ def record(payloads: Sequence[dict[str, Any]], queue: str | None, broker_queue: 
     return True
 
 
+#: One group of sends to record: (payloads, their JSON or None, the publish option's queue,
+#: the broker queue), as ``record`` takes them.
+Group = tuple[Sequence[dict[str, Any]], Sequence[str] | None, str | None, str]
+
+
 #: What makes two redis-py clients talk to the same Redis server (the database aside).
 _SERVER_KWARGS = ("host", "port", "path", "username", "password")
 
 
-def record_with(pipeline: Any, broker: redis.Redis,
-                sends: Sequence[tuple[Sequence[dict[str, Any]], str | None, str]]) -> bool:
-    """Put the records of ``sends`` ((payloads, queue, broker queue) triples, as ``record``
-    takes them) first in ``pipeline``, a pipeline of the broker's client ``broker`` (kombu's
+def record_with(pipeline: Any, broker: redis.Redis, sends: Sequence[Group]) -> bool:
+    """Put the records of ``sends`` (``Group``s) first in ``pipeline``, a pipeline of the
+    broker's client ``broker`` (kombu's
     Redis channel's), so the records and the publish that follows them in it cost one round
     trip, when the shared-state Redis is that same server (any database of it: the script
     selects its own); False, adding nothing, when it is not (another server, Sentinel, a
     kombu ``global_keyprefix`` that would rename the keys): then ``record`` is a call of its
     own. Redis runs a pipeline's commands in order, so each record is written before its
     task is on the queue, as ``record`` before a publish guarantees."""
-    state = store.redis_client()
-    database = _database(state)
-    if (getattr(pipeline, "global_keyprefix", "") or database is None
-            or not _same_server(broker, state)):
+    database = _database_on(broker, store.redis_client())
+    if getattr(pipeline, "global_keyprefix", "") or database is None:
         return False
-    for payloads, queue, broker_queue in sends:
+    for payloads, texts, queue, broker_queue in sends:
         if payloads:
-            keys, args = _record_call(payloads, queue, broker_queue, database)
+            keys, args = _record_call(payloads, queue, broker_queue, database, texts)
             # EVAL, not EVALSHA: a script missing from the server (its first use, a restart)
             # would fail inside the pipeline after the publish had gone
-            pipeline.execute_command("EVAL", _RECORD, len(keys), *keys, *args)
+            pipeline.execute_command("EVAL", _RECORD_BYTES, len(keys), *keys, *args)
     return True
+
+
+_RECORD_BYTES = _RECORD.encode()
+
+#: The last (broker pool, shared-state pool, ``_database_on``'s answer): the pools of a
+#: process's clients live as long as it does, and what a pool connects to never changes.
+_last_pair: tuple[Any, Any, int | None] | None = None
+
+
+def _database_on(broker: redis.Redis, state: redis.Redis) -> int | None:
+    """The shared-state client's database when it is on the broker's server (``_database``,
+    ``_same_server``), else None."""
+    global _last_pair
+    pools = (broker.connection_pool, getattr(state, "connection_pool", None))
+    last = _last_pair
+    if last is not None and last[0] is pools[0] and last[1] is pools[1]:
+        return last[2]
+    database = _database(state)
+    if database is not None and not _same_server(broker, state):
+        database = None
+    _last_pair = (*pools, database)
+    return database
 
 
 def _database(client: Any) -> int | None:
