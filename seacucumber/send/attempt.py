@@ -67,8 +67,8 @@ class BeginOutcome(StrEnum):
 
 
 class Begin(NamedTuple):
-    """What ``begin`` found (a named tuple: immutable, and made at every send for a fifth of
-    a dataclass's cost). ``outcome``:
+    """What ``begin`` found (a named tuple: immutable, and quicker to make at every send than
+    a frozen dataclass, which sets each field through ``object.__setattr__``). ``outcome``:
 
     - ``go``: send now (no rate to book); ``admitted``: send after sleeping ``wait`` seconds
       (if ``wait`` is over ``SEACUCUMBER_RATE_MAX_WAIT`` the slot is booked but the claim
@@ -99,19 +99,12 @@ def lane_hold_key(lane: str) -> str:
     return reputation.hold_key(lane) or store.key("reputation", "never-held")
 
 
-def _wire(value: str | float) -> bytes:
-    """``value`` as the bytes redis-py sends for it, made once for a value that depends on
-    settings alone: redis-py encodes every argument of every command, about 3,000
-    instructions a string (BENCHMARKS.md, issue 27's third round), and passes bytes as
-    they are."""
-    return (value if isinstance(value, str) else repr(value)).encode()
-
-
 @dataclass(frozen=True)
 class _Fixed:
     """What ``begin``'s script takes for a lane that depends on settings alone, made once
     while the settings are held: the script with every key but the send log's and the fixed
-    arguments given (``script``; as bytes: ``_wire``), and the values the rest are made from."""
+    arguments given (``script``; as bytes: ``store.wire``), and the values the rest are
+    made from."""
 
     lane: Lane
     script: store.BoundScript
@@ -140,11 +133,11 @@ class _Fixed:
             "top_horizon": top_horizon, "max_wait": max_wait}
         return cls(
             lane=lane,
-            script=BEGIN_SCRIPT.bound({name: _wire(key) for name, key in keys.items()},
-                                      {name: _wire(value) for name, value in args.items()}),
+            script=BEGIN_SCRIPT.bound({name: store.wire(key) for name, key in keys.items()},
+                                      {name: store.wire(value) for name, value in args.items()}),
             running_for=outbox.attempt_seconds() + outbox.grace(),
-            burst=_wire(float(conf.SEACUCUMBER_RATE_BURST)),
-            horizon=_wire(top_horizon if lane.lookahead is None else lane.lookahead),
+            burst=store.wire(float(conf.SEACUCUMBER_RATE_BURST)),
+            horizon=store.wire(top_horizon if lane.lookahead is None else lane.lookahead),
             max_wait=max_wait)
 
 
@@ -274,7 +267,7 @@ def _settle_fixed(lane: str) -> tuple[bool, store.BoundScript]:
     """What ``settle``'s script takes for a lane that depends on settings alone, made once
     while the settings are held: whether the outbox is on, and the script with the counters'
     and outbox keys, the sent mark's seconds, the sends and recipients counters' fields and
-    the outbox published and held prefixes given (as bytes: ``_wire``)."""
+    the outbox published and held prefixes given (as bytes: ``store.wire``)."""
     task, queue, queued, running, holder = outbox.record_keys()
     keys = {"counters": metrics.counters_key(), "outbox_task": task, "outbox_queue": queue,
             "outbox_queued": queued, "outbox_running": running, "outbox_holder": holder}
@@ -284,8 +277,8 @@ def _settle_fixed(lane: str) -> tuple[bool, store.BoundScript]:
         "recipients_field": metrics.counter_field("recipients", "sent", lane),
         "published_prefix": outbox.published_prefix(), "held_prefix": outbox.held_prefix()}
     return outbox.enabled(), SETTLE_SCRIPT.bound(
-        {name: _wire(key) for name, key in keys.items()},
-        {name: _wire(value) for name, value in args.items()})
+        {name: store.wire(key) for name, key in keys.items()},
+        {name: store.wire(value) for name, value in args.items()})
 
 
 def settle(outbound: OutboundSend, ses_message_id: str, lane: str,

@@ -123,8 +123,8 @@ def _record_fixed() -> tuple[bytes, bytes, bytes, bytes, str, float]:
     """What every record takes from settings alone: the task, queue, queues and queued keys
     (as bytes: redis-py passes them as they are), the ``published:`` prefix and the grace."""
     keys = key_names()
-    return (keys["task"].encode(), keys["queue"].encode(), keys["queues"].encode(),
-            keys["queued"].encode(), published_prefix(), grace())
+    return (store.wire(keys["task"]), store.wire(keys["queue"]), store.wire(keys["queues"]),
+            store.wire(keys["queued"]), published_prefix(), grace())
 
 
 def _record_call(payloads: Sequence[dict[str, Any]], queue: str | None, broker_queue: str,

@@ -95,12 +95,20 @@ def is_sentinel(url: str) -> bool:
 def key(*parts: str) -> str:
     """A Redis key in Sea Cucumber's namespace: ``seacucumber:<part>:<part>``; on a Redis
     Cluster ``{seacucumber}:<part>:<part>`` (one hash tag: every key in one slot)."""
-    return ":".join((conf.derived("key_prefix", _key_prefix), *parts))
+    return ":".join((conf.kept("key_prefix", _key_prefix), *parts))
 
 
 def _key_prefix() -> str:
     prefix = conf.SEACUCUMBER_REDIS_PREFIX
     return "{" + prefix + "}" if conf.SEACUCUMBER_REDIS_CLUSTER else prefix
+
+
+def wire(value: str | float) -> bytes:
+    """``value`` as the bytes redis-py sends for it, made once for a value that depends on
+    settings alone (a key, a script's fixed argument): redis-py encodes every argument of
+    every command, about 3,000 instructions a string (BENCHMARKS.md, issue 27's third
+    round), and passes bytes as they are."""
+    return (value if isinstance(value, str) else repr(value)).encode()
 
 
 #: The rate bucket of the settings' own SES client (``buckets``).
