@@ -1,6 +1,7 @@
 """The SES call itself, on the project's SES emulator: boto3's own retries are off, and the
 per-message options (configuration set, sending-authorization ARNs, return path, endpoint
-id) reach SES under the right names, v1 and v2.
+id) reach SES under the right names, v1 and v2; v1's form is encoded once, to the bytes
+botocore would send.
 
 The emulator records sender, recipients and raw message, not the other request parameters,
 so the request is read where botocore serializes it: an observer registered on the real
@@ -10,12 +11,16 @@ emulator, which must accept it).
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 
 import pytest
+from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError
 from django.core.mail import EmailMessage
+from hypothesis import given
+from hypothesis import strategies as st
 
 from seacucumber.payload import build_sends
 from seacucumber.ses import clients
@@ -179,3 +184,59 @@ def test_v2_configuration_set_from_a_callable(ses_emulator, settings, requests_s
     [outbound] = build_sends(EmailMessage("A list mail", "Body", SENDER, ["to@example.com"]))
     ses_send.send(outbound)
     assert requests_sent[0]["ConfigurationSetName"] == "bulk"
+
+
+# --- the form, encoded once ---------------------------------------------------------------------
+
+def botocore_form(fields: dict) -> bytes:
+    """What botocore itself sends for a query-protocol body of ``fields``."""
+    return AWSRequest(method="POST", url="https://email.example.com/", data=dict(fields)).body
+
+
+def test_v1_form_is_encoded_once_to_the_bytes_botocore_would_send(ses_emulator, settings,
+                                                                  requests_sent):
+    """The v1 client encodes SendRawEmail's form once, before the call (botocore would
+    encode it at signing and again at sending); the bytes are botocore's own, and SES
+    reads them back whole."""
+    settings.AWS_SES_CONFIGURATION_SET = "transactional"
+    settings.AWS_SES_SOURCE_ARN = SOURCE_ARN
+    sent: list[bytes] = []
+    events = clients.client("ses").meta.events
+
+    def after_ours(params, **_):
+        sent.append(params["body"])
+
+    events.register_last("before-call.ses.SendRawEmail", after_ours)
+    try:
+        [outbound] = build_sends(EmailMessage(
+            "Grüße + 1/2 = ½", "Körper & more " * 300, "Zoë <sender@example.com>",
+            ["to@example.com", "Ünïcode <b@example.com>"]))
+        outbound.options["tags"] = {"campaign": "spring"}
+        ses_send.send(outbound)
+    finally:
+        events.unregister("before-call.ses.SendRawEmail", after_ours)
+    [fields], [body] = requests_sent, sent
+    assert isinstance(body, bytes)
+    assert body == botocore_form(fields)
+    assert b"RawMessage.Data=" in body and b"Tags.member.1.Name=campaign" in body
+    [accepted] = ses_emulator.messages()
+    assert accepted.raw == outbound.raw
+    assert accepted.tags["campaign"] == "spring"
+
+
+FORM_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@given(st.dictionaries(FORM_TEXT, FORM_TEXT | st.binary(max_size=300).map(
+    lambda data: base64.b64encode(data).decode()), max_size=8))
+def test_the_form_encoded_once_is_botocores_for_any_text(fields):
+    params = {"body": dict(fields)}
+    clients.encode_form_once(params)
+    assert params["body"] == botocore_form(fields)
+
+
+def test_a_form_that_is_not_all_text_is_left_to_botocore():
+    for body in ({"Action": "SendRawEmail", "Count": 3}, b"Action=SendRawEmail", None):
+        params = {"body": body}
+        clients.encode_form_once(params)
+        assert params["body"] is body
