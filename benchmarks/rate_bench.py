@@ -25,7 +25,8 @@ shared state, real ``celery worker`` processes (``benchmarks/rate_app.py``).
             worker's main process and in its pool.
 4. startup  time from worker start to the full rate, the quota learned from SES.
 5. cpu      CPU time per send of the send task run in this process, beside a bare boto3
-            call of the same message, interleaved (the emulator in its own process).
+            call of the same message, interleaved (the emulator in its own process);
+            ``--body-kb 20``: of a message with a 20 KB body instead of a 4-byte one.
 
 ``caller`` also times one ``send_messages`` call of 1,000 messages per message, in rounds
 interleaved with 1,000 of Celery's ``apply_async``.
@@ -461,13 +462,23 @@ def run_capacity(redis: RedisServer, messages: int, concurrency: int, pool: str,
 
 # --- 5. worker CPU per send ----------------------------------------------------------------------
 
-def run_cpu(redis: RedisServer, sends: int) -> dict:
+def body_text(kb: float) -> str:
+    """A message body of ``kb`` kilobytes of text in lines of 76 characters (``Body`` for 0),
+    so the cpu step can be run at the size of real mail as well as the smallest."""
+    if not kb:
+        return "Body"
+    line = "Sea Cucumber sends mail through Amazon SES from Celery workers, at one rate.\n"
+    return (line * (int(kb * 1024) // len(line) + 1))[:int(kb * 1024)]
+
+
+def run_cpu(redis: RedisServer, sends: int, body_kb: float = 0.0) -> dict:
     """CPU time (``time.process_time``) of the send task run in this process, settings held
     as a worker holds them: the task itself (the payload, the attempt's two Redis round
     trips, boto3, the signals; its success handler then has nothing left to do), and
     every other send through Celery's eager ``apply`` (its tracer built for each call) beside
     a bare boto3 ``send_raw_email`` of the same message, interleaved; SES is the emulator in
-    a process of its own, answering at once, so its CPU is not counted."""
+    a process of its own, answering at once, so its CPU is not counted. ``body_kb``: the
+    message's body (``body_text``)."""
     from django.core.mail import EmailMessage
 
     from benchmarks.rate_app import bare_ses_client
@@ -485,7 +496,7 @@ def run_cpu(redis: RedisServer, sends: int) -> dict:
         client = bare_ses_client(emulator.url)
         payloads = []
         for n in range(sends + 20):
-            [send] = build_sends(EmailMessage("Bench", "Body", "bench@example.com",
+            [send] = build_sends(EmailMessage("Bench", body_text(body_kb), "bench@example.com",
                                               [f"to{n}@example.com"]))
             payloads.append(send.to_json())
             outbox.record([payloads[-1]], queue, queue, 5.0)
@@ -511,7 +522,7 @@ def run_cpu(redis: RedisServer, sends: int) -> dict:
         emulator.stop()
     task_ms, bare_ms = statistics.mean(task_cpu) * 1000, statistics.mean(bare_cpu) * 1000
     traced_ms = statistics.mean(traced_cpu) * 1000
-    return {"sends": sends, "task_cpu_ms_per_send": round(task_ms, 3),
+    return {"sends": sends, "body_kb": body_kb, "task_cpu_ms_per_send": round(task_ms, 3),
             "task_with_eager_tracer_cpu_ms_per_send": round(traced_ms, 3),
             "bare_boto3_cpu_ms_per_send": round(bare_ms, 3),
             "ratio": round(task_ms / bare_ms, 3),
@@ -557,6 +568,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=30.0, help="account rate, recipients/s")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of a shared run")
     parser.add_argument("--rounds", type=int, default=3, help="capacity rounds per setting")
+    parser.add_argument("--body-kb", type=float, default=0.0,
+                        help="cpu: the message body's size in KB of text (0: 'Body')")
     args = parser.parse_args()
     which = ({"shared", "caller", "capacity", "startup", "cpu"} if "all" in args.which
              else set(args.which))
@@ -583,8 +596,9 @@ def main() -> None:
             plot_shared(runs, args.rate, ROOT / "benchmarks" / "rate_groups.png")
             results["shared"] = [{k: v for k, v in r.items() if k != "series"} for r in runs]
         if "cpu" in which:  # last: it holds the settings for the rest of the process
-            results["cpu"] = run_cpu(redis, 1000)
-            print(json.dumps(results["cpu"]), flush=True)
+            key = f"cpu_body_{args.body_kb:g}kb" if args.body_kb else "cpu"
+            results[key] = run_cpu(redis, 1000, args.body_kb)
+            print(json.dumps(results[key]), flush=True)
     finally:
         redis.stop()
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")

@@ -9,6 +9,8 @@ A task payload may name the client it is sent with (a mailer's ``region``, ``end
 ``profile``); a worker takes only values its own settings name (``untrusted_options``), so a
 task written into the broker by hand cannot send the worker's signed request elsewhere, and
 the clients a process keeps are at most ``MAX_CLIENTS`` (the least recently used dropped).
+The v1 client encodes ``SendRawEmail``'s form once (``encode_form_once``) where botocore
+would encode it twice.
 """
 
 from __future__ import annotations
@@ -241,7 +243,7 @@ def encode_form_once(params: dict[str, Any], **_: Any) -> None:
 
     Why: botocore encodes a dict body with ``urlencode`` each time the request is prepared:
     twice a send (signing, then sending), quoting the base64 raw message one Python call
-    per character, which is most of what a send costs for a message of a few kilobytes
+    per character: about two fifths of the send task's CPU for a message of 20 KB
     (BENCHMARKS.md, issue 27's fifth round). The bytes are the same: a test compares them
     with botocore's own encoding. A body that is not a dict of text is left to botocore."""
     body = params.get("body")
