@@ -347,14 +347,16 @@ class LuaScript:
                   f"local FIRST_EXTRA_KEY, FIRST_EXTRA_ARG = {len(self.keys) + 1}, "
                   f"{len(self.args) + 1}"]
         self.source = "\n".join([*fragments, *tables, text])
+        self._key_template, self._key_slots = _template(name, "KEYS", self.keys, {})
+        self._arg_template, self._arg_slots = _template(name, "ARGV", self.args, {})
 
     def key_list(self, keys: Mapping[str, str | bytes]) -> list[str | bytes]:
         """``keys`` in the script's order; ``ValueError`` naming any missing or unknown."""
-        return _ordered(self.name, "KEYS", self.keys, keys)
+        return _filled(self.name, "KEYS", self._key_template, self._key_slots, keys)
 
     def arg_list(self, args: Mapping[str, Any]) -> list[Any]:
         """``args`` in the script's order; ``ValueError`` naming any missing or unknown."""
-        return _ordered(self.name, "ARGV", self.args, args)
+        return _filled(self.name, "ARGV", self._arg_template, self._arg_slots, args)
 
     def run(self, keys: Mapping[str, str | bytes], args: Mapping[str, Any],
             extra_keys: Sequence[str] = (), extra_args: Sequence[Any] = (),
@@ -407,6 +409,8 @@ def _template(script: str, what: str, names: Sequence[str], given: Mapping[str, 
 
 def _filled(script: str, what: str, template: list[Any], slots: tuple[tuple[str, int], ...],
             given: Mapping[str, Any]) -> list[Any]:
+    """``template`` with each ``given`` in its slot; ``ValueError`` naming any missing or
+    unknown (``LuaScript`` fills all its slots so, ``BoundScript`` those left to give)."""
     found = template.copy()
     try:
         for name, position in slots:
@@ -435,14 +439,3 @@ def _lua_table(table: str, source: str, names: Sequence[str]) -> str:
     fields = ", ".join(f"{field} = {source}[{n}]" for n, field in enumerate(names, 1))
     return f"local {table} = {{{fields}}}"
 
-
-def _ordered(script: str, what: str, names: Sequence[str], given: Mapping[str, Any]
-             ) -> list[Any]:
-    try:
-        found = [given[field] for field in names]
-    except KeyError as exc:
-        raise ValueError(f"{script}: {what} {exc.args[0]!r} not given") from None
-    if len(given) != len(names):
-        unknown = sorted(set(given) - set(names))
-        raise ValueError(f"{script}: {what} it does not take: {', '.join(unknown)}")
-    return found
